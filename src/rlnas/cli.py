@@ -1,0 +1,177 @@
+"""The `rlnas` command: one verb per stage.
+
+    rlnas train PRESET [key=value ...] [--out RUN]     supernet with random (or true) labels
+    rlnas rank RUN                                     angle of every arch -> ranking.csv
+    rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
+    rlnas evaluate RUN --nasbench201 TABLE             correlations, top-k, plots
+    rlnas run PRESET [key=value ...] [--out RUN]       all of the above
+    rlnas cost ARCH                                    params / FLOPs of one NB201 cell
+    rlnas demo                                         the whole method offline, in minutes
+
+Errors in the user's input are printed as one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import RlnasError
+
+
+def _add_train_args(p):
+    p.add_argument("config", help="preset name (e.g. nb201-cifar10) or a YAML file")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. epochs=10 channels=8 root=/data/cifar10")
+    p.add_argument("--out", "-o", help="run directory (default: runs/<preset>)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a supernet (resumes an existing run)")
+    _add_train_args(p)
+
+    p = sub.add_parser("rank", help="score every arch of a run by the angle")
+    p.add_argument("run")
+    p.add_argument("--checkpoint", default="last.pt",
+                   help="trained checkpoint in RUN/ckpt to compare with init.pt (default last.pt)")
+
+    p = sub.add_parser("search", help="search a run's space by the angle")
+    p.add_argument("run")
+    p.add_argument("--method", choices=["evolution", "exhaustive", "random"])
+    p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
+    p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint", default="last.pt")
+
+    p = sub.add_parser("evaluate", help="compare a run's ranking with NAS-Bench-201")
+    p.add_argument("run")
+    p.add_argument("--nasbench201", required=True, help="NB201 table (CSV: arch + accuracies)")
+    p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
+
+    p = sub.add_parser("run", help="train, rank, search and evaluate in one go")
+    _add_train_args(p)
+
+    p = sub.add_parser("cost", help="params and FLOPs of an NB201 cell")
+    p.add_argument("arch")
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--cells", type=int, default=5)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=32)
+
+    p = sub.add_parser("demo", help="the whole method on scikit-learn's digits, offline")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default 30)")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    sub.add_parser("presets", help="list the config presets")
+    return parser
+
+
+def _train(args):
+    from .config import load_config
+    from .engine import train_supernet
+    cfg = load_config(args.config, args.overrides)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    res = train_supernet(cfg, out, progress=not args.quiet)
+    if res.get("already_done"):
+        print(f"{out}: training already complete ({res['steps']} steps)")
+    else:
+        print(f"{out}: trained {cfg['train']['epochs']} epochs"
+              f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
+              f"train acc on its labels {res['train_acc']:.2f}%, {res['images_per_s']:.0f} img/s")
+    return out
+
+
+def _rank(run_dir, checkpoint="last.pt"):
+    from .engine import open_run
+    from .stages import rank
+    res = rank(open_run(run_dir), final=checkpoint)
+    print(f"{res['path']}: {res['num_archs']} archs ranked in "
+          f"{1e3 * (res['piece_seconds'] + res['score_seconds']):.0f} ms; best "
+          f"{res['best_arch']} (angle {res['best_angle']:.4f} rad)")
+
+
+def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
+            checkpoint="last.pt"):
+    from .engine import open_run
+    from .stages import search
+    res = search(open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
+                 max_flops=max_flops, seed=seed)
+    best = res["top"][0]
+    print(f"{Path(run_dir) / 'result.json'}: {res['method']} search, {res['evaluations']} archs "
+          f"scored in {res['seconds']:.2f} s ({res['constraint']}); best {best['arch']} "
+          f"angle {best['angle']:.4f}, {best['params_m']:.3f} M params, {best['flops_m']:.2f} M FLOPs")
+
+
+def _evaluate(run_dir, table, columns=None):
+    from .engine import open_run
+    from .stages import evaluate
+    res = evaluate(open_run(run_dir), table, columns=columns)
+    print(res["text"])
+    for f in res.get("search", {}).get("found", [])[:1]:
+        accs = ", ".join(f"{k} {v:.2f}" for k, v in f.items() if k not in ("arch", "angle"))
+        print(f"searched best {f['arch']}: {accs}")
+    print(f"wrote {Path(run_dir) / 'evaluation.json'} and {Path(run_dir) / 'plots'}/")
+
+
+def _cost(args):
+    import numpy as np
+    from .spaces import get_space
+    space = get_space("nb201")
+    arch = space.from_str(args.arch)
+    c = space.cost(np.array([arch]), channels=args.channels, cells=args.cells,
+                   num_classes=args.num_classes, image_size=args.image_size)
+    print(json.dumps({"arch": space.to_str(arch), "params_m": round(float(c["params"][0]), 6),
+                      "flops_m": round(float(c["flops"][0]), 5)}))
+
+
+def dispatch(args):
+    if args.command == "train":
+        _train(args)
+    elif args.command == "rank":
+        _rank(args.run, args.checkpoint)
+    elif args.command == "search":
+        _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint)
+    elif args.command == "evaluate":
+        _evaluate(args.run, args.nasbench201, args.columns)
+    elif args.command == "run":
+        from .config import load_config
+        cfg = load_config(args.config, args.overrides)  # fail fast before training
+        out = _train(args)
+        _rank(out)
+        _search(out)
+        if cfg["evaluate"]["nasbench201"]:
+            _evaluate(out, cfg["evaluate"]["nasbench201"])
+    elif args.command == "cost":
+        _cost(args)
+    elif args.command == "demo":
+        from .demo import run_demo
+        run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+    elif args.command == "presets":
+        from .config import PRESET_DIR, list_presets
+        for name in list_presets():
+            print(f"{name:28s} {PRESET_DIR / (name + '.yaml')}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        dispatch(args)
+    except RlnasError as err:
+        print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rlnas {args.command}: interrupted; `rlnas train` on the same run resumes it",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

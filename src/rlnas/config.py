@@ -1,0 +1,146 @@
+"""One documented config tree: a YAML preset (``configs/*.yaml``) plus ``key=value`` overrides.
+
+The resolved tree is saved as ``config.yaml`` in the run directory, so every later stage (rank,
+search, evaluate) and a resumed run sees exactly the settings the supernet was trained with.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Dict, Iterable, List
+
+import yaml
+
+from .errors import RlnasError
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+# Short names for the overrides people type most.
+ALIASES = {
+    "epochs": "train.epochs", "batch": "train.batch_size", "batch_size": "train.batch_size",
+    "lr": "train.lr", "channels": "model.channels", "cells": "model.cells",
+    "root": "data.root", "data": "data.root", "dataset": "data.dataset", "subset": "data.subset",
+    "split_file": "data.split_file", "labels": "labels.kind", "num_label_classes": "labels.num_classes",
+    "label_seed": "labels.seed", "nasbench201": "evaluate.nasbench201", "method": "search.method",
+    "max_params": "search.max_params", "max_flops": "search.max_flops",
+}
+
+# Keys that may change when an existing run is resumed: they do not change the result.
+RESUME_MUTABLE = {"device", "precision", "data.root", "data.split_file", "evaluate.nasbench201",
+                  "train.ckpt_every_steps", "train.keep_every_epochs"}
+
+
+def list_presets() -> List[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_yaml(path) -> Dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise RlnasError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise RlnasError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(cfg, dict):
+        raise RlnasError(f"config file {path} must hold a mapping at top level")
+    return cfg
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A preset name (``nb201-cifar10``) or a path to a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    preset = PRESET_DIR / f"{p.stem if p.suffix in ('.yaml', '.yml') else name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    raise RlnasError(f"unknown preset or config file {name_or_path!r}; presets: "
+                     f"{', '.join(list_presets())}")
+
+
+def flatten(cfg: Dict[str, Any], prefix="") -> Dict[str, Any]:
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _parse_value(text: str):
+    try:
+        return yaml.safe_load(text) if text != "" else None
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
+    cfg = copy.deepcopy(cfg)
+    known = flatten(cfg)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise RlnasError(f"override {item!r} is not of the form key=value")
+        key = ALIASES.get(key, key)
+        if key not in known:
+            raise RlnasError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
+        value = _parse_value(raw)
+        old = known[key]
+        if old is not None and value is not None:
+            if isinstance(old, bool) != isinstance(value, bool) or (
+                    isinstance(old, (int, float)) and not isinstance(value, (int, float))):
+                raise RlnasError(f"{key}={raw!r}: expected a value like {old!r}")
+            if isinstance(old, float) and isinstance(value, int):
+                value = float(value)
+            if isinstance(old, str) and not isinstance(value, str):
+                value = str(raw)
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node[p]
+        node[parts[-1]] = value
+        known[key] = value
+    return cfg
+
+
+def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    path = resolve_preset(preset)
+    cfg = load_yaml(path)
+    cfg = apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Dict[str, Any]):
+    """Catch values that would fail late with an unclear message."""
+    from .spaces import get_space
+    get_space(cfg.get("space", ""))
+    t, m = cfg["train"], cfg["model"]
+    for key, v in (("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"]),
+                   ("model.channels", m["channels"]), ("model.cells", m["cells"])):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise RlnasError(f"{key} must be a positive integer, got {v!r}")
+    if cfg["labels"]["kind"] not in ("random", "true"):
+        raise RlnasError(f"labels.kind must be 'random' or 'true', got {cfg['labels']['kind']!r}")
+    if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
+        raise RlnasError(f"precision must be auto, fp32, bf16 or fp16, got {cfg['precision']!r}")
+    sub = cfg["data"].get("subset")
+    if sub is not None and (not isinstance(sub, int) or sub < 2):
+        raise RlnasError(f"data.subset must be an integer >= 2 or null, got {sub!r}")
+
+
+def dump(cfg: Dict[str, Any]) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def check_resume_compatible(saved: Dict[str, Any], new: Dict[str, Any], run_dir):
+    a, b = flatten(saved), flatten(new)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MUTABLE)
+    if diff:
+        k = diff[0]
+        raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, not {b.get(k)!r}; "
+                         f"use a new run directory (differs in: {', '.join(diff)})")

@@ -1,0 +1,364 @@
+"""One training loop for supernets and standalone networks.
+
+Everything random in a step is a pure function of (seed, global step): the batch order and
+augmentation (``DeviceLoader.batch``), the supernet path (``space.sample_training_path``) and
+the learning rate (a function of the epoch). A checkpoint therefore only needs the model,
+optimizer and step to resume bit for bit, and the W0 needed by the angle is ``ckpt/init.pt``.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import config as config_mod
+from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .data import DeviceLoader, ImageData, load_dataset, nb201_train_half
+from .errors import RlnasError
+from .labels import load_labels, make_labels, save_labels
+from .spaces import get_space
+
+
+# ----------------------------------------------------------------------------------------------
+# Devices and precision
+# ----------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise RlnasError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RlnasError(f"device {name!r} requested but CUDA is not available here")
+    return dev
+
+
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """None means fp32. 'auto' is bf16 on CUDA where supported, fp16 on older GPUs, fp32 on CPU."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """CosineAnnealingLR stepped per epoch: lr at the start of ``epoch`` (0-based)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class LoopSpec:
+    """What differs between a supernet and a standalone network run."""
+
+    model: nn.Module
+    loader: DeviceLoader
+    epochs: int
+    lr: float
+    lr_min: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    device: torch.device
+    precision: str = "auto"
+    path_fn: Optional[Callable[[int], Any]] = None  # supernet: global step -> path
+    grad_clip_norm: Optional[float] = None
+    ckpt_dir: Optional[Path] = None  # None: no checkpoints (short retraining)
+    ckpt_every_steps: int = 0
+    keep_every_epochs: int = 0
+    ckpt_meta: Optional[Dict[str, Any]] = None
+    metrics_path: Optional[Path] = None
+    progress: bool = True
+    desc: str = "train"
+
+
+def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
+    return torch.optim.SGD(spec.model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                           nesterov=spec.nesterov, weight_decay=spec.weight_decay)
+
+
+def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
+             stop_at_step: Optional[int] = None, epoch_stats=None) -> Dict[str, float]:
+    """Train from ``start_step`` to the end; returns the last epoch's metrics.
+
+    ``stop_at_step`` raises KeyboardInterrupt before that step (used by tests to simulate a
+    kill between checkpoints). ``epoch_stats`` (loss sum, correct, seen) restores the running
+    metrics of a partly done epoch so that a resumed run logs the same numbers."""
+    model, loader, dev = spec.model, spec.loader, spec.device
+    optimizer = optimizer or make_optimizer(spec)
+    amp = autocast_dtype(spec.precision, dev)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    spe = loader.steps_per_epoch
+    total = spe * spec.epochs
+    bar = _progress(total, start_step, spec)
+    last: Dict[str, float] = {}
+    stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))]
+    loss_sum = torch.tensor(stats[0], device=dev)
+    correct = torch.tensor(stats[1], device=dev)
+    seen, t0 = int(stats[2]), time.time()
+    model.train()
+    for step in range(start_step, total):
+        if stop_at_step is not None and step == stop_at_step:
+            raise KeyboardInterrupt(f"stopped at step {step}")
+        epoch = step // spe
+        lr = cosine_lr(epoch, spec.epochs, spec.lr, spec.lr_min)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        x, y = loader.batch(step)
+        ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+        with ctx:
+            out = model(x, spec.path_fn(step)) if spec.path_fn else model(x)
+            loss = F.cross_entropy(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if spec.grad_clip_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        # accumulate on the device: no host sync inside the step
+        loss_sum += loss.detach().float() * y.shape[0]
+        correct += (out.detach().argmax(1) == y).sum()
+        seen += y.shape[0]
+        if bar is not None:
+            bar.update(1)
+        done = step + 1
+        if done % spe == 0 or done == total:
+            ep = epoch + 1
+            secs = time.time() - t0
+            last = {"epoch": ep, "step": done, "lr": lr, "loss": float(loss_sum) / max(seen, 1),
+                    "train_acc": 100.0 * float(correct) / max(seen, 1),
+                    "images_per_s": seen / max(secs, 1e-9), "seconds": secs}
+            if bar is not None:
+                bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}", acc=f"{last['train_acc']:.1f}")
+            if spec.metrics_path:
+                _append_metrics(spec.metrics_path, last)
+            if spec.ckpt_dir:
+                _save(spec, optimizer, done, ep, (0.0, 0.0, 0))
+                if spec.keep_every_epochs and ep % spec.keep_every_epochs == 0:
+                    _save(spec, optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt")
+            loss_sum.zero_()
+            correct.zero_()
+            seen, t0 = 0, time.time()
+        elif spec.ckpt_dir and spec.ckpt_every_steps and done % spec.ckpt_every_steps == 0:
+            _save(spec, optimizer, done, epoch, (float(loss_sum), float(correct), seen))
+    if bar is not None:
+        bar.close()
+    return last
+
+
+def _progress(total, start, spec):
+    if not spec.progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=start, desc=spec.desc, unit="step", mininterval=1.0,
+                dynamic_ncols=True, leave=False)
+
+
+def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, name: str = "last.pt"):
+    save_checkpoint(spec.ckpt_dir / name, dict(spec.ckpt_meta or {}, step=step, epoch=epoch,
+                                               model=spec.model.state_dict(),
+                                               optimizer=optimizer.state_dict(),
+                                               epoch_stats=list(epoch_stats)))
+
+
+def _append_metrics(path: Path, row: Dict[str, float]):
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size=500,
+                      path=None) -> float:
+    """Top-1 (%) of ``model`` on already-normalised images ``x``."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        out = model(x[i:i + batch_size], path) if path is not None else model(x[i:i + batch_size])
+        correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
+    model.train()
+    return 100.0 * correct / max(len(x), 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Supernet training: `rlnas train`
+# ----------------------------------------------------------------------------------------------
+def prepare_training_data(cfg: Dict[str, Any]):
+    """Training images per the config: the NB201 half where asked, then the subset."""
+    d = cfg["data"]
+    data = load_dataset(d["dataset"], d["root"], split="train")
+    notes = [f"{data.name}: {data.source}"]
+    if d.get("nb201_half"):
+        idx, desc = nb201_train_half(data, d.get("split_file"), seed=cfg["seed"])
+        data = data.subset(idx)
+        notes.append(desc)
+    if d.get("subset"):
+        if d["subset"] > len(data.y):
+            raise RlnasError(f"data.subset={d['subset']} exceeds the {len(data.y)} training images")
+        data = data.subset(np.arange(d["subset"]))
+        notes.append(f"first {d['subset']} images kept (data.subset)")
+    return data, "; ".join(notes)
+
+
+def model_meta(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
+    """Identity fields stored in every checkpoint and checked when one is loaded."""
+    return {"space": cfg["space"], "channels": cfg["model"]["channels"],
+            "cells": cfg["model"]["cells"], "num_classes": int(num_classes)}
+
+
+def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None) -> Dict:
+    """Train (or resume) the supernet of ``cfg`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    saved_cfg = run_dir / "config.yaml"
+    resume = (run_dir / "ckpt" / "last.pt").exists()
+    if saved_cfg.exists():
+        config_mod.check_resume_compatible(config_mod.load_yaml(saved_cfg), cfg, run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
+                         "choose an empty or new directory")
+    space = get_space(cfg["space"])
+    device = resolve_device(cfg["device"])
+    data, data_desc = prepare_training_data(cfg)
+    lab = cfg["labels"]
+    k = lab["num_classes"] or data.num_classes
+    labels_path = run_dir / "labels.npz"
+    if labels_path.exists():
+        labels, meta = load_labels(labels_path)
+        if len(labels) != len(data.y) or meta.get("kind") != lab["kind"]:
+            raise RlnasError(f"{labels_path} holds {len(labels)} {meta.get('kind')} labels but the "
+                             f"data has {len(data.y)} images; the run's data changed")
+        label_desc = meta.get("description", "")
+    else:
+        labels, label_desc = make_labels(lab["kind"], data.y, k, lab["seed"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(saved_cfg, config_mod.dump(cfg))
+    if not labels_path.exists():
+        save_labels(labels_path, labels, {"kind": lab["kind"], "num_classes": int(k),
+                                          "seed": lab["seed"], "description": label_desc})
+    info = {"space": cfg["space"], "dataset": data.name, "data": data_desc, "labels": label_desc,
+            "num_images": int(len(data.y)), "num_classes": int(k),
+            "image_size": int(data.x.shape[1]), "device": str(device)}
+    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+
+    t = cfg["train"]
+    torch.manual_seed(cfg["seed"])  # W0 is a function of the seed
+    model = space.supernet(channels=cfg["model"]["channels"], cells=cfg["model"]["cells"],
+                           num_classes=k).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    loader = DeviceLoader(data.x, labels, t["batch_size"], data.mean, data.std, device=device,
+                          pad=4 if data.x.shape[1] >= 32 else 2, augment=cfg["data"]["augment"],
+                          seed=cfg["seed"], channels_last=device.type == "cuda")
+    num_cells = model.num_search_cells
+    seed = cfg["seed"]
+    meta = model_meta(cfg, k)
+    spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
+                    lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
+                    weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
+                    path_fn=lambda step: space.sample_training_path(seed, step, num_cells),
+                    ckpt_dir=run_dir / "ckpt", ckpt_every_steps=t["ckpt_every_steps"],
+                    keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
+                    metrics_path=run_dir / "metrics.csv", progress=progress, desc="supernet")
+    optimizer = make_optimizer(spec)
+    start, epoch_stats = 0, None
+    if resume:
+        ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=meta)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        epoch_stats = ckpt.get("epoch_stats")
+        if start > 0:
+            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
+            _truncate_metrics(run_dir / "metrics.csv", start // loader.steps_per_epoch)
+    else:
+        save_checkpoint(run_dir / "ckpt" / "init.pt", dict(meta, step=0, epoch=0,
+                                                           model=model.state_dict()))
+        if (run_dir / "metrics.csv").exists():
+            os.remove(run_dir / "metrics.csv")
+    total = loader.steps_per_epoch * t["epochs"]
+    if start >= total:
+        return {"resumed": True, "already_done": True, "steps": total}
+    last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
+                    epoch_stats=epoch_stats)
+    return dict(last, resumed=bool(start), steps=total)
+
+
+def _truncate_metrics(path: Path, epochs_done: int):
+    if not path.exists():
+        return
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epochs_done]
+    atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading a trained run
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    path: Path
+    cfg: Dict[str, Any]
+    info: Dict[str, Any]
+
+    @property
+    def space(self):
+        return get_space(self.cfg["space"])
+
+    @property
+    def meta(self):
+        return model_meta(self.cfg, self.info["num_classes"])
+
+    def checkpoint_state(self, name: str) -> Dict[str, torch.Tensor]:
+        ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
+        model = self.space.supernet(channels=self.cfg["model"]["channels"],
+                                    cells=self.cfg["model"]["cells"],
+                                    num_classes=self.info["num_classes"])
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise RlnasError(f"checkpoint {self.path / 'ckpt' / name} does not match the "
+                             f"{self.cfg['space']} supernet of this run "
+                             f"({str(err).splitlines()[0][:100]})") from None
+        return {k: v.detach().cpu() for k, v in ckpt["model"].items()}
+
+
+def open_run(path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise RlnasError(f"run directory {path} not found")
+    if not (path / "config.yaml").exists() or not (path / "run.json").exists():
+        raise RlnasError(f"{path} is not an rlnas run (no config.yaml/run.json); "
+                         "create one with `rlnas train`")
+    cfg = config_mod.load_yaml(path / "config.yaml")
+    config_mod.validate(cfg)
+    try:
+        info = json.loads((path / "run.json").read_text())
+    except json.JSONDecodeError:
+        raise RlnasError(f"{path / 'run.json'} is corrupt") from None
+    return Run(path, cfg, info)

@@ -1,0 +1,133 @@
+"""The stages after training, each reading and writing the run directory:
+rank (angle of every arch), search (evolution / exhaustive / random under limits), evaluate
+(NAS-Bench-201 lookup, rank correlations, plots)."""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from .angle import AngleScorer
+from .benchmark import correlation_report, format_report, load_nb201_table, scatter_plot
+from .checkpoint import atomic_write_text
+from .benchmark import write_json_atomic
+from .engine import Run
+from .errors import RlnasError
+from .evolution import Constraint, EvolutionSettings, run_search
+
+
+def cost_kwargs(run: Run) -> Dict[str, Any]:
+    """Limits and reported costs refer to the benchmark-size network (NB201: C=16, N=5) on the
+    run's dataset, whatever size the supernet was trained at."""
+    return {"num_classes": int(run.info["num_classes"]), "image_size": int(run.info["image_size"])}
+
+
+def angle_scorer(run: Run, final: str = "last.pt") -> AngleScorer:
+    return AngleScorer.from_states(run.space, run.checkpoint_state("init.pt"),
+                                   run.checkpoint_state(final))
+
+
+def rank(run: Run, final: str = "last.pt", out: Optional[Path] = None) -> Dict[str, Any]:
+    """Score every arch of an enumerable space by the angle; write ``ranking.csv`` best first."""
+    space = run.space
+    archs = space.enumerate()
+    if archs is None:
+        raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
+    t0 = time.perf_counter()
+    scorer = angle_scorer(run, final)
+    t1 = time.perf_counter()
+    angles = scorer(archs)
+    t2 = time.perf_counter()
+    order = np.argsort(-angles, kind="stable")
+    cost = space.cost(archs, **cost_kwargs(run))
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "arch", "angle", "params_m", "flops_m"])
+    for r, i in enumerate(order, start=1):
+        w.writerow([r, space.to_str(tuple(archs[i])), f"{angles[i]:.12g}",
+                    f"{cost['params'][i]:.6f}", f"{cost['flops'][i]:.5f}"])
+    path = out or run.path / "ranking.csv"
+    atomic_write_text(path, buf.getvalue())
+    return {"path": str(path), "num_archs": int(len(archs)), "checkpoint": final,
+            "piece_seconds": t1 - t0, "score_seconds": t2 - t1,
+            "best_arch": space.to_str(tuple(archs[order[0]])), "best_angle": float(angles[order[0]])}
+
+
+def read_ranking(path: Path):
+    if not path.exists():
+        raise RlnasError(f"{path} not found; run `rlnas rank` first")
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "arch" not in rows[0] or "angle" not in rows[0]:
+        raise RlnasError(f"{path} is not a ranking file (needs arch and angle columns)")
+    try:
+        return [r["arch"] for r in rows], np.array([float(r["angle"]) for r in rows])
+    except ValueError:
+        raise RlnasError(f"{path} has a non-numeric angle") from None
+
+
+def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
+           max_params=None, max_flops=None, seed: Optional[int] = None,
+           progress=None) -> Dict[str, Any]:
+    """Search the run's space by the angle; write ``result.json`` with the top archs."""
+    s = run.cfg["search"]
+    method = method or s["method"]
+    space = run.space
+    scorer = angle_scorer(run, final)
+    constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
+                            max_flops=max_flops if max_flops is not None else s["max_flops"],
+                            cost_kwargs=cost_kwargs(run))
+    settings = EvolutionSettings(population=s["population"], topk=s["topk"],
+                                 mutations=s["mutations"], crossovers=s["crossovers"],
+                                 mutation_prob=s["mutation_prob"], generations=s["generations"])
+    result = run_search(method, space, scorer, constraint=constraint,
+                        seed=run.cfg["seed"] if seed is None else seed, settings=settings,
+                        num_samples=s["num_samples"], progress=progress)
+    k = s["report_top"]
+    top = result.archs[:k]
+    cost = space.cost(top, **cost_kwargs(run))
+    out = {
+        "space": space.name, "method": method, "checkpoint": final,
+        "constraint": constraint.describe(), "evaluations": int(result.evaluations),
+        "seconds": float(result.seconds),
+        "settings": settings.__dict__ if method == "evolution" else None,
+        "top": [{"arch": space.to_str(tuple(a)), "genome": [int(g) for g in a],
+                 "angle": float(sc), "params_m": float(p), "flops_m": float(fl)}
+                for a, sc, p, fl in zip(top, result.scores[:k], cost["params"], cost["flops"])],
+        "history": result.history,
+    }
+    write_json_atomic(out, run.path / "result.json")
+    return out
+
+
+def evaluate(run: Run, table_path, columns=None, plots: bool = True) -> Dict[str, Any]:
+    """Look up the ranking and the searched archs in a NB201 ground-truth table."""
+    if run.cfg["space"] != "nb201":
+        raise RlnasError("`rlnas evaluate --nasbench201` needs an nb201 run")
+    table = load_nb201_table(table_path)
+    archs, angles = read_ranking(run.path / "ranking.csv")
+    report = correlation_report(archs, angles, table, columns=columns)
+    out: Dict[str, Any] = {"table": str(table_path), "ranking": report}
+    result_path = run.path / "result.json"
+    if result_path.exists():
+        import json
+        res = json.loads(result_path.read_text())
+        found = [t["arch"] for t in res["top"]]
+        cols = columns or table.accuracy_columns
+        out["search"] = {"method": res["method"], "constraint": res["constraint"], "found": [
+            dict({"arch": a, "angle": t["angle"]},
+                 **{c: float(table.lookup([a], c)[0]) for c in cols})
+            for a, t in zip(found, res["top"])]}
+    if plots:
+        plot_dir = run.path / "plots"
+        plot_dir.mkdir(exist_ok=True)
+        for c in (columns or table.accuracy_columns):
+            scatter_plot(angles, table.lookup(archs, c), plot_dir / f"angle_vs_{c}.png",
+                         title=f"angle vs {c} ({len(archs)} cells)", ylabel=f"{c} (%)")
+    write_json_atomic(out, run.path / "evaluation.json")
+    out["text"] = format_report(report)
+    return out

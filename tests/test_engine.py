@@ -1,0 +1,176 @@
+"""Supernet training, exact resume, checkpoints, run directories and the CLI end to end."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlnas.checkpoint import load_checkpoint
+from rlnas.cli import main
+from rlnas.config import load_config
+from rlnas.engine import open_run, train_supernet
+from rlnas.errors import RlnasError
+from rlnas.spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """96 random 32x32 CIFAR-style images as an .npz folder."""
+    root = tmp_path_factory.mktemp("tinycifar")
+    rng = np.random.default_rng(0)
+    np.savez(root / "train_1.npz", x=rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8),
+             y=rng.integers(0, 10, 96))
+    return root
+
+
+def tiny_cfg(root, *extra):
+    return load_config("nb201-cifar10", [f"root={root}", "channels=4", "cells=1", "epochs=2",
+                                         "batch=32", "data.nb201_half=false",
+                                         "train.keep_every_epochs=1", *extra])
+
+
+def _states_equal(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_train_saves_w0_before_first_step_and_moves(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data)
+    train_supernet(cfg, tmp_path / "run", progress=False)
+    init = load_checkpoint(tmp_path / "run" / "ckpt" / "init.pt")
+    last = load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")
+    assert init["step"] == 0 and last["step"] == 6 and last["epoch"] == 2
+    torch.manual_seed(cfg["seed"])
+    fresh = get_space("nb201").supernet(channels=4, cells=1, num_classes=10).state_dict()
+    _states_equal(init["model"], fresh)  # W0 is the untouched initialisation
+    assert not torch.equal(init["model"]["stem.0.weight"], last["model"]["stem.0.weight"])
+    assert (tmp_path / "run" / "ckpt" / "epoch_1.pt").exists()
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    labels = np.load(tmp_path / "run" / "labels.npz")["labels"]
+    assert np.array_equal(labels, np.random.RandomState(0).randint(0, 10, 96))
+
+
+def test_resume_after_kill_is_bit_identical(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data, "train.ckpt_every_steps=2", "epochs=3")
+    train_supernet(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(KeyboardInterrupt):  # killed at step 5: last checkpoint is step 4
+        train_supernet(cfg, tmp_path / "b", progress=False, stop_at_step=5)
+    assert load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")["step"] == 4
+    res = train_supernet(cfg, tmp_path / "b", progress=False)
+    assert res["resumed"]
+    a = load_checkpoint(tmp_path / "a" / "ckpt" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "ckpt" / "last.pt")
+    _states_equal(a["model"], b["model"])
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
+    ma = list(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))
+    mb = list(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
+    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+    # a finished run is not retrained
+    assert train_supernet(cfg, tmp_path / "b", progress=False)["already_done"]
+
+
+def test_resume_refuses_a_different_model(tiny_data, tmp_path):
+    train_supernet(tiny_cfg(tiny_data), tmp_path / "run", progress=False)
+    with pytest.raises(RlnasError, match="model.channels"):
+        train_supernet(tiny_cfg(tiny_data, "channels=8"), tmp_path / "run", progress=False)
+
+
+def test_corrupt_and_foreign_checkpoints_are_clear_errors(tiny_data, tmp_path):
+    train_supernet(tiny_cfg(tiny_data), tmp_path / "run", progress=False)
+    last = tmp_path / "run" / "ckpt" / "last.pt"
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(RlnasError, match="corrupt"):
+        load_checkpoint(last)
+    torch.save({"hello": torch.zeros(1)}, last)
+    with pytest.raises(RlnasError, match="not an rlnas checkpoint"):
+        load_checkpoint(last)
+    # a checkpoint of another model size in this run directory
+    other = tmp_path / "other"
+    train_supernet(tiny_cfg(tiny_data, "channels=8"), other, progress=False)
+    (tmp_path / "run" / "ckpt" / "last.pt").write_bytes((other / "ckpt" / "last.pt").read_bytes())
+    run = open_run(tmp_path / "run")
+    with pytest.raises(RlnasError, match="channels"):
+        run.checkpoint_state("last.pt")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["nope=1"], "unknown config key"), (["epochs"], "key=value"), (["epochs=abc"], "expected"),
+    (["labels=noisy"], "labels.kind"), (["epochs=0"], "positive"), (["space=darts9"], "unknown search space")])
+def test_bad_overrides(overrides, match):
+    with pytest.raises(RlnasError, match=match):
+        load_config("nb201-cifar10", overrides)
+
+
+def test_unknown_preset():
+    with pytest.raises(RlnasError, match="presets"):
+        load_config("nb201-mnist")
+
+
+def _synthetic_table(path):
+    space = get_space("nb201")
+    archs = space.enumerate()
+    rng = np.random.default_rng(0)
+    params = space.cost(archs)["params"]
+    with open(path, "w") as f:
+        f.write("arch,cifar10_valid,cifar10_test\n")
+        for a, p in zip(archs, params):
+            acc = 80 + 10 * p + rng.normal()
+            f.write(f"{space.to_str(tuple(a))},{acc - 3:.4f},{acc:.4f}\n")
+
+
+def test_cli_end_to_end(tiny_data, tmp_path, capsys):
+    table = tmp_path / "nb201.csv"
+    _synthetic_table(table)
+    run = tmp_path / "run"
+    args = [f"root={tiny_data}", "channels=4", "cells=1", "epochs=1", "batch=48",
+            "data.nb201_half=false", f"nasbench201={table}", "search.generations=3"]
+    assert main(["run", "nb201-cifar10", *args, "--out", str(run), "-q"]) == 0
+    rows = list(csv.DictReader(open(run / "ranking.csv")))
+    assert len(rows) == 15625
+    angles = [float(r["angle"]) for r in rows]
+    assert angles == sorted(angles, reverse=True) and angles[0] > 0
+    res = json.loads((run / "result.json").read_text())
+    assert res["method"] == "evolution" and len(res["top"]) == 10
+    assert res["top"][0]["angle"] <= angles[0] + 1e-12
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert set(ev["ranking"]["columns"]) == {"cifar10_valid", "cifar10_test"}
+    assert (run / "plots" / "angle_vs_cifar10_test.png").stat().st_size > 1000
+    # exhaustive search under a params limit returns the best-angle cell under it
+    assert main(["search", str(run), "--method", "exhaustive", "--max-params", "0.5"]) == 0
+    res = json.loads((run / "result.json").read_text())
+    assert all(t["params_m"] <= 0.5 for t in res["top"])
+    ok = [float(r["angle"]) for r in rows if float(r["params_m"]) <= 0.5]
+    assert res["top"][0]["angle"] == pytest.approx(max(ok))
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["rank", "/nonexistent/run"], "not found"),
+    (["train", "nb201-cifar10", "root=/nonexistent/cifar", "-q", "--out", "{tmp}/x"], "does not exist"),
+    (["cost", "|bad|"], "malformed"),
+    (["train", "nope-preset"], "unknown preset"),
+    (["search", "{run}", "--max-params", "0.01"], "no architecture"),
+    (["evaluate", "{run}", "--nasbench201", "/nonexistent.csv"], "does not exist"),
+])
+def test_cli_errors_are_one_line(argv, match, tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    if any("{run}" in a for a in argv):
+        train_supernet(tiny_cfg(tiny_data, "epochs=1"), run, progress=False)
+        main(["rank", str(run)])
+        capsys.readouterr()
+    code = main([a.format(run=run, tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and match in err, err
+    assert not list(tmp_path.rglob(".*.tmp"))  # no half-written outputs
+
+
+def test_cost_command(capsys):
+    assert main(["cost", "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+                         "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params_m"] == pytest.approx(1.288506) and out["flops_m"] == pytest.approx(184.73025)
