@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt to compare with init.pt (default last.pt)")
+    p.add_argument("--scorer", default="angle",
+                   help="scorer name or rank ensemble a+b (default angle; see `rlnas scorers`)")
 
     p = sub.add_parser("search", help="search a run's space by the angle")
     p.add_argument("run")
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint", default="last.pt")
+    p.add_argument("--scorer", default="angle", help="scorer name or rank ensemble (default angle)")
 
     p = sub.add_parser("evaluate", help="compare a run's ranking with NAS-Bench-201")
     p.add_argument("run")
@@ -66,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole method on scikit-learn's digits, offline")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the preset, 150)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     sub.add_parser("presets", help="list the config presets")
+    sub.add_parser("scorers", help="list the registered scorers")
     return parser
 
 
@@ -88,25 +92,26 @@ def _train(args):
     return out
 
 
-def _rank(run_dir, checkpoint="last.pt"):
+def _rank(run_dir, checkpoint="last.pt", scorer="angle"):
     from .engine import open_run
     from .stages import rank
-    res = rank(open_run(run_dir), final=checkpoint)
-    print(f"{res['path']}: {res['num_archs']} archs ranked in "
-          f"{1e3 * (res['piece_seconds'] + res['score_seconds']):.0f} ms; best "
-          f"{res['best_arch']} (angle {res['best_angle']:.4f} rad)")
+    res = rank(open_run(run_dir), final=checkpoint, scorer=scorer)
+    print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
+          f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
+          f"{res['best_arch']} ({res['scorer']} {res['best_score']:.4f})")
 
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
-            checkpoint="last.pt"):
+            checkpoint="last.pt", scorer="angle"):
     from .engine import open_run
     from .stages import search
     res = search(open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
-                 max_flops=max_flops, seed=seed)
+                 max_flops=max_flops, seed=seed, scorer=scorer)
     best = res["top"][0]
     print(f"{Path(run_dir) / 'result.json'}: {res['method']} search, {res['evaluations']} archs "
           f"scored in {res['seconds']:.2f} s ({res['constraint']}); best {best['arch']} "
-          f"angle {best['angle']:.4f}, {best['params_m']:.3f} M params, {best['flops_m']:.2f} M FLOPs")
+          f"{res['scorer']} {best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
+          f"{best['flops_m']:.2f} M FLOPs")
 
 
 def _evaluate(run_dir, table, columns=None):
@@ -115,7 +120,7 @@ def _evaluate(run_dir, table, columns=None):
     res = evaluate(open_run(run_dir), table, columns=columns)
     print(res["text"])
     for f in res.get("search", {}).get("found", [])[:1]:
-        accs = ", ".join(f"{k} {v:.2f}" for k, v in f.items() if k not in ("arch", "angle"))
+        accs = ", ".join(f"{k} {v:.2f}" for k, v in list(f.items())[2:])
         print(f"searched best {f['arch']}: {accs}")
     print(f"wrote {Path(run_dir) / 'evaluation.json'} and {Path(run_dir) / 'plots'}/")
 
@@ -135,9 +140,10 @@ def dispatch(args):
     if args.command == "train":
         _train(args)
     elif args.command == "rank":
-        _rank(args.run, args.checkpoint)
+        _rank(args.run, args.checkpoint, args.scorer)
     elif args.command == "search":
-        _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint)
+        _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint,
+                args.scorer)
     elif args.command == "evaluate":
         _evaluate(args.run, args.nasbench201, args.columns)
     elif args.command == "run":
@@ -153,6 +159,11 @@ def dispatch(args):
     elif args.command == "demo":
         from .demo import run_demo
         run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+    elif args.command == "scorers":
+        from .scorers import list_scorers, scorer_info
+        for name in list_scorers():
+            info = scorer_info(name)
+            print(f"{name:10s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
     elif args.command == "presets":
         from .config import PRESET_DIR, list_presets
         for name in list_presets():

@@ -26,8 +26,11 @@ ALIASES = {
 }
 
 # Keys that may change when an existing run is resumed: they do not change the result.
+# The process count may change on resume too; keep processes x train.accumulate constant (it sets
+# the batch each BatchNorm sees) for a continuation identical to the uninterrupted run.
 RESUME_MUTABLE = {"device", "precision", "data.root", "data.split_file", "evaluate.nasbench201",
-                  "train.ckpt_every_steps", "train.keep_every_epochs"}
+                  "train.ckpt_every_steps", "train.keep_every_epochs", "train.accumulate",
+                  "train.grad_sync"}
 
 
 def list_presets() -> List[str]:
@@ -120,10 +123,12 @@ def validate(cfg: Dict[str, Any]):
     from .spaces import get_space
     get_space(cfg.get("space", ""))
     t, m = cfg["train"], cfg["model"]
-    for key, v in (("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"]),
-                   ("model.channels", m["channels"]), ("model.cells", m["cells"])):
+    sizes = [(f"model.{k}", v) for k, v in m.items() if isinstance(v, int)]
+    for key, v in [("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"])] + sizes:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise RlnasError(f"{key} must be a positive integer, got {v!r}")
+    if t.get("lr_schedule", "cosine") not in ("cosine", "linear"):
+        raise RlnasError(f"train.lr_schedule must be cosine or linear, got {t['lr_schedule']!r}")
     if cfg["labels"]["kind"] not in ("random", "true"):
         raise RlnasError(f"labels.kind must be 'random' or 'true', got {cfg['labels']['kind']!r}")
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):

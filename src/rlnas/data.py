@@ -490,14 +490,18 @@ class DeviceLoader:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         return x.contiguous(memory_format=fmt)
 
-    def _augment(self, xb: torch.Tensor, step: int) -> torch.Tensor:
+    def _augment(self, xb: torch.Tensor, step: int, part: slice) -> torch.Tensor:
+        """Crop/flip ``xb``, the images at positions ``part`` of the step's global batch. The
+        draws are made for the whole global batch, so an image is augmented the same way
+        whichever process (or micro-batch) handles it."""
+        full = self._global_size(step)
         b, h, w = xb.shape[0], self.height, self.width
         g = self._step_generator(step)
         p = self.pad
-        oy = torch.randint(0, 2 * p + 1, (b,), generator=g, device=self.device)
-        ox = torch.randint(0, 2 * p + 1, (b,), generator=g, device=self.device)
+        oy = torch.randint(0, 2 * p + 1, (full,), generator=g, device=self.device)[part]
+        ox = torch.randint(0, 2 * p + 1, (full,), generator=g, device=self.device)[part]
         if self.flip:
-            flips = torch.rand(b, generator=g, device=self.device) < 0.5
+            flips = (torch.rand(full, generator=g, device=self.device) < 0.5)[part]
         else:
             flips = torch.zeros(b, dtype=torch.bool, device=self.device)
         if p > 0:
@@ -508,16 +512,30 @@ class DeviceLoader:
         bi = torch.arange(b, device=self.device)[:, None, None]
         return xb[bi, rows[:, :, None], cols[:, None, :]]                          # B x H x W x 3
 
-    def batch(self, step: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(images float32 N x 3 x H x W normalised, labels int64) of global step ``step``."""
+    def _global_size(self, step: int) -> int:
+        pos = step % self.steps_per_epoch
+        return min(self.batch_size, self.num_samples - pos * self.batch_size)
+
+    def part_slice(self, step: int, part: int = 0, parts: int = 1) -> slice:
+        """Positions of part ``part`` of ``parts`` near-equal contiguous parts of the step's
+        global batch (DDP ranks, gradient-accumulation micro-batches)."""
+        full = self._global_size(int(step))
+        lo = part * full // parts
+        return slice(lo, (part + 1) * full // parts)
+
+    def batch(self, step: int, part: int = 0, parts: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(images float32 N x 3 x H x W normalised, labels int64) of global step ``step``, or
+        of part ``part`` of ``parts`` of it (each image of the epoch is in exactly one part)."""
         step = int(step)
         if step < 0:
             raise RlnasError(f"step must be >= 0, got {step}")
         epoch, pos = divmod(step, self.steps_per_epoch)
         idx = self.permutation(epoch)[pos * self.batch_size:(pos + 1) * self.batch_size]
+        sl = self.part_slice(step, part, parts)
+        idx = idx[sl]
         xb = self.x[idx]
         if self.augment:
-            xb = self._augment(xb, step)
+            xb = self._augment(xb, step, sl)
         return self._normalise(xb), self.labels[idx]
 
     def epoch_batches(self, epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:

@@ -13,7 +13,8 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -54,9 +55,57 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def init_distributed(device_name: str):
+    """(Dist, device). Under torchrun (WORLD_SIZE > 1) joins the process group: NCCL with one GPU
+    per process (LOCAL_RANK) when CUDA is used, gloo on CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as tdist
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world), device
+
+
 def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
     """CosineAnnealingLR stepped per epoch: lr at the start of ``epoch`` (0-based)."""
     return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def linear_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    """The official ImageNet supernet rule, per step: lr0 (1 - t/D), D = T/(1 - lr_min/lr0),
+    i.e. a straight line from lr0 at step 0 to lr_min at step T."""
+    return lr - (lr - lr_min) * step / max(total, 1)
+
+
+def learning_rate(schedule: str, step: int, steps_per_epoch: int, epochs: int, lr: float,
+                  lr_min: float) -> float:
+    if schedule == "cosine":
+        return cosine_lr(step // steps_per_epoch, epochs, lr, lr_min)
+    if schedule == "linear":
+        return linear_lr(step, steps_per_epoch * epochs, lr, lr_min)
+    raise RlnasError(f"unknown lr_schedule {schedule!r} (cosine or linear)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,7 +126,15 @@ class LoopSpec:
     device: torch.device
     precision: str = "auto"
     path_fn: Optional[Callable[[int], Any]] = None  # supernet: global step -> path
+    lr_schedule: str = "cosine"
+    label_smoothing: float = 0.0
     grad_clip_norm: Optional[float] = None
+    grad_clip_value: Optional[float] = None
+    wd_conv_only: bool = False
+    aux_weight: float = 0.0  # auxiliary-head loss weight (standalone DARTS networks)
+    accumulate: int = 1  # micro-batches per step and process
+    dist: Dist = field(default_factory=Dist)
+    grad_sync: str = "coalesced"  # coalesced all-reduce of touched grads | ddp
     ckpt_dir: Optional[Path] = None  # None: no checkpoints (short retraining)
     ckpt_every_steps: int = 0
     keep_every_epochs: int = 0
@@ -88,7 +145,13 @@ class LoopSpec:
 
 
 def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
-    return torch.optim.SGD(spec.model.parameters(), lr=spec.lr, momentum=spec.momentum,
+    params = list(spec.model.parameters())
+    if spec.wd_conv_only:  # ImageNet recipes: no decay on BN, biases and the classifier
+        groups = [{"params": [p for p in params if p.ndim == 4]},
+                  {"params": [p for p in params if p.ndim != 4], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params}]
+    return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum,
                            nesterov=spec.nesterov, weight_decay=spec.weight_decay)
 
 
@@ -96,76 +159,147 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
              stop_at_step: Optional[int] = None, epoch_stats=None) -> Dict[str, float]:
     """Train from ``start_step`` to the end; returns the last epoch's metrics.
 
+    The global batch of a step is split into ``world x accumulate`` contiguous parts; each loss is
+    weighted by its share of the global batch and the gradients are summed over parts and
+    processes, so the update is the global-batch mean gradient whatever the split. Under torchrun
+    every process samples the same path (a pure function of the step), so exactly the same
+    parameters have gradients on every rank and one coalesced all-reduce of those gradients
+    replaces DDP's bucketed reducer (``grad_sync='ddp'`` uses DDP with
+    find_unused_parameters=True instead).
+
     ``stop_at_step`` raises KeyboardInterrupt before that step (used by tests to simulate a
     kill between checkpoints). ``epoch_stats`` (loss sum, correct, seen) restores the running
     metrics of a partly done epoch so that a resumed run logs the same numbers."""
-    model, loader, dev = spec.model, spec.loader, spec.device
+    model, loader, dev, dist = spec.model, spec.loader, spec.device, spec.dist
     optimizer = optimizer or make_optimizer(spec)
+    net = model
+    if dist.world > 1 and spec.grad_sync == "ddp":
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True, broadcast_buffers=False)
     amp = autocast_dtype(spec.precision, dev)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     spe = loader.steps_per_epoch
     total = spe * spec.epochs
-    bar = _progress(total, start_step, spec)
+    parts = dist.world * spec.accumulate
+    bar = _progress(total, start_step, spec) if dist.main else None
     last: Dict[str, float] = {}
-    stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))]
+    stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))] if dist.main else [0.0, 0.0, 0]
     loss_sum = torch.tensor(stats[0], device=dev)
     correct = torch.tensor(stats[1], device=dev)
-    seen, t0 = int(stats[2]), time.time()
+    seen = torch.tensor(float(stats[2]), device=dev)
+    t0, digest = time.time(), 0
     model.train()
     for step in range(start_step, total):
         if stop_at_step is not None and step == stop_at_step:
             raise KeyboardInterrupt(f"stopped at step {step}")
         epoch = step // spe
-        lr = cosine_lr(epoch, spec.epochs, spec.lr, spec.lr_min)
+        lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min)
         for g in optimizer.param_groups:
             g["lr"] = lr
-        x, y = loader.batch(step)
-        ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
-        with ctx:
-            out = model(x, spec.path_fn(step)) if spec.path_fn else model(x)
-            loss = F.cross_entropy(out, y)
+        path = spec.path_fn(step) if spec.path_fn else None
+        if path is not None:
+            digest = zlib.crc32(np.ascontiguousarray(path).tobytes(), digest)
+        n_global = loader.part_slice(step).stop
         optimizer.zero_grad(set_to_none=True)
+        for m in range(spec.accumulate):
+            x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
+            ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+            sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
+                    else contextlib.nullcontext())
+            with ctx, sync:
+                out = net(x, path) if path is not None else net(x)
+                if isinstance(out, tuple):  # (logits, auxiliary logits)
+                    out, aux = out
+                else:
+                    aux = None
+                loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
+                if aux is not None:
+                    loss = loss + spec.aux_weight * F.cross_entropy(
+                        aux, y, label_smoothing=spec.label_smoothing)
+                # weight by the part's share; DDP averages over ranks, so undo that
+                share = y.shape[0] / n_global * (dist.world if net is not model else 1)
+                (scaler.scale(loss * share) if scaler else loss * share).backward()
+            loss_sum += loss.detach().float() * y.shape[0]
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+        if dist.world > 1 and net is model:
+            _allreduce_grads(model)
         if scaler:
-            scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-        else:
-            loss.backward()
         if spec.grad_clip_norm:
             nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
+        if spec.grad_clip_value:
+            nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
         if scaler:
             scaler.step(optimizer)
             scaler.update()
         else:
             optimizer.step()
-        # accumulate on the device: no host sync inside the step
-        loss_sum += loss.detach().float() * y.shape[0]
-        correct += (out.detach().argmax(1) == y).sum()
-        seen += y.shape[0]
         if bar is not None:
             bar.update(1)
         done = step + 1
         if done % spe == 0 or done == total:
             ep = epoch + 1
+            _check_same_paths(dist, digest, ep)
+            totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
             secs = time.time() - t0
-            last = {"epoch": ep, "step": done, "lr": lr, "loss": float(loss_sum) / max(seen, 1),
-                    "train_acc": 100.0 * float(correct) / max(seen, 1),
-                    "images_per_s": seen / max(secs, 1e-9), "seconds": secs}
+            n = max(float(totals[2]), 1.0)
+            last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
+                    "train_acc": 100.0 * float(totals[1]) / n,
+                    "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
+                    "path_digest": f"{digest:08x}"}
             if bar is not None:
                 bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}", acc=f"{last['train_acc']:.1f}")
-            if spec.metrics_path:
+            if dist.main and spec.metrics_path:
                 _append_metrics(spec.metrics_path, last)
-            if spec.ckpt_dir:
+            if dist.main and spec.ckpt_dir:
                 _save(spec, optimizer, done, ep, (0.0, 0.0, 0))
                 if spec.keep_every_epochs and ep % spec.keep_every_epochs == 0:
                     _save(spec, optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt")
             loss_sum.zero_()
             correct.zero_()
-            seen, t0 = 0, time.time()
+            seen.zero_()
+            t0, digest = time.time(), 0
         elif spec.ckpt_dir and spec.ckpt_every_steps and done % spec.ckpt_every_steps == 0:
-            _save(spec, optimizer, done, epoch, (float(loss_sum), float(correct), seen))
+            totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+            if dist.main:
+                _save(spec, optimizer, done, epoch, [float(v) for v in totals])
     if bar is not None:
         bar.close()
+    dist.barrier()
     return last
+
+
+def _allreduce_grads(model: nn.Module):
+    """Sum the gradients of the parameters this step touched over all processes, in one
+    coalesced all-reduce (every rank ran the same path, so the set is the same everywhere)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _global_sum(dist: Dist, t: torch.Tensor) -> torch.Tensor:
+    if dist.world > 1:
+        t = t.clone()
+        torch.distributed.all_reduce(t)
+    return t
+
+
+def _check_same_paths(dist: Dist, digest: int, epoch: int):
+    """Once per epoch: every rank must have trained the same sequence of paths."""
+    if dist.world <= 1:
+        return
+    got = [None] * dist.world
+    torch.distributed.all_gather_object(got, digest)
+    if len(set(got)) != 1:
+        raise RlnasError(f"ranks sampled different paths in epoch {epoch}: {got}")
 
 
 def _progress(total, start, spec):
@@ -227,12 +361,13 @@ def prepare_training_data(cfg: Dict[str, Any]):
 
 def model_meta(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
     """Identity fields stored in every checkpoint and checked when one is loaded."""
-    return {"space": cfg["space"], "channels": cfg["model"]["channels"],
-            "cells": cfg["model"]["cells"], "num_classes": int(num_classes)}
+    return {"space": cfg["space"], "model_config": dict(cfg["model"]),
+            "num_classes": int(num_classes)}
 
 
 def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None) -> Dict:
-    """Train (or resume) the supernet of ``cfg`` in ``run_dir``."""
+    """Train (or resume) the supernet of ``cfg`` in ``run_dir``; under torchrun, one process
+    per device trains the same path on its share of each global batch (rank 0 writes)."""
     run_dir = Path(run_dir)
     saved_cfg = run_dir / "config.yaml"
     resume = (run_dir / "ckpt" / "last.pt").exists()
@@ -242,7 +377,13 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
         raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
                          "choose an empty or new directory")
     space = get_space(cfg["space"])
-    device = resolve_device(cfg["device"])
+    dist, device = init_distributed(cfg["device"])
+    t = cfg["train"]
+    if t["batch_size"] < dist.world * t["accumulate"]:
+        raise RlnasError(f"global batch {t['batch_size']} is smaller than processes x "
+                         f"accumulate = {dist.world} x {t['accumulate']}")
+    if t["grad_sync"] not in ("coalesced", "ddp"):
+        raise RlnasError(f"train.grad_sync must be coalesced or ddp, got {t['grad_sync']!r}")
     data, data_desc = prepare_training_data(cfg)
     lab = cfg["labels"]
     k = lab["num_classes"] or data.num_classes
@@ -255,20 +396,21 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
         label_desc = meta.get("description", "")
     else:
         labels, label_desc = make_labels(lab["kind"], data.y, k, lab["seed"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved_cfg, config_mod.dump(cfg))
-    if not labels_path.exists():
-        save_labels(labels_path, labels, {"kind": lab["kind"], "num_classes": int(k),
-                                          "seed": lab["seed"], "description": label_desc})
-    info = {"space": cfg["space"], "dataset": data.name, "data": data_desc, "labels": label_desc,
-            "num_images": int(len(data.y)), "num_classes": int(k),
-            "image_size": int(data.x.shape[1]), "device": str(device)}
-    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved_cfg, config_mod.dump(cfg))
+        if not labels_path.exists():
+            save_labels(labels_path, labels, {"kind": lab["kind"], "num_classes": int(k),
+                                              "seed": lab["seed"], "description": label_desc})
+        info = {"space": cfg["space"], "dataset": data.name, "data": data_desc,
+                "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
+                "image_size": int(data.x.shape[1]), "device": str(device),
+                "processes": dist.world}
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
-    t = cfg["train"]
     torch.manual_seed(cfg["seed"])  # W0 is a function of the seed
-    model = space.supernet(channels=cfg["model"]["channels"], cells=cfg["model"]["cells"],
-                           num_classes=k).to(device)
+    model = space.supernet(num_classes=k, **cfg["model"]).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     loader = DeviceLoader(data.x, labels, t["batch_size"], data.mean, data.std, device=device,
@@ -280,6 +422,10 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
                     lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
                     weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
+                    lr_schedule=t["lr_schedule"], label_smoothing=t["label_smoothing"],
+                    grad_clip_norm=t["grad_clip_norm"], grad_clip_value=t["grad_clip_value"],
+                    wd_conv_only=t["wd_conv_only"], accumulate=t["accumulate"], dist=dist,
+                    grad_sync=t["grad_sync"],
                     path_fn=lambda step: space.sample_training_path(seed, step, num_cells),
                     ckpt_dir=run_dir / "ckpt", ckpt_every_steps=t["ckpt_every_steps"],
                     keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
@@ -292,10 +438,10 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
         optimizer.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
         epoch_stats = ckpt.get("epoch_stats")
-        if start > 0:
+        if start > 0 and dist.main:
             # metrics rows of a partly logged epoch are re-logged from the checkpoint on
             _truncate_metrics(run_dir / "metrics.csv", start // loader.steps_per_epoch)
-    else:
+    elif dist.main:
         save_checkpoint(run_dir / "ckpt" / "init.pt", dict(meta, step=0, epoch=0,
                                                            model=model.state_dict()))
         if (run_dir / "metrics.csv").exists():
@@ -336,9 +482,7 @@ class Run:
 
     def checkpoint_state(self, name: str) -> Dict[str, torch.Tensor]:
         ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
-        model = self.space.supernet(channels=self.cfg["model"]["channels"],
-                                    cells=self.cfg["model"]["cells"],
-                                    num_classes=self.info["num_classes"])
+        model = self.space.supernet(num_classes=self.info["num_classes"], **self.cfg["model"])
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:

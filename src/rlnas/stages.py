@@ -11,92 +11,99 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .angle import AngleScorer
-from .benchmark import correlation_report, format_report, load_nb201_table, scatter_plot
+from .benchmark import (correlation_report, format_report, load_nb201_table, scatter_plot,
+                        write_json_atomic)
 from .checkpoint import atomic_write_text
-from .benchmark import write_json_atomic
 from .engine import Run
 from .errors import RlnasError
 from .evolution import Constraint, EvolutionSettings, run_search
+from .scorers import ScoreContext, get_scorer
 
 
 def cost_kwargs(run: Run) -> Dict[str, Any]:
-    """Limits and reported costs refer to the benchmark-size network (NB201: C=16, N=5) on the
-    run's dataset, whatever size the supernet was trained at."""
-    return {"num_classes": int(run.info["num_classes"]), "image_size": int(run.info["image_size"])}
+    """Limits and reported costs refer to the space's benchmark network (NB201: C=16, N=5, on the
+    run's dataset), whatever size the supernet was trained at."""
+    return run.space.cost_defaults(run.info)
 
 
-def angle_scorer(run: Run, final: str = "last.pt") -> AngleScorer:
-    return AngleScorer.from_states(run.space, run.checkpoint_state("init.pt"),
-                                   run.checkpoint_state(final))
+def score_context(run: Run, final: str = "last.pt", **options) -> ScoreContext:
+    return ScoreContext(space=run.space, run=run, cost_kwargs=cost_kwargs(run), checkpoint=final,
+                        seed=run.cfg["seed"], options=options)
 
 
-def rank(run: Run, final: str = "last.pt", out: Optional[Path] = None) -> Dict[str, Any]:
-    """Score every arch of an enumerable space by the angle; write ``ranking.csv`` best first."""
+def ranking_path(run: Run, scorer: str) -> Path:
+    return run.path / ("ranking.csv" if scorer == "angle" else f"ranking-{scorer}.csv")
+
+
+def rank(run: Run, final: str = "last.pt", scorer: str = "angle",
+         out: Optional[Path] = None) -> Dict[str, Any]:
+    """Score every arch of an enumerable space; write ``ranking.csv`` (angle) or
+    ``ranking-<scorer>.csv``, best first, with a column named after the scorer."""
     space = run.space
     archs = space.enumerate()
     if archs is None:
         raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
     t0 = time.perf_counter()
-    scorer = angle_scorer(run, final)
+    fn = get_scorer(scorer, score_context(run, final))
     t1 = time.perf_counter()
-    angles = scorer(archs)
+    scores = np.asarray(fn(archs), dtype=np.float64)
     t2 = time.perf_counter()
-    order = np.argsort(-angles, kind="stable")
+    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
     cost = space.cost(archs, **cost_kwargs(run))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["rank", "arch", "angle", "params_m", "flops_m"])
+    w.writerow(["rank", "arch", scorer, "params_m", "flops_m"])
     for r, i in enumerate(order, start=1):
-        w.writerow([r, space.to_str(tuple(archs[i])), f"{angles[i]:.12g}",
+        w.writerow([r, space.to_str(tuple(archs[i])), f"{scores[i]:.12g}",
                     f"{cost['params'][i]:.6f}", f"{cost['flops'][i]:.5f}"])
-    path = out or run.path / "ranking.csv"
+    path = out or ranking_path(run, scorer)
     atomic_write_text(path, buf.getvalue())
     return {"path": str(path), "num_archs": int(len(archs)), "checkpoint": final,
-            "piece_seconds": t1 - t0, "score_seconds": t2 - t1,
-            "best_arch": space.to_str(tuple(archs[order[0]])), "best_angle": float(angles[order[0]])}
+            "scorer": scorer, "setup_seconds": t1 - t0, "score_seconds": t2 - t1,
+            "best_arch": space.to_str(tuple(archs[order[0]])), "best_score": float(scores[order[0]])}
 
 
-def read_ranking(path: Path):
+def read_ranking(path: Path, column: str = "angle"):
+    """(arch strings, scores) of a ranking file."""
     if not path.exists():
         raise RlnasError(f"{path} not found; run `rlnas rank` first")
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    if not rows or "arch" not in rows[0] or "angle" not in rows[0]:
-        raise RlnasError(f"{path} is not a ranking file (needs arch and angle columns)")
+    if not rows or "arch" not in rows[0] or column not in rows[0]:
+        raise RlnasError(f"{path} is not a ranking file (needs arch and {column} columns)")
     try:
-        return [r["arch"] for r in rows], np.array([float(r["angle"]) for r in rows])
+        return [r["arch"] for r in rows], np.array([float(r[column]) for r in rows])
     except ValueError:
-        raise RlnasError(f"{path} has a non-numeric angle") from None
+        raise RlnasError(f"{path} has a non-numeric {column}") from None
 
 
 def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
-           max_params=None, max_flops=None, seed: Optional[int] = None,
+           max_params=None, max_flops=None, seed: Optional[int] = None, scorer: str = "angle",
            progress=None) -> Dict[str, Any]:
-    """Search the run's space by the angle; write ``result.json`` with the top archs."""
+    """Search the run's space by a scorer (the angle by default); write ``result.json``."""
     s = run.cfg["search"]
     method = method or s["method"]
     space = run.space
-    scorer = angle_scorer(run, final)
+    fn = get_scorer(scorer, score_context(run, final))
     constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
                             max_flops=max_flops if max_flops is not None else s["max_flops"],
                             cost_kwargs=cost_kwargs(run))
     settings = EvolutionSettings(population=s["population"], topk=s["topk"],
                                  mutations=s["mutations"], crossovers=s["crossovers"],
                                  mutation_prob=s["mutation_prob"], generations=s["generations"])
-    result = run_search(method, space, scorer, constraint=constraint,
+    result = run_search(method, space, fn, constraint=constraint,
                         seed=run.cfg["seed"] if seed is None else seed, settings=settings,
                         num_samples=s["num_samples"], progress=progress)
     k = s["report_top"]
     top = result.archs[:k]
     cost = space.cost(top, **cost_kwargs(run))
     out = {
-        "space": space.name, "method": method, "checkpoint": final,
+        "space": space.name, "method": method, "scorer": scorer, "checkpoint": final,
         "constraint": constraint.describe(), "evaluations": int(result.evaluations),
         "seconds": float(result.seconds),
         "settings": settings.__dict__ if method == "evolution" else None,
         "top": [{"arch": space.to_str(tuple(a)), "genome": [int(g) for g in a],
-                 "angle": float(sc), "params_m": float(p), "flops_m": float(fl)}
+                 scorer: float(sc), "params_m": float(p), "flops_m": float(fl)}
                 for a, sc, p, fl in zip(top, result.scores[:k], cost["params"], cost["flops"])],
         "history": result.history,
     }
@@ -119,7 +126,7 @@ def evaluate(run: Run, table_path, columns=None, plots: bool = True) -> Dict[str
         found = [t["arch"] for t in res["top"]]
         cols = columns or table.accuracy_columns
         out["search"] = {"method": res["method"], "constraint": res["constraint"], "found": [
-            dict({"arch": a, "angle": t["angle"]},
+            dict({"arch": a, res["scorer"]: t[res["scorer"]]},
                  **{c: float(table.lookup([a], c)[0]) for c in cols})
             for a, t in zip(found, res["top"])]}
     if plots:

@@ -29,5 +29,6 @@ def list_spaces():
 
 
 from . import nb201  # noqa: E402,F401  (registers 'nb201')
+from . import darts  # noqa: E402,F401  (registers 'darts')
 
 __all__ = ["Arch", "SearchSpace", "get_space", "list_spaces", "register_space"]

@@ -69,3 +69,7 @@ class SearchSpace:
     def cost(self, archs: np.ndarray, **model_kwargs) -> Dict[str, np.ndarray]:
         """{'params': M params, 'flops': M FLOPs} per arch of an (N, num_genes) array."""
         raise NotImplementedError
+
+    def cost_defaults(self, info: Dict) -> Dict:
+        """``cost`` kwargs for reports and limits of a run (``info`` = the run's run.json)."""
+        return {}
