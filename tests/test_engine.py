@@ -138,8 +138,13 @@ def test_cli_end_to_end(tiny_data, tmp_path, capsys):
     assert res["method"] == "evolution" and len(res["top"]) == 10
     assert res["top"][0]["angle"] <= angles[0] + 1e-12
     ev = json.loads((run / "evaluation.json").read_text())
-    assert set(ev["ranking"]["columns"]) == {"cifar10_valid", "cifar10_test"}
+    assert ev["columns"] == ["cifar10_valid", "cifar10_test"] and ev["num_archs"] == 15625
+    corr = ev["per_run"][0]["correlation"]["angle"]["columns"]["cifar10_test"]
+    assert -1 <= corr["kendall_tau"] <= 1 and corr["n"] == 15625
+    assert ev["search"]["found"][0]["arch"] == res["top"][0]["arch"]
+    assert [o["epoch"] for o in ev["per_run"][0]["over_training"]] == [1]
     assert (run / "plots" / "angle_vs_cifar10_test.png").stat().st_size > 1000
+    assert "| angle |" in (run / "evaluation.md").read_text()
     # exhaustive search under a params limit returns the best-angle cell under it
     assert main(["search", str(run), "--method", "exhaustive", "--max-params", "0.5"]) == 0
     res = json.loads((run / "result.json").read_text())

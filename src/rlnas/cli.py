@@ -52,10 +52,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="last.pt")
     p.add_argument("--scorer", default="angle", help="scorer name or rank ensemble (default angle)")
 
-    p = sub.add_parser("evaluate", help="compare a run's ranking with NAS-Bench-201")
-    p.add_argument("run")
+    p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
     p.add_argument("--nasbench201", required=True, help="NB201 table (CSV: arch + accuracies)")
+    p.add_argument("--scorers", default="angle",
+                   help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
+    p.add_argument("--sample", type=int, help="score a seeded sample of N cells (slow scorers)")
+    p.add_argument("--proxy-channels", type=int, help="proxy network C (default 16)")
+    p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage (default 5)")
+    p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
+    p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
+    p.add_argument("--eval-images", type=int, help="accuracy scorer: held-out images")
+    p.add_argument("--out", help="output folder (default: the first run)")
+    p.add_argument("--quiet", "-q", action="store_true")
 
     p = sub.add_parser("run", help="train, rank, search and evaluate in one go")
     _add_train_args(p)
@@ -114,15 +124,17 @@ def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
           f"{best['flops_m']:.2f} M FLOPs")
 
 
-def _evaluate(run_dir, table, columns=None):
+def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
+              progress=True):
     from .engine import open_run
-    from .stages import evaluate
-    res = evaluate(open_run(run_dir), table, columns=columns)
-    print(res["text"])
-    for f in res.get("search", {}).get("found", [])[:1]:
-        accs = ", ".join(f"{k} {v:.2f}" for k, v in list(f.items())[2:])
-        print(f"searched best {f['arch']}: {accs}")
-    print(f"wrote {Path(run_dir) / 'evaluation.json'} and {Path(run_dir) / 'plots'}/")
+    from .report import evaluate_runs, format_markdown
+    runs = [open_run(r) for r in run_dirs]
+    names = [s.strip() for s in scorers.split(",") if s.strip()]
+    res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
+                        out_dir=out, progress=progress)
+    print(format_markdown(res))
+    where = Path(out or run_dirs[0])
+    print(f"wrote {where / 'evaluation.json'}, {where / 'evaluation.md'} and {where / 'plots'}/")
 
 
 def _cost(args):
@@ -145,7 +157,13 @@ def dispatch(args):
         _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint,
                 args.scorer)
     elif args.command == "evaluate":
-        _evaluate(args.run, args.nasbench201, args.columns)
+        proxy = {k: v for k, v in (
+            ("proxy_model", {k2: v2 for k2, v2 in (("channels", args.proxy_channels),
+                                                  ("cells", args.proxy_cells)) if v2}),
+            ("batch_size", args.proxy_batch), ("recal_images", args.recal_images),
+            ("eval_images", args.eval_images)) if v}
+        _evaluate(args.runs, args.nasbench201, args.scorers, args.columns, args.sample, proxy,
+                  args.out, progress=not args.quiet)
     elif args.command == "run":
         from .config import load_config
         cfg = load_config(args.config, args.overrides)  # fail fast before training
@@ -153,7 +171,7 @@ def dispatch(args):
         _rank(out)
         _search(out)
         if cfg["evaluate"]["nasbench201"]:
-            _evaluate(out, cfg["evaluate"]["nasbench201"])
+            _evaluate([out], cfg["evaluate"]["nasbench201"], progress=not args.quiet)
     elif args.command == "cost":
         _cost(args)
     elif args.command == "demo":

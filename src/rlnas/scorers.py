@@ -84,7 +84,7 @@ def get_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
     return ensemble
 
 
-PLUGINS = ("proxies",)  # modules that register more scorers when imported
+PLUGINS = ("proxies", "accuracy")  # modules that register more scorers when imported
 
 
 def _load_plugins():

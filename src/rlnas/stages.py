@@ -1,6 +1,5 @@
-"""The stages after training, each reading and writing the run directory:
-rank (angle of every arch), search (evolution / exhaustive / random under limits), evaluate
-(NAS-Bench-201 lookup, rank correlations, plots)."""
+"""The stages after training, each reading and writing the run directory: rank (score every
+arch), search (evolution / exhaustive / random under limits). Evaluation is in ``report``."""
 from __future__ import annotations
 
 import csv
@@ -11,8 +10,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .benchmark import (correlation_report, format_report, load_nb201_table, scatter_plot,
-                        write_json_atomic)
+from .benchmark import write_json_atomic
 from .checkpoint import atomic_write_text
 from .engine import Run
 from .errors import RlnasError
@@ -108,33 +106,4 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
         "history": result.history,
     }
     write_json_atomic(out, run.path / "result.json")
-    return out
-
-
-def evaluate(run: Run, table_path, columns=None, plots: bool = True) -> Dict[str, Any]:
-    """Look up the ranking and the searched archs in a NB201 ground-truth table."""
-    if run.cfg["space"] != "nb201":
-        raise RlnasError("`rlnas evaluate --nasbench201` needs an nb201 run")
-    table = load_nb201_table(table_path)
-    archs, angles = read_ranking(run.path / "ranking.csv")
-    report = correlation_report(archs, angles, table, columns=columns)
-    out: Dict[str, Any] = {"table": str(table_path), "ranking": report}
-    result_path = run.path / "result.json"
-    if result_path.exists():
-        import json
-        res = json.loads(result_path.read_text())
-        found = [t["arch"] for t in res["top"]]
-        cols = columns or table.accuracy_columns
-        out["search"] = {"method": res["method"], "constraint": res["constraint"], "found": [
-            dict({"arch": a, res["scorer"]: t[res["scorer"]]},
-                 **{c: float(table.lookup([a], c)[0]) for c in cols})
-            for a, t in zip(found, res["top"])]}
-    if plots:
-        plot_dir = run.path / "plots"
-        plot_dir.mkdir(exist_ok=True)
-        for c in (columns or table.accuracy_columns):
-            scatter_plot(angles, table.lookup(archs, c), plot_dir / f"angle_vs_{c}.png",
-                         title=f"angle vs {c} ({len(archs)} cells)", ylabel=f"{c} (%)")
-    write_json_atomic(out, run.path / "evaluation.json")
-    out["text"] = format_report(report)
     return out

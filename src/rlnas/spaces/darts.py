@@ -28,7 +28,14 @@ Differences from the official code, on purpose:
 State-dict names mirror the official ``super_model.py`` / DARTS ``model.py`` module layout
 (``stem``/``stem0``/``stem1``, ``cells.{i}.preprocess{0,1}``, ``cells.{i}._ops.{edge}._ops.{op}``
 in the supernet, ``cells.{i}._ops.{k}`` in a standalone network, ``classifier``), so the angle
-extraction finds its tensors by name and official checkpoints map onto these modules.
+extraction finds its tensors by name (and official checkpoints should load once their
+``module.`` prefix is stripped; not tested against a real one).
+
+Cost: analytic params (BN included, auxiliary head excluded unless asked) and FLOPs as the
+official vendored thop counts them: Conv2d multiply-adds plus Linear (2*in - 1)*out; the
+published Table 3 values (spec 7.2) need the (2*in - 1) Linear rule. Standalone networks have
+no BN after pooling (DARTS ``model.py``); ``network='supernet-*'`` counts the supernet path
+(pool BNs add parameters, no FLOPs).
 """
 from __future__ import annotations
 

@@ -1,0 +1,103 @@
+"""`rlnas evaluate`: several scorers, several runs, size control, angle over training."""
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+
+from rlnas.cli import main
+from rlnas.config import load_config
+from rlnas.engine import open_run, train_supernet
+from rlnas.errors import RlnasError
+from rlnas.report import evaluate_runs, topk_list
+from rlnas.spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reportdata")
+    rng = np.random.default_rng(0)
+    np.savez(root / "train_1.npz", x=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
+             y=rng.integers(0, 10, 64))
+    out = []
+    for seed in (0, 1):
+        cfg = load_config("nb201-cifar10", [f"root={root}", "channels=4", "cells=1", "epochs=2",
+                                            "batch=32", "data.nb201_half=false", f"seed={seed}",
+                                            "train.keep_every_epochs=1"])
+        path = tmp_path_factory.mktemp(f"run{seed}")
+        train_supernet(cfg, path, progress=False)
+        out.append(path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    space = get_space("nb201")
+    archs = space.enumerate()
+    params = space.cost(archs)["params"]
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("table") / "nb201.csv"
+    with open(path, "w") as f:
+        f.write("arch,cifar10_test\n")
+        for a, p in zip(archs, params):
+            f.write(f"{space.to_str(tuple(a))},{80 + 10 * p + rng.normal():.4f}\n")
+    return path
+
+
+def test_topk_list():
+    assert topk_list(15625) == [10, 50, 100, 156, 781]
+    assert topk_list(40) == [1, 2, 10]
+
+
+def test_several_scorers_and_runs(runs, table, tmp_path):
+    res = evaluate_runs([open_run(r) for r in runs], table,
+                        scorers=["angle", "params", "random", "angle+params"],
+                        out_dir=tmp_path, progress=False)
+    assert res["num_archs"] == 15625 and len(res["per_run"]) == 2
+    # the summary is the mean / std of the per-run numbers
+    taus = [r["correlation"]["angle"]["columns"]["cifar10_test"]["kendall_tau"]
+            for r in res["per_run"]]
+    s = res["summary"]["angle"]["cifar10_test"]["kendall_tau"]
+    assert s["mean"] == pytest.approx(np.mean(taus)) and s["std"] == pytest.approx(np.std(taus))
+    # params: tau against the synthetic accuracy (a noisy function of params) is high, and 0 by
+    # construction inside equal-params groups
+    p = res["summary"]["params"]["cifar10_test"]
+    assert p["kendall_tau"]["mean"] > 0.5 and p["within_params_tau"]["mean"] == 0.0
+    assert abs(res["summary"]["random"]["cifar10_test"]["kendall_tau"]["mean"]) < 0.05
+    for k in (10, 50, 100, 156, 781):
+        assert 0 <= res["summary"]["angle"]["cifar10_test"][f"precision_at_{k}"]["mean"] <= 1
+    # the tau of the epoch-2 checkpoint equals a direct computation from ranking the same cells
+    ot = res["per_run"][0]["over_training"]
+    assert [o["epoch"] for o in ot] == [1, 2] and ot[0]["tau_previous"] is None
+    assert -1 <= ot[1]["tau_previous"] <= 1
+    md = (tmp_path / "evaluation.md").read_text()
+    assert "| angle+params |" in md and "within-params tau" in md
+    assert (tmp_path / "plots" / "tau_vs_epoch.png").exists()
+    assert (tmp_path / "plots" / "angle+params_vs_cifar10_test.png").exists()
+    assert json.loads((tmp_path / "evaluation.json").read_text())["scorers"][0] == "angle"
+
+
+def test_proxies_on_a_sample(runs, table, tmp_path):
+    res = evaluate_runs([open_run(runs[0])], table, scorers=["synflow", "angle+synflow"],
+                        sample=30, proxy={"proxy_model": {"channels": 4, "cells": 1},
+                                          "batch_size": 8},
+                        out_dir=tmp_path, plots=False, progress=False)
+    assert res["num_archs"] == 30
+    assert res["per_run"][0]["seconds"]["synflow"] > 0
+    n = res["per_run"][0]["correlation"]["synflow"]["columns"]["cifar10_test"]["n"]
+    assert 20 <= n <= 30  # disconnected cells may be NaN and are dropped
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"scorers": ["nope"]}, "unknown scorer"), ({"columns": ["cifar100_test"]}, "column"),
+    ({"sample": 3}, "sample")])
+def test_bad_input(runs, table, kwargs, match):
+    with pytest.raises(RlnasError, match=match):
+        evaluate_runs([open_run(runs[0])], table, plots=False, progress=False, **kwargs)
+
+
+def test_cli_compares_scorers(runs, table, tmp_path, capsys):
+    assert main(["evaluate", str(runs[0]), str(runs[1]), "--nasbench201", str(table),
+                 "--scorers", "angle,flops", "--out", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "| flops |" in out and (tmp_path / "evaluation.json").exists()
