@@ -179,3 +179,21 @@ def test_cost_command(capsys):
                          "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["params_m"] == pytest.approx(1.288506) and out["flops_m"] == pytest.approx(184.73025)
+
+
+def test_stop_when_the_angle_ranking_is_stable(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data, "epochs=6", "train.stop_when_stable=0.5",
+                   "train.stability_every=1")
+    res = train_supernet(cfg, tmp_path / "run", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "stability.csv")))
+    assert rows[0]["tau_previous"] == ""  # nothing to compare with at the first check
+    stopped = [int(r["epoch"]) for r in rows if r["stop"] == "1"]
+    last = load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")
+    if stopped:  # tau >= 0.5 between consecutive rankings: stop there, keep that checkpoint
+        assert res.get("stopped_early") and last["finished"] and last["epoch"] == stopped[0] < 6
+        assert float(rows[stopped[0] - 1]["tau_previous"]) >= 0.5
+        assert (tmp_path / "run" / "ckpt" / f"epoch_{stopped[0]}.pt").exists()
+    else:
+        assert last["epoch"] == 6
+    assert all(float(r["tau_previous"]) < 0.5 for r in rows[1:] if r["stop"] == "0")
+    assert train_supernet(cfg, tmp_path / "run", progress=False)["already_done"]

@@ -20,10 +20,12 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
+from scipy.stats import kendalltau
 import torch.nn as nn
 import torch.nn.functional as F
 
 from . import config as config_mod
+from .angle import AngleScorer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .data import DeviceLoader, ImageData, load_dataset, nb201_train_half
 from .errors import RlnasError
@@ -139,6 +141,8 @@ class LoopSpec:
     ckpt_every_steps: int = 0
     keep_every_epochs: int = 0
     ckpt_meta: Optional[Dict[str, Any]] = None
+    # called at each epoch end with (epoch, extra checkpoint fields); True stops training
+    epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
     metrics_path: Optional[Path] = None
     progress: bool = True
     desc: str = "train"
@@ -253,10 +257,18 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}", acc=f"{last['train_acc']:.1f}")
             if dist.main and spec.metrics_path:
                 _append_metrics(spec.metrics_path, last)
+            extra: Dict[str, Any] = {}
+            stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
+            if stop:
+                extra["finished"] = True
+                last["stopped_early"] = True
             if dist.main and spec.ckpt_dir:
-                _save(spec, optimizer, done, ep, (0.0, 0.0, 0))
-                if spec.keep_every_epochs and ep % spec.keep_every_epochs == 0:
-                    _save(spec, optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt")
+                _save(spec, optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
+                if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
+                    _save(spec, optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
+                          extra=extra)
+            if stop:
+                break
             loss_sum.zero_()
             correct.zero_()
             seen.zero_()
@@ -310,9 +322,10 @@ def _progress(total, start, spec):
                 dynamic_ncols=True, leave=False)
 
 
-def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, name: str = "last.pt"):
-    save_checkpoint(spec.ckpt_dir / name, dict(spec.ckpt_meta or {}, step=step, epoch=epoch,
-                                               model=spec.model.state_dict(),
+def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, name: str = "last.pt",
+          extra: Optional[Dict[str, Any]] = None):
+    save_checkpoint(spec.ckpt_dir / name, dict(spec.ckpt_meta or {}, **(extra or {}), step=step,
+                                               epoch=epoch, model=spec.model.state_dict(),
                                                optimizer=optimizer.state_dict(),
                                                epoch_stats=list(epoch_stats)))
 
@@ -431,9 +444,11 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                     keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
                     metrics_path=run_dir / "metrics.csv", progress=progress, desc="supernet")
     optimizer = make_optimizer(spec)
-    start, epoch_stats = 0, None
+    start, epoch_stats, ckpt = 0, None, {}
     if resume:
         ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=meta)
+        if ckpt.get("finished"):
+            return {"resumed": True, "already_done": True, "steps": int(ckpt["step"])}
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = int(ckpt["step"])
@@ -446,12 +461,57 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                                                            model=model.state_dict()))
         if (run_dir / "metrics.csv").exists():
             os.remove(run_dir / "metrics.csv")
+    if t.get("stop_when_stable") is not None:
+        state0 = (load_checkpoint(run_dir / "ckpt" / "init.pt", expect=meta)["model"] if resume
+                  else {k: v.detach().clone() for k, v in model.state_dict().items()})
+        spec.epoch_callback = StabilityStop(space, state0, model, t["stop_when_stable"],
+                                            t["stability_every"], run_dir / "stability.csv",
+                                            ckpt.get("stability_prev"), dist.main)
     total = loader.steps_per_epoch * t["epochs"]
     if start >= total:
         return {"resumed": True, "already_done": True, "steps": total}
     last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                     epoch_stats=epoch_stats)
     return dict(last, resumed=bool(start), steps=total)
+
+
+class StabilityStop:
+    """Stop supernet training once the angle ranking has settled (an extension of the paper).
+
+    Every ``every`` epochs the angle of a fixed set of archs (all of them where the space is
+    enumerable, else 2,000 seeded samples) is computed from W0 and the current weights; training
+    stops when Kendall's tau with the previous check is >= 1 - ``tol``. The previous ranking
+    travels in the checkpoint, so a resumed run decides exactly as an uninterrupted one."""
+
+    def __init__(self, space, state0, model, tol, every, log_path, prev=None, write=True):
+        if not (0 <= float(tol) < 1) or int(every) < 1:
+            raise RlnasError(f"train.stop_when_stable must be in [0, 1) and train.stability_every "
+                             f">= 1, got {tol!r} and {every!r}")
+        self.space, self.state0, self.model = space, state0, model
+        self.tol, self.every, self.log_path, self.write = float(tol), int(every), log_path, write
+        archs = space.enumerate()
+        if archs is None:
+            rng = np.random.default_rng(0)
+            archs = np.array([space.sample(rng) for _ in range(2000)])
+        self.archs = archs
+        self.prev = None if prev is None else np.asarray(prev, dtype=np.float64)
+
+    def __call__(self, epoch: int, extra: Dict[str, Any]) -> bool:
+        if epoch % self.every:
+            return False
+        stateT = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        angles = AngleScorer.from_states(self.space, self.state0, stateT)(self.archs)
+        tau = None if self.prev is None else float(kendalltau(self.prev, angles).statistic)
+        self.prev = angles
+        extra["stability_prev"] = torch.from_numpy(angles)
+        stop = tau is not None and tau >= 1 - self.tol
+        if self.write:
+            new = not self.log_path.exists()
+            with open(self.log_path, "a") as f:
+                if new:
+                    f.write("epoch,tau_previous,stop\n")
+                f.write(f"{epoch},{'' if tau is None else f'{tau:.6f}'},{int(stop)}\n")
+        return stop
 
 
 def _truncate_metrics(path: Path, epochs_done: int):
