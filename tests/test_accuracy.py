@@ -287,6 +287,14 @@ def _manual(run, recal_idx, held: ImageData, labels=None):
     return supernet_accuracy(model, ARCHS, recal_x, hx, y)
 
 
+def _normalised(train: ImageData, x_u8: np.ndarray) -> torch.Tensor:
+    """(x/255 - mean)/std with the training data's statistics, written out."""
+    x = torch.as_tensor(x_u8).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(train.mean).view(1, 3, 1, 1)
+    std = torch.tensor(train.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 def test_scorer_on_tiny_run(tiny_run):
     from rlnas.scorers import get_scorer, list_scorers, scorer_info
 
@@ -302,6 +310,16 @@ def test_scorer_on_tiny_run(tiny_run):
     test = load_dataset("cifar10", tiny_run.cfg["data"]["root"], split="test")
     np.testing.assert_array_equal(got, _manual(tiny_run, np.sort(perm), test))
     assert "test split" in score.info["heldout"]
+    # what it holds on the device, exactly: the trained weights, those images, the true labels
+    from rlnas.engine import prepare_training_data
+    train, _ = prepare_training_data(tiny_run.cfg)
+    torch.testing.assert_close(score.recal_x, _normalised(train, train.x[np.sort(perm)]), atol=0, rtol=0)
+    torch.testing.assert_close(score.heldout_x, _normalised(train, test.x), atol=0, rtol=0)
+    assert torch.equal(score.heldout_y, torch.as_tensor(test.y))
+    last, init = tiny_run.checkpoint_state("last.pt"), tiny_run.checkpoint_state("init.pt")
+    assert any(not torch.equal(last[k], init[k]) for k in last)
+    for k, v in score.model.state_dict().items():
+        assert torch.equal(v, last[k]), k
     # deterministic: the same function again, and a new scorer
     np.testing.assert_array_equal(score(ARCHS), got)
     np.testing.assert_array_equal(get_scorer("accuracy", _ctx(tiny_run, recal_images=48))(ARCHS), got)
@@ -327,8 +345,13 @@ def test_scorer_uses_true_labels(tiny_run):
     with_true = _manual(tiny_run, idx, train)
     with_random = _manual(tiny_run, idx, train, labels=rand)
     assert not np.array_equal(with_true, with_random)
-    got = get_scorer("accuracy", _ctx(tiny_run, heldout=train))(ARCHS)
-    np.testing.assert_array_equal(got, with_true)
+    score = get_scorer("accuracy", _ctx(tiny_run, heldout=train))
+    np.testing.assert_array_equal(score(ARCHS), with_true)
+    assert torch.equal(score.heldout_y, torch.as_tensor(train.y))
+    # given held-out data is normalised like the training data, whatever its own mean/std
+    odd = ImageData(train.x, train.y, 10, (0.0,) * 3, (1.0,) * 3, "odd", "odd stats")
+    score = get_scorer("accuracy", _ctx(tiny_run, heldout=odd))
+    torch.testing.assert_close(score.heldout_x, _normalised(train, train.x), atol=0, rtol=0)
 
 
 def test_scorer_bad_options(tiny_run):

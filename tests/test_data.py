@@ -500,3 +500,21 @@ def test_labels_save_load(tmp_path):
         load_labels(path)
     with pytest.raises(RlnasError, match="not found"):
         load_labels(tmp_path / "none.npz")
+
+
+def test_cutout_zeroes_one_clipped_square_per_image():
+    x = np.full((64, 12, 12, 3), 200, dtype=np.uint8)
+    loader = DeviceLoader(x, np.zeros(64, dtype=np.int64), 64, (0.0,) * 3, (1.0,) * 3, pad=0,
+                          flip=False, cutout=4)
+    xb, _ = loader.batch(0)
+    zero = (xb == 0).all(1)  # B x H x W
+    for img in zero:
+        ys, xs = np.nonzero(img.numpy())
+        assert 1 <= len(ys) <= 16
+        # a rectangle: every pixel in its bounding box is zeroed, and it is at most 4 x 4
+        assert len(ys) == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert ys.max() - ys.min() < 4 and xs.max() - xs.min() < 4
+    # centres spread over the image: some squares are clipped at the border, most are not
+    sizes = zero.sum((1, 2))
+    assert (sizes == 16).any() and (sizes < 16).any()
+    assert torch.equal(loader.batch(0)[0], xb)

@@ -82,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the preset, 150)")
     p.add_argument("--quiet", "-q", action="store_true")
 
+    p = sub.add_parser("nasbench201", help="NAS-Bench-201 ground-truth tools")
+    nsub = p.add_subparsers(dest="nb201_command", metavar="ACTION")
+    nsub.required = True
+    c = nsub.add_parser("convert", help="official NB201 .pth / NATS-tss archive -> compact table")
+    c.add_argument("source", help="NAS-Bench-201-v1_*.pth, or a NATS-tss-v1_0-3ffb9-* archive")
+    c.add_argument("--out", "-o", required=True, help="output CSV (+ .meta.json with semantics)")
+    c.add_argument("--kind", default="auto", choices=["auto", "nb201", "nats-tss"])
+    c.add_argument("--hp", default="200", choices=["200", "12"], help="training epochs (200)")
+    c.add_argument("--allow-partial", action="store_true",
+                   help="accept archives with fewer than 15,625 cells")
+
     sub.add_parser("presets", help="list the config presets")
     sub.add_parser("scorers", help="list the registered scorers")
     return parser
@@ -182,6 +193,12 @@ def dispatch(args):
         for name in list_scorers():
             info = scorer_info(name)
             print(f"{name:10s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
+    elif args.command == "nasbench201":
+        from .nb201convert import convert
+        s = convert(args.source, args.out, kind=args.kind, hp=args.hp,
+                    allow_partial=args.allow_partial)
+        print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
+              f"({s['seconds']:.0f} s); semantics in {s['meta']}")
     elif args.command == "presets":
         from .config import PRESET_DIR, list_presets
         for name in list_presets():

@@ -127,8 +127,9 @@ def validate(cfg: Dict[str, Any]):
     for key, v in [("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"])] + sizes:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise RlnasError(f"{key} must be a positive integer, got {v!r}")
-    if t.get("lr_schedule", "cosine") not in ("cosine", "linear"):
-        raise RlnasError(f"train.lr_schedule must be cosine or linear, got {t['lr_schedule']!r}")
+    if t.get("lr_schedule", "cosine") not in ("cosine", "linear", "linear_warmup"):
+        raise RlnasError("train.lr_schedule must be cosine, linear or linear_warmup, got "
+                         f"{t['lr_schedule']!r}")
     if cfg["labels"]["kind"] not in ("random", "true"):
         raise RlnasError(f"labels.kind must be 'random' or 'true', got {cfg['labels']['kind']!r}")
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):

@@ -412,6 +412,7 @@ def _mix_seed(*parts: int) -> int:
 
 _PERM_TAG = 1
 _AUG_TAG = 2
+_CUTOUT_TAG = 3
 
 
 class DeviceLoader:
@@ -426,7 +427,7 @@ class DeviceLoader:
     def __init__(self, x_uint8_nhwc: np.ndarray, labels: np.ndarray, batch_size: int,
                  mean: Sequence[float], std: Sequence[float], device="cpu", pad: int = 4,
                  flip: bool = True, augment: bool = True, seed: int = 0,
-                 channels_last: bool = False):
+                 channels_last: bool = False, cutout: int = 0):
         x = x_uint8_nhwc if torch.is_tensor(x_uint8_nhwc) else np.asarray(x_uint8_nhwc)
         is_u8 = x.dtype == torch.uint8 if torch.is_tensor(x) else x.dtype == np.uint8
         if len(x.shape) != 4 or int(x.shape[3]) != 3 or not is_u8:
@@ -452,6 +453,9 @@ class DeviceLoader:
         self.augment = bool(augment)
         self.seed = int(seed)
         self.channels_last = bool(channels_last)
+        self.cutout = int(cutout)
+        if self.cutout < 0:
+            raise RlnasError(f"cutout must be >= 0, got {cutout}")
         self.height, self.width = int(x.shape[1]), int(x.shape[2])
         xt = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
         self.x = xt.to(self.device).contiguous()
@@ -536,7 +540,26 @@ class DeviceLoader:
         xb = self.x[idx]
         if self.augment:
             xb = self._augment(xb, step, sl)
-        return self._normalise(xb), self.labels[idx]
+        x = self._normalise(xb)
+        if self.augment and self.cutout:
+            x = self._cutout(x, step, sl)
+        return x, self.labels[idx]
+
+    def _cutout(self, x: torch.Tensor, step: int, part: slice) -> torch.Tensor:
+        """DARTS cutout: zero one ``cutout`` x ``cutout`` square per image (centre uniform over
+        the image, square clipped at the border), after normalisation."""
+        full = self._global_size(step)
+        g = torch.Generator(device=self.device)
+        g.manual_seed(_mix_seed(self.seed, _CUTOUT_TAG, step))
+        cy = torch.randint(0, self.height, (full,), generator=g, device=self.device)[part]
+        cx = torch.randint(0, self.width, (full,), generator=g, device=self.device)[part]
+        half = self.cutout // 2
+        rows = self._ar_h[None, :]
+        cols = self._ar_w[None, :]
+        in_y = (rows >= (cy[:, None] - half)) & (rows < (cy[:, None] - half + self.cutout))
+        in_x = (cols >= (cx[:, None] - half)) & (cols < (cx[:, None] - half + self.cutout))
+        keep = ~(in_y[:, :, None] & in_x[:, None, :])  # B x H x W
+        return x * keep[:, None].to(x.dtype)
 
     def epoch_batches(self, epoch: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         start = int(epoch) * self.steps_per_epoch

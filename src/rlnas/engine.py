@@ -101,13 +101,26 @@ def linear_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr - (lr - lr_min) * step / max(total, 1)
 
 
+def warmup_linear_lr(epoch: int, epochs: int, lr: float, warmup: int) -> float:
+    """The DARTS ImageNet retraining rule (spec 6.2), per epoch: linear decay over the first
+    E - W epochs, a slower tail over the last W, and a linear warm-up over the first W."""
+    decay = epochs - warmup
+    if epoch < decay:
+        base = lr * (decay - epoch) / decay
+    else:
+        base = lr * (epochs - epoch) / (decay * max(warmup, 1))
+    return base * (epoch + 1) / warmup if epoch < warmup else base
+
+
 def learning_rate(schedule: str, step: int, steps_per_epoch: int, epochs: int, lr: float,
-                  lr_min: float) -> float:
+                  lr_min: float, warmup_epochs: int = 0) -> float:
     if schedule == "cosine":
         return cosine_lr(step // steps_per_epoch, epochs, lr, lr_min)
     if schedule == "linear":
         return linear_lr(step, steps_per_epoch * epochs, lr, lr_min)
-    raise RlnasError(f"unknown lr_schedule {schedule!r} (cosine or linear)")
+    if schedule == "linear_warmup":
+        return warmup_linear_lr(step // steps_per_epoch, epochs, lr, warmup_epochs)
+    raise RlnasError(f"unknown lr_schedule {schedule!r} (cosine, linear or linear_warmup)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,6 +142,8 @@ class LoopSpec:
     precision: str = "auto"
     path_fn: Optional[Callable[[int], Any]] = None  # supernet: global step -> path
     lr_schedule: str = "cosine"
+    warmup_epochs: int = 0
+    before_epoch: Optional[Callable[[int], None]] = None  # e.g. the drop-path schedule
     label_smoothing: float = 0.0
     grad_clip_norm: Optional[float] = None
     grad_clip_value: Optional[float] = None
@@ -198,7 +213,10 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
         if stop_at_step is not None and step == stop_at_step:
             raise KeyboardInterrupt(f"stopped at step {step}")
         epoch = step // spe
-        lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min)
+        lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
+                           spec.warmup_epochs)
+        if spec.before_epoch and (step % spe == 0 or step == start_step):
+            spec.before_epoch(epoch)
         for g in optimizer.param_groups:
             g["lr"] = lr
         path = spec.path_fn(step) if spec.path_fn else None
@@ -383,20 +401,11 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     per device trains the same path on its share of each global batch (rank 0 writes)."""
     run_dir = Path(run_dir)
     saved_cfg = run_dir / "config.yaml"
-    resume = (run_dir / "ckpt" / "last.pt").exists()
-    if saved_cfg.exists():
-        config_mod.check_resume_compatible(config_mod.load_yaml(saved_cfg), cfg, run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
-                         "choose an empty or new directory")
+    resume = check_run_dir(cfg, run_dir)
     space = get_space(cfg["space"])
     dist, device = init_distributed(cfg["device"])
     t = cfg["train"]
-    if t["batch_size"] < dist.world * t["accumulate"]:
-        raise RlnasError(f"global batch {t['batch_size']} is smaller than processes x "
-                         f"accumulate = {dist.world} x {t['accumulate']}")
-    if t["grad_sync"] not in ("coalesced", "ddp"):
-        raise RlnasError(f"train.grad_sync must be coalesced or ddp, got {t['grad_sync']!r}")
+    check_parallel(t, dist)
     data, data_desc = prepare_training_data(cfg)
     lab = cfg["labels"]
     k = lab["num_classes"] or data.num_classes
@@ -444,23 +453,10 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                     keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
                     metrics_path=run_dir / "metrics.csv", progress=progress, desc="supernet")
     optimizer = make_optimizer(spec)
-    start, epoch_stats, ckpt = 0, None, {}
-    if resume:
-        ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=meta)
-        if ckpt.get("finished"):
-            return {"resumed": True, "already_done": True, "steps": int(ckpt["step"])}
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["step"])
-        epoch_stats = ckpt.get("epoch_stats")
-        if start > 0 and dist.main:
-            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
-            _truncate_metrics(run_dir / "metrics.csv", start // loader.steps_per_epoch)
-    elif dist.main:
-        save_checkpoint(run_dir / "ckpt" / "init.pt", dict(meta, step=0, epoch=0,
-                                                           model=model.state_dict()))
-        if (run_dir / "metrics.csv").exists():
-            os.remove(run_dir / "metrics.csv")
+    ckpt = start_or_resume(spec, optimizer, run_dir, resume)
+    if ckpt.get("finished"):
+        return {"resumed": True, "already_done": True, "steps": int(ckpt["step"])}
+    start, epoch_stats = int(ckpt.get("step", 0)), ckpt.get("epoch_stats")
     if t.get("stop_when_stable") is not None:
         state0 = (load_checkpoint(run_dir / "ckpt" / "init.pt", expect=meta)["model"] if resume
                   else {k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -473,6 +469,47 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                     epoch_stats=epoch_stats)
     return dict(last, resumed=bool(start), steps=total)
+
+
+def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a run to resume (with a compatible config)."""
+    saved = run_dir / "config.yaml"
+    if saved.exists():
+        config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
+                         "choose an empty or new directory")
+    return (run_dir / "ckpt" / "last.pt").exists()
+
+
+def check_parallel(t: Dict[str, Any], dist: Dist):
+    if t["batch_size"] < dist.world * t["accumulate"]:
+        raise RlnasError(f"global batch {t['batch_size']} is smaller than processes x "
+                         f"accumulate = {dist.world} x {t['accumulate']}")
+    if t["grad_sync"] not in ("coalesced", "ddp"):
+        raise RlnasError(f"train.grad_sync must be coalesced or ddp, got {t['grad_sync']!r}")
+
+
+def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> Dict[str, Any]:
+    """Load ``ckpt/last.pt`` into model and optimizer (returned), or save W0 as ``ckpt/init.pt``
+    before the first step (returns {})."""
+    if resume:
+        ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=spec.ckpt_meta)
+        if ckpt.get("finished"):
+            return ckpt
+        spec.model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if int(ckpt["step"]) > 0 and spec.dist.main:
+            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
+            _truncate_metrics(run_dir / "metrics.csv",
+                              int(ckpt["step"]) // spec.loader.steps_per_epoch)
+        return ckpt
+    if spec.dist.main:
+        save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
+                                                           model=spec.model.state_dict()))
+        if (run_dir / "metrics.csv").exists():
+            os.remove(run_dir / "metrics.csv")
+    return {}
 
 
 class StabilityStop:
