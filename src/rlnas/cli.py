@@ -70,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train, rank, search and evaluate in one go")
     _add_train_args(p)
 
+    p = sub.add_parser("retrain", help="train a found architecture from scratch (true labels)")
+    p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file")
+    p.add_argument("arch", help="a run directory or result.json (its best arch), or an arch string")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--out", "-o", help="output directory (default: runs/<preset>)")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    p = sub.add_parser("export", help="a retrained network as model.pt (+ ONNX)")
+    p.add_argument("run", help="retraining directory")
+    p.add_argument("--out", help="output folder (default RUN/export)")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx (needs rlnas[onnx])")
+
     p = sub.add_parser("cost", help="params and FLOPs of an NB201 cell")
     p.add_argument("arch")
     p.add_argument("--channels", type=int, default=16)
@@ -183,6 +195,19 @@ def dispatch(args):
         _search(out)
         if cfg["evaluate"]["nasbench201"]:
             _evaluate([out], cfg["evaluate"]["nasbench201"], progress=not args.quiet)
+    elif args.command == "retrain":
+        from .config import load_config
+        from .retraining import train_network
+        cfg = load_config(args.config, args.overrides)
+        out = Path(args.out or Path("runs") / Path(args.config).stem)
+        s = train_network(cfg, args.arch, out, progress=not args.quiet)
+        print(f"{out}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; test "
+              f"top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
+              f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
+    elif args.command == "export":
+        from .retraining import export
+        for f in export(args.run, args.out, onnx=args.onnx):
+            print(f"wrote {f}")
     elif args.command == "cost":
         _cost(args)
     elif args.command == "demo":

@@ -93,14 +93,14 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
             raise RlnasError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
         value = _parse_value(raw)
         old = known[key]
-        if old is not None and value is not None:
+        if isinstance(old, str) and value is not None and not isinstance(value, str):
+            value = raw  # e.g. labels=true is the word, not the boolean
+        elif old is not None and value is not None:
             if isinstance(old, bool) != isinstance(value, bool) or (
                     isinstance(old, (int, float)) and not isinstance(value, (int, float))):
                 raise RlnasError(f"{key}={raw!r}: expected a value like {old!r}")
             if isinstance(old, float) and isinstance(value, int):
                 value = float(value)
-            if isinstance(old, str) and not isinstance(value, str):
-                value = str(raw)
         node = cfg
         parts = key.split(".")
         for p in parts[:-1]:
@@ -123,7 +123,8 @@ def validate(cfg: Dict[str, Any]):
     from .spaces import get_space
     get_space(cfg.get("space", ""))
     t, m = cfg["train"], cfg["model"]
-    sizes = [(f"model.{k}", v) for k, v in m.items() if isinstance(v, int)]
+    sizes = [(f"model.{k}", v) for k, v in m.items()
+             if isinstance(v, int) and not isinstance(v, bool)]
     for key, v in [("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"])] + sizes:
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise RlnasError(f"{key} must be a positive integer, got {v!r}")

@@ -1,0 +1,211 @@
+"""`rlnas retrain` and `rlnas export`: the found architecture as a standalone network, trained
+from scratch with the TRUE labels on the same engine as the supernet (device-resident batches,
+autocast, torchrun, exact resume), evaluated on the test split, exported as a plain module
+checkpoint and ONNX."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import config as config_mod
+from .checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from .data import DeviceLoader, load_dataset
+from .engine import (LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
+                     prepare_training_data, run_loop, start_or_resume)
+from .errors import RlnasError
+from .spaces import get_space
+
+
+def resolve_arch(space, spec: str) -> Tuple[tuple, str]:
+    """An arch from its notation, from a ``result.json`` (its best arch) or from a run directory
+    holding one. Returns (arch, where it came from)."""
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "result.json"
+        if not path.exists():
+            raise RlnasError(f"{spec} has no result.json; run `rlnas search {spec}` first")
+    if path.suffix == ".json" and path.exists():
+        try:
+            res = json.loads(path.read_text())
+            best, res_space = res["top"][0]["arch"], res["space"]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise RlnasError(f"{path} is not an rlnas result.json") from None
+        if res_space != space.name:
+            raise RlnasError(f"{path} holds a {res_space} architecture, but the preset is for "
+                             f"space {space.name}")
+        return space.from_str(best), f"best of {path}"
+    return space.from_str(spec), "given on the command line"
+
+
+def _topk(out: torch.Tensor, y: torch.Tensor, k: int) -> int:
+    k = min(k, out.shape[1])
+    return int((out.topk(k, 1).indices == y[:, None]).any(1).sum())
+
+
+@torch.no_grad()
+def evaluate_network(model, loader: DeviceLoader, batch_size: int = 500) -> Dict[str, float]:
+    """top-1 / top-5 (%) over all images of ``loader`` (un-augmented)."""
+    model.eval()
+    n, c1, c5 = loader.num_samples, 0, 0
+    for i in range(0, n, batch_size):
+        idx = np.arange(i, min(i + batch_size, n))
+        x, y = loader.images(idx), loader.labels[torch.as_tensor(idx, device=loader.device)]
+        out = model(x)
+        c1 += _topk(out, y, 1)
+        c5 += _topk(out, y, 5)
+    model.train()
+    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
+
+
+def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool = True,
+                  stop_at_step: Optional[int] = None) -> Dict[str, Any]:
+    """Train the standalone network of ``arch_spec`` per ``cfg`` in ``run_dir`` (resumes)."""
+    run_dir = Path(run_dir)
+    space = get_space(cfg["space"])
+    arch, source = resolve_arch(space, arch_spec)
+    arch_str = space.to_str(arch)
+    if (run_dir / "arch.json").exists():
+        saved = json.loads((run_dir / "arch.json").read_text())["arch"]
+        if saved != arch_str:
+            raise RlnasError(f"{run_dir} retrains {saved}, not {arch_str}; use a new directory")
+    resume = check_run_dir(cfg, run_dir)
+    dist, device = init_distributed(cfg["device"])
+    t, d, m = cfg["train"], cfg["data"], dict(cfg["model"])
+    check_parallel(t, dist)
+    data, data_desc = prepare_training_data(cfg)
+    test = load_dataset(d["dataset"], d.get("test_root") or d["root"], split="test")
+    drop_path = float(m.pop("drop_path", 0.0) or 0.0)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+        atomic_write_text(run_dir / "arch.json", json.dumps(
+            {"space": space.name, "arch": arch_str, "genome": [int(g) for g in arch],
+             "source": source}, indent=2) + "\n")
+        atomic_write_text(run_dir / "run.json", json.dumps(
+            {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
+             "test": test.source, "labels": "true labels", "num_images": int(len(data.y)),
+             "num_classes": int(data.num_classes), "image_size": int(data.x.shape[1]),
+             "device": str(device), "processes": dist.world}, indent=2) + "\n")
+    dist.barrier()
+    torch.manual_seed(cfg["seed"])
+    model = space.network(arch, num_classes=data.num_classes, **m).to(device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DeviceLoader(data.x, data.y, t["batch_size"], data.mean, data.std, device=device,
+                          pad=4 if data.x.shape[1] >= 32 else 2, augment=d["augment"],
+                          seed=cfg["seed"], channels_last=channels_last,
+                          cutout=int(d.get("cutout") or 0))
+    test_loader = DeviceLoader(test.x, test.y, 500, data.mean, data.std, device=device,
+                               augment=False, channels_last=channels_last)
+
+    def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = drop_path * epoch / t["epochs"]
+
+    eval_every = int(cfg.get("eval", {}).get("every_epochs", 1) or 0)
+
+    def after_epoch(epoch, extra):
+        if dist.main and (epoch == t["epochs"] or (eval_every and epoch % eval_every == 0)):
+            res = dict(evaluate_network(model, test_loader), epoch=epoch)
+            _append(run_dir / "eval.csv", res)
+        return False
+
+    meta = {"space": space.name, "arch": arch_str, "model_config": dict(cfg["model"]),
+            "num_classes": int(data.num_classes)}
+    spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
+                    lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
+                    weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
+                    lr_schedule=t["lr_schedule"], warmup_epochs=t.get("warmup_epochs", 0),
+                    label_smoothing=t["label_smoothing"], grad_clip_norm=t["grad_clip_norm"],
+                    grad_clip_value=t["grad_clip_value"], wd_conv_only=t["wd_conv_only"],
+                    aux_weight=t.get("aux_weight", 0.0), accumulate=t["accumulate"], dist=dist,
+                    grad_sync=t["grad_sync"], before_epoch=before_epoch,
+                    epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
+                    ckpt_every_steps=t["ckpt_every_steps"],
+                    keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
+                    metrics_path=run_dir / "metrics.csv", progress=progress, desc="retrain")
+    optimizer = make_optimizer(spec)
+    ckpt = start_or_resume(spec, optimizer, run_dir, resume)
+    start = int(ckpt.get("step", 0))
+    total = loader.steps_per_epoch * t["epochs"]
+    if start < total:
+        run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
+                 epoch_stats=ckpt.get("epoch_stats"))
+    rows = _read(run_dir / "eval.csv")
+    if not rows:
+        raise RlnasError(f"{run_dir}: no evaluation was recorded")
+    best = max(rows, key=lambda r: r["top1"])
+    summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
+                                                 if p.requires_grad) / 1e6,
+               "last": rows[-1], "best": best, "epochs": t["epochs"]}
+    if dist.main:
+        atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _append(path: Path, row: Dict[str, float]):
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "top1", "top5"])
+        if new:
+            w.writeheader()
+        w.writerow({"epoch": row["epoch"], "top1": f"{row['top1']:.4f}",
+                    "top5": f"{row['top5']:.4f}"})
+
+
+def _read(path: Path):
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{"epoch": int(r["epoch"]), "top1": float(r["top1"]), "top5": float(r["top5"])}
+                for r in csv.DictReader(f)]
+
+
+# --- export -----------------------------------------------------------------------------------
+def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
+    """The retrained network of ``run_dir`` as a plain nn.Module (eval mode) and its metadata."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "arch.json").exists():
+        raise RlnasError(f"{run_dir} is not a retraining run (no arch.json)")
+    ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt")
+    space = get_space(ckpt["space"])
+    kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
+    model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as err:
+        raise RlnasError(f"{run_dir}: checkpoint does not match its architecture "
+                         f"({str(err).splitlines()[0][:100]})") from None
+    model.eval()
+    return model, {k: ckpt[k] for k in ("space", "arch", "model_config", "num_classes")}
+
+
+def export(run_dir, out_dir=None, onnx: bool = False, image_size: Optional[int] = None):
+    """Write ``model.pt`` (state dict + what rebuilds the module: space, arch, kwargs) and, with
+    ``onnx``, ``model.onnx`` (needs the `onnx` extra)."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir or run_dir / "export")
+    model, meta = load_network(run_dir)
+    size = image_size or json.loads((run_dir / "run.json").read_text())["image_size"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(out_dir / "model.pt", lambda tmp: torch.save(
+        dict(meta, format="rlnas-network-1", image_size=size, model=model.state_dict()), tmp))
+    written = [str(out_dir / "model.pt")]
+    if onnx:
+        try:
+            import onnx as _onnx  # noqa: F401
+        except ImportError:
+            raise RlnasError("ONNX export needs the onnx extra: pip install 'rlnas[onnx]'") from None
+        x = torch.randn(1, 3, size, size)
+        atomic_write(out_dir / "model.onnx", lambda tmp: torch.onnx.export(
+            model, (x,), tmp, input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False),
+            suffix=".onnx")
+        written.append(str(out_dir / "model.onnx"))
+    return written

@@ -1,0 +1,74 @@
+"""`rlnas retrain` (NB201 and DARTS standalone networks, true labels) and `rlnas export`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rlnas.cli import main
+from rlnas.config import list_presets, load_config
+from rlnas.errors import RlnasError
+from rlnas.retraining import load_network, resolve_arch, train_network
+from rlnas.spaces import get_space
+
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rtdata")
+    rng = np.random.default_rng(0)
+    for name, n in (("train_1.npz", 64), ("test_1.npz", 40)):
+        np.savez(root / name, x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 y=rng.integers(0, 10, n))
+    return root
+
+
+def test_every_preset_loads():
+    for name in list_presets():
+        cfg = load_config(name)
+        assert cfg["space"] in ("nb201", "darts")
+
+
+def test_retrain_nb201_resumes_and_exports(data, tmp_path):
+    cfg = load_config("retrain-nb201-cifar10", [f"root={data}", "channels=4", "cells=1",
+                                                "epochs=2", "batch=32", "eval.every_epochs=1",
+                                                "train.ckpt_every_steps=1"])
+    full = train_network(cfg, NB201_ARCH, tmp_path / "a", progress=False)
+    assert full["arch"] == NB201_ARCH and [full["last"]["epoch"], full["epochs"]] == [2, 2]
+    assert 0 <= full["best"]["top1"] <= 100 and full["best"]["top5"] >= full["best"]["top1"]
+    with pytest.raises(KeyboardInterrupt):
+        train_network(cfg, NB201_ARCH, tmp_path / "b", progress=False, stop_at_step=3)
+    resumed = train_network(cfg, NB201_ARCH, tmp_path / "b", progress=False)
+    assert resumed["last"] == full["last"]
+    with pytest.raises(RlnasError, match="retrains"):
+        train_network(cfg, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", tmp_path / "a",
+                      progress=False)
+    # export: a plain module checkpoint and ONNX with the same outputs
+    assert main(["export", str(tmp_path / "a"), "--onnx"]) == 0
+    ort = pytest.importorskip("onnxruntime")
+    model, meta = load_network(tmp_path / "a")
+    x = torch.randn(3, 3, 32, 32)
+    sess = ort.InferenceSession(str(tmp_path / "a" / "export" / "model.onnx"))
+    onnx_out = sess.run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(onnx_out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
+    saved = torch.load(tmp_path / "a" / "export" / "model.pt", weights_only=True)
+    assert saved["arch"] == NB201_ARCH and saved["format"] == "rlnas-network-1"
+
+
+def test_retrain_darts_from_result_json(data, tmp_path):
+    """A searched genotype goes from result.json to retraining without editing any file."""
+    space = get_space("darts")
+    arch = space.sample(np.random.default_rng(0))
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "result.json").write_text(json.dumps(
+        {"space": "darts", "top": [{"arch": space.to_str(arch)}]}))
+    assert resolve_arch(space, str(tmp_path / "search"))[0] == arch
+    code = main(["retrain", "retrain-darts-cifar10", str(tmp_path / "search"), f"root={data}",
+                 "channels=4", "model.layers=3", "epochs=1", "batch=32", "--out",
+                 str(tmp_path / "rt"), "-q"])
+    assert code == 0
+    s = json.loads((tmp_path / "rt" / "retrain.json").read_text())
+    assert s["arch"] == space.to_str(arch) and s["last"]["epoch"] == 1
+    with pytest.raises(RlnasError, match="space nb201"):
+        resolve_arch(get_space("nb201"), str(tmp_path / "search" / "result.json"))
