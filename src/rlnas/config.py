@@ -146,7 +146,8 @@ def dump(cfg: Dict[str, Any]) -> str:
 
 def check_resume_compatible(saved: Dict[str, Any], new: Dict[str, Any], run_dir):
     a, b = flatten(saved), flatten(new)
-    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MUTABLE)
+    # keys a later rlnas added are absent from older runs; their defaults keep the old behaviour
+    diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUME_MUTABLE)
     if diff:
         k = diff[0]
         raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, not {b.get(k)!r}; "

@@ -28,7 +28,7 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 IMAGENET16_MEAN = (0.4811, 0.4575, 0.4078)
 IMAGENET16_STD = (0.2605, 0.2533, 0.2683)
 
-KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits")
+KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "imagenet")
 SPLITS = ("train", "test")
 
 DIGITS_TRAIN = 1297
@@ -304,7 +304,13 @@ def _load_digits(split: str) -> ImageData:
 # public loader
 # ----------------------------------------------------------------------------------------------
 def load_dataset(name: str, root: Optional[PathLike] = None, split: str = "train") -> ImageData:
-    """Load ``name`` (cifar10, cifar100, imagenet16-120, digits) split ``train`` or ``test``."""
+    """Load ``name`` (cifar10, cifar100, imagenet16-120, digits, imagenet) split ``train`` or
+    ``test``; imagenet returns a ``FolderData`` (files decoded on the fly)."""
+    if name == "imagenet":
+        from .imagenet import load_image_folder
+        if root is None:
+            raise RlnasError("imagenet needs data.root: a folder with train/<class>/ and val/<class>/")
+        return load_image_folder(root, split)
     key = str(name).strip().lower()
     if key not in KNOWN_DATASETS:
         raise RlnasError(f"unknown dataset '{name}'; known: {', '.join(KNOWN_DATASETS)}")
@@ -573,3 +579,17 @@ class DeviceLoader:
         else:
             idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.device)
         return self._normalise(self.x[idx])
+
+
+def make_loader(data, labels, batch_size: int, device="cpu", seed: int = 0, augment: bool = True,
+                channels_last: bool = False, cutout: int = 0, eval_mode: bool = False):
+    """The batch source for ``data``: ``DeviceLoader`` for in-memory images (CIFAR-size; crop
+    padding 4 at 32 px, 2 at 16 px), ``FolderLoader`` for image folders (ImageNet)."""
+    from .imagenet import FolderData, FolderLoader
+    if isinstance(data, FolderData):
+        return FolderLoader(data, labels, batch_size, device=device, seed=seed,
+                            augment=augment and not eval_mode, image_size=data.image_size[0],
+                            channels_last=channels_last)
+    return DeviceLoader(data.x, labels, batch_size, data.mean, data.std, device=device,
+                        pad=4 if data.x.shape[1] >= 32 else 2, augment=augment and not eval_mode,
+                        seed=seed, channels_last=channels_last, cutout=cutout)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import config as config_mod
 from .angle import AngleScorer
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from .data import DeviceLoader, ImageData, load_dataset, nb201_train_half
+from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels
 from .spaces import get_space
@@ -427,7 +427,7 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                                               "seed": lab["seed"], "description": label_desc})
         info = {"space": cfg["space"], "dataset": data.name, "data": data_desc,
                 "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
-                "image_size": int(data.x.shape[1]), "device": str(device),
+                "image_size": int(data.image_size[0]), "device": str(device),
                 "processes": dist.world}
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
@@ -435,9 +435,8 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     model = space.supernet(num_classes=k, **cfg["model"]).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(data.x, labels, t["batch_size"], data.mean, data.std, device=device,
-                          pad=4 if data.x.shape[1] >= 32 else 2, augment=cfg["data"]["augment"],
-                          seed=cfg["seed"], channels_last=device.type == "cuda")
+    loader = make_loader(data, labels, t["batch_size"], device=device, seed=cfg["seed"],
+                         augment=cfg["data"]["augment"], channels_last=device.type == "cuda")
     num_cells = model.num_search_cells
     seed = cfg["seed"]
     meta = model_meta(cfg, k)

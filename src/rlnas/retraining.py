@@ -14,7 +14,7 @@ import torch
 
 from . import config as config_mod
 from .checkpoint import atomic_write, atomic_write_text, load_checkpoint
-from .data import DeviceLoader, load_dataset
+from .data import load_dataset, make_loader
 from .engine import (LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
                      prepare_training_data, run_loop, start_or_resume)
 from .errors import RlnasError
@@ -48,7 +48,7 @@ def _topk(out: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate_network(model, loader: DeviceLoader, batch_size: int = 500) -> Dict[str, float]:
+def evaluate_network(model, loader, batch_size: int = 500) -> Dict[str, float]:
     """top-1 / top-5 (%) over all images of ``loader`` (un-augmented)."""
     model.eval()
     n, c1, c5 = loader.num_samples, 0, 0
@@ -89,7 +89,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         atomic_write_text(run_dir / "run.json", json.dumps(
             {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
              "test": test.source, "labels": "true labels", "num_images": int(len(data.y)),
-             "num_classes": int(data.num_classes), "image_size": int(data.x.shape[1]),
+             "num_classes": int(data.num_classes), "image_size": int(data.image_size[0]),
              "device": str(device), "processes": dist.world}, indent=2) + "\n")
     dist.barrier()
     torch.manual_seed(cfg["seed"])
@@ -97,12 +97,12 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     channels_last = device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = DeviceLoader(data.x, data.y, t["batch_size"], data.mean, data.std, device=device,
-                          pad=4 if data.x.shape[1] >= 32 else 2, augment=d["augment"],
-                          seed=cfg["seed"], channels_last=channels_last,
-                          cutout=int(d.get("cutout") or 0))
-    test_loader = DeviceLoader(test.x, test.y, 500, data.mean, data.std, device=device,
-                               augment=False, channels_last=channels_last)
+    loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
+                         augment=d["augment"], channels_last=channels_last,
+                         cutout=int(d.get("cutout") or 0))
+    test.mean, test.std = data.mean, data.std  # normalise test images as training ones
+    test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
+                              eval_mode=True)
 
     def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
         if hasattr(model, "drop_path_prob"):

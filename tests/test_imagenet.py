@@ -1,0 +1,77 @@
+"""ImageNet folders: the random labels really replace the folder labels (the official wrapper's
+defect), pure-function batches, the official augmentation's shape and range."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rlnas.data import load_dataset, make_loader
+from rlnas.errors import RlnasError
+from rlnas.imagenet import FolderLoader, train_transform
+from rlnas.labels import make_labels
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        for c in ("n01", "n02", "n03"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                size = (int(rng.integers(40, 90)), int(rng.integers(40, 90)))
+                arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{c}_{i}.png")
+    return root
+
+
+def test_random_labels_replace_the_folder_labels(folder):
+    data = load_dataset("imagenet", folder, "train")
+    assert len(data) == 18 and data.num_classes == 3 and list(data.y[:6]) == [0] * 6
+    labels, _ = make_labels("random", data.y, 1000, seed=0)
+    assert np.array_equal(labels, np.random.RandomState(0).randint(0, 1000, 18))
+    data.image_size = (32, 32)
+    loader = make_loader(data, labels, 5, seed=0)
+    seen = []
+    for step in range(loader.steps_per_epoch):
+        x, y = loader.batch(step)
+        assert x.shape[1:] == (3, 32, 32) and x.dtype == torch.float32
+        seen.append(y)
+    y = torch.cat(seen).numpy()
+    perm = loader.permutation(0)
+    assert np.array_equal(y, labels[perm])          # the labels the training step sees
+    assert not np.array_equal(y, data.y[perm])       # ... are not the folder's
+    assert y.max() >= 3                              # K = 1000, not the 3 folder classes
+
+
+def test_batches_are_pure_and_parts_partition(folder):
+    data = load_dataset("imagenet", folder, "train")
+    data.image_size = (24, 24)
+    a = FolderLoader(data, data.y, 8, seed=3, image_size=24)
+    b = FolderLoader(data, data.y, 8, seed=3, image_size=24)
+    xa, ya = a.batch(4)
+    xb, yb = b.batch(4)
+    assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    parts = [a.batch(4, p, 2) for p in range(2)]
+    assert torch.equal(torch.cat([p[0] for p in parts]), xa)
+    assert not torch.equal(a.batch(5)[0][:2], xa[:2])
+
+
+def test_train_transform_is_square_crop_without_normalisation():
+    img = Image.fromarray(np.full((30, 50, 3), 128, dtype=np.uint8))
+    out = train_transform(img, np.random.default_rng(0), 16, lighting=0.0)
+    assert out.shape == (3, 16, 16)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0  # ToTensor only
+    # a square larger than the short side is zero-padded: some draws contain black borders
+    black = [float((train_transform(img, np.random.default_rng(s), 16, 0.0) == 0).float().mean())
+             for s in range(40)]
+    assert max(black) > 0 and min(black) == 0
+
+
+def test_missing_layout_is_a_clear_error(tmp_path):
+    with pytest.raises(RlnasError, match="does not exist"):
+        load_dataset("imagenet", tmp_path / "nope", "train")
+    (tmp_path / "train").mkdir()
+    with pytest.raises(RlnasError, match="no class folders"):
+        load_dataset("imagenet", tmp_path, "train")
