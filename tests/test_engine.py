@@ -197,3 +197,30 @@ def test_stop_when_the_angle_ranking_is_stable(tiny_data, tmp_path):
         assert last["epoch"] == 6
     assert all(float(r["tau_previous"]) < 0.5 for r in rows[1:] if r["stop"] == "0")
     assert train_supernet(cfg, tmp_path / "run", progress=False)["already_done"]
+
+
+def test_string_overrides_keep_words():
+    cfg = load_config("nb201-cifar10", ["labels=true", "device=cpu"])
+    assert cfg["labels"]["kind"] == "true" and cfg["device"] == "cpu"
+
+
+def test_bench_command(capsys):
+    assert main(["bench", "--spaces", "nb201", "--steps", "1", "--batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "| nb201 | angle scoring (archs/s) |" in out and "supernet train" in out
+    assert main(["bench", "--spaces", "nope"]) == 2
+
+
+def test_darts_run_end_to_end(tiny_data, tmp_path):
+    """`rlnas run` on the DARTS space: train, evolution under a FLOPs limit, visited archs."""
+    out = tmp_path / "darts"
+    assert main(["run", "darts-cifar10", f"root={tiny_data}", "channels=4", "model.layers=3",
+                 "epochs=1", "batch=48", "search.generations=2", "max_flops=600",
+                 "--out", str(out), "-q"]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["space"] == "darts" and res["constraint"] == "max_flops=600 M"
+    assert all(t["flops_m"] <= 600 for t in res["top"])
+    assert res["size"]["visited"] == res["evaluations"]
+    rows = list(csv.DictReader(open(out / "visited.csv")))
+    assert len(rows) == res["evaluations"] and rows[0]["arch"] == res["top"][0]["arch"]
+    assert not (out / "ranking.csv").exists()

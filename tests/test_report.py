@@ -101,3 +101,18 @@ def test_cli_compares_scorers(runs, table, tmp_path, capsys):
                  "--scorers", "angle,flops", "--out", str(tmp_path), "-q"]) == 0
     out = capsys.readouterr().out
     assert "| flops |" in out and (tmp_path / "evaluation.json").exists()
+
+
+def test_constrained_ladder(runs, table, tmp_path):
+    res = evaluate_runs([open_run(runs[0])], table, scorers=["angle", "params"],
+                        out_dir=tmp_path, progress=False, budgets=5)
+    cons = res["per_run"][0]["constrained"]["params"]
+    assert 1 <= len(cons["budgets"]) <= 5
+    oracle = cons["oracle"]["accuracy"]
+    for name in ("angle", "params"):
+        accs = cons["methods"][name]["accuracy"]
+        assert all(a <= o + 1e-9 for a, o in zip(accs, oracle))
+    # the params scorer picks the largest cell under every limit
+    assert cons["methods"]["params"]["cost"] == cons["largest"]["cost"]
+    assert (tmp_path / "plots" / "constrained_params_cifar10_test.png").exists()
+    assert "Constrained search" in (tmp_path / "evaluation.md").read_text()

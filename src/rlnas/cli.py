@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--allow-partial", action="store_true",
                    help="accept archives with fewer than 15,625 cells")
 
+    p = sub.add_parser("bench", help="throughput of each space at paper size on this device")
+    p.add_argument("--spaces", nargs="*", help="nb201 darts-cifar darts-imagenet (default all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, help="override the paper batch size")
+    p.add_argument("--record", help="append the table to this Markdown file (e.g. "
+                                    "benchmarks/RESULTS.md)")
+
     sub.add_parser("presets", help="list the config presets")
     sub.add_parser("scorers", help="list the registered scorers")
     return parser
@@ -191,7 +200,9 @@ def dispatch(args):
         from .config import load_config
         cfg = load_config(args.config, args.overrides)  # fail fast before training
         out = _train(args)
-        _rank(out)
+        from .spaces import get_space
+        if get_space(cfg["space"]).enumerate() is not None:
+            _rank(out)  # exhaustive ranking where the space is small (NB201)
         _search(out)
         if cfg["evaluate"]["nasbench201"]:
             _evaluate([out], cfg["evaluate"]["nasbench201"], progress=not args.quiet)
@@ -224,6 +235,13 @@ def dispatch(args):
                     allow_partial=args.allow_partial)
         print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
               f"({s['seconds']:.0f} s); semantics in {s['meta']}")
+    elif args.command == "bench":
+        from .bench import run_bench
+        table = run_bench(args.spaces, args.device, args.precision, args.steps, args.batch)
+        print(table)
+        if args.record:
+            with open(args.record, "a") as f:
+                f.write("\n" + table)
     elif args.command == "presets":
         from .config import PRESET_DIR, list_presets
         for name in list_presets():

@@ -25,7 +25,8 @@ from .checkpoint import atomic_write_text
 from .engine import Run, prepare_training_data
 from .errors import RlnasError
 from .scorers import scorer_info
-from .sizecontrol import format_size_report, size_controlled_report
+from .sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
+                          format_size_report, plot_constrained, size_controlled_report)
 from .stages import cost_kwargs, score_context
 
 STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
@@ -44,7 +45,7 @@ def _needs_data(scorer: str) -> bool:
 def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("angle",),
                   columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
                   proxy: Optional[Dict[str, Any]] = None, out_dir: Optional[Path] = None,
-                  plots: bool = True, progress: bool = True) -> Dict[str, Any]:
+                  plots: bool = True, progress: bool = True, budgets: int = 10) -> Dict[str, Any]:
     """Score the NB201 cells of each run with each scorer and compare with the table."""
     if not runs:
         raise RlnasError("no run to evaluate")
@@ -99,6 +100,12 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
             entry["size_control"][c] = size_controlled_report(
                 with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c)
         entry["over_training"] = angle_over_training(run, table, cols)
+        # constrained search on the primary column: each scorer's pick under a ladder of limits
+        primary = _primary(cols)
+        entry["constrained"] = {
+            kind: constrained_benchmark(strs, scores, acc[primary], cost[kind],
+                                        budget_ladder(cost[kind], n=budgets))
+            for kind in ("params", "flops")}
         per_run.append(entry)
         if plots and run is runs[0]:
             plot_dir = out_dir / "plots"
@@ -108,6 +115,11 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
                     scatter_plot(scores[name], acc[c], plot_dir / f"{_slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
                                  xlabel=name, ylabel=f"{c} (%)")
+            for kind, unit in (("params", "M params"), ("flops", "M FLOPs")):
+                plot_constrained(entry["constrained"][kind],
+                                 plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
+                                 title=f"pick under a {kind} limit ({_primary(cols)})",
+                                 xlabel=f"limit ({unit})", ylabel=f"{_primary(cols)} (%)")
     if plots:
         plot_over_training(per_run, cols, out_dir / "plots" / "tau_vs_epoch.png")
 
@@ -121,6 +133,11 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
     write_json_atomic(result, out_dir / "evaluation.json")
     atomic_write_text(out_dir / "evaluation.md", format_markdown(result))
     return result
+
+
+def _primary(cols: Sequence[str]) -> str:
+    """The column constrained-search picks are judged on: CIFAR-10 test where present."""
+    return "cifar10_test" if "cifar10_test" in cols else cols[0]
 
 
 def _slug(name: str) -> str:
@@ -203,6 +220,13 @@ def format_markdown(result: Dict[str, Any]) -> str:
         lines.append("")
         lines += ["Size control (first run):", "",
                   format_size_report(result["per_run"][0]["size_control"][c]), ""]
+    primary = _primary(result["columns"])
+    for kind in ("params", "flops"):
+        cons = result["per_run"][0].get("constrained", {}).get(kind)
+        if cons:
+            lines += [f"## Constrained search: pick under a {kind} limit ({primary}, first run)",
+                      "", "Each scorer's best cell under the limit, next to the largest cell "
+                      "under it and the best one (oracle).", "", format_constrained(cons), ""]
     over = result["per_run"][0].get("over_training") or []
     if over:
         lines += ["## Angle ranking over training (first run)", "",

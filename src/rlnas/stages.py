@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
+from scipy.stats import kendalltau
 
-from .benchmark import write_json_atomic
+from .benchmark import scatter_plot, write_json_atomic
 from .checkpoint import atomic_write_text
 from .engine import Run
 from .errors import RlnasError
@@ -95,6 +96,7 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
     k = s["report_top"]
     top = result.archs[:k]
     cost = space.cost(top, **cost_kwargs(run))
+    visited_cost = space.cost(result.archs, **cost_kwargs(run))
     out = {
         "space": space.name, "method": method, "scorer": scorer, "checkpoint": final,
         "constraint": constraint.describe(), "evaluations": int(result.evaluations),
@@ -104,6 +106,39 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
                  scorer: float(sc), "params_m": float(p), "flops_m": float(fl)}
                 for a, sc, p, fl in zip(top, result.scores[:k], cost["params"], cost["flops"])],
         "history": result.history,
+        "size": size_summary(result.scores, visited_cost),
     }
+    _write_visited(run, space, scorer, result, visited_cost)
     write_json_atomic(out, run.path / "result.json")
     return out
+
+
+def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """What the search's scores say beyond size, over the archs it visited: rank correlation of
+    the score with params / FLOPs, and the pick next to the largest visited arch (the
+    'take the biggest network under the limit' baseline)."""
+    out: Dict[str, Any] = {"visited": int(len(scores))}
+    for kind in ("params", "flops"):
+        tau = kendalltau(scores, cost[kind]).statistic if len(scores) > 1 else float("nan")
+        out[f"tau_score_{kind}"] = None if not np.isfinite(tau) else float(tau)
+        big = int(np.argmax(cost[kind]))
+        out[f"largest_visited_{kind}"] = {"index": big, "cost": float(cost[kind][big]),
+                                          "score": float(scores[big])}
+        out[f"pick_{kind}"] = float(cost[kind][0])
+        out[f"pick_{kind}_quantile"] = float((cost[kind] <= cost[kind][0]).mean())
+    return out
+
+
+def _write_visited(run: Run, space, scorer: str, result, cost):
+    """visited.csv (every scored arch, best first, with its cost) and a score-vs-cost plot."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["rank", "arch", scorer, "params_m", "flops_m"])
+    for r, (a, sc, p, fl) in enumerate(zip(result.archs, result.scores, cost["params"],
+                                            cost["flops"]), start=1):
+        w.writerow([r, space.to_str(tuple(a)), f"{sc:.12g}", f"{p:.6f}", f"{fl:.5f}"])
+    atomic_write_text(run.path / "visited.csv", buf.getvalue())
+    (run.path / "plots").mkdir(exist_ok=True)
+    scatter_plot(cost["flops"], result.scores, run.path / "plots" / "search_score_vs_flops.png",
+                 title=f"{result.method} search: {scorer} vs FLOPs ({len(result.scores)} visited)",
+                 xlabel="M FLOPs", ylabel=scorer)
