@@ -7,7 +7,7 @@ import torch
 from rlnas.angle import AngleScorer, angle_between
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
-from rlnas.spaces.nb201 import NB201Network, NONE, fixed_keys, sample_urs, search_cell_ids
+from rlnas.spaces.nb201 import NONE, fixed_keys, sample_urs, search_cell_ids
 
 SPACE = get_space("nb201")
 EXAMPLE = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"

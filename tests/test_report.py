@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 
 from rlnas.cli import main
 from rlnas.config import load_config

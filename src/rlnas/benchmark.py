@@ -12,10 +12,7 @@ proxy, a parameter count...). NaN scores are dropped before anything is computed
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
-import secrets
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 from scipy import stats
 
 from rlnas.errors import RlnasError
+from rlnas.files import atomic_write, write_json_atomic
 
 __all__ = [
     "ACCURACY_COLUMNS",
@@ -409,40 +407,6 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _temp_path(path: Path, suffix: str = ".tmp") -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}"
-
-
-def _check_parent(path: Path) -> None:
-    if not path.parent.is_dir():
-        raise RlnasError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise RlnasError(f"cannot write {path}: it is a folder")
-
-
-def write_json_atomic(obj, path) -> Path:
-    """Write ``obj`` as JSON (indent 2, trailing newline) via a temp file + os.replace."""
-    path = Path(path)
-    _check_parent(path)
-    try:
-        text = json.dumps(obj, indent=2) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise RlnasError(f"cannot write {path}: not JSON-serialisable ({exc})") from None
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RlnasError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def scatter_plot(
     scores,
     accuracy,
@@ -467,7 +431,6 @@ def scatter_plot(
     x, y = x[ok], y[ok]
     if x.size == 0:
         raise RlnasError("scatter_plot: no points to plot")
-    _check_parent(path)
     tau = None
     if x.size >= 2:
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -483,20 +446,11 @@ def scatter_plot(
     fig = Figure(figsize=(5.0, 4.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    tmp = _temp_path(path, suffix=".png")
-    try:
-        ax.scatter(x, y, s=3 if x.size > 500 else 8, alpha=0.5 if x.size > 500 else 0.8,
-                   linewidths=0, rasterized=x.size > 5000)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"{title}\n{tau_txt} ({n_txt})", fontsize=9)
-        ax.grid(True, alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RlnasError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    ax.scatter(x, y, s=3 if x.size > 500 else 8, alpha=0.5 if x.size > 500 else 0.8,
+               linewidths=0, rasterized=x.size > 5000)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}\n{tau_txt} ({n_txt})", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")

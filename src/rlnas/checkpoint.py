@@ -1,44 +1,20 @@
 """Atomic, safe checkpoints: written to a temp file then renamed; loaded with weights_only."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict
 
 import torch
 
 from .errors import RlnasError
+from .files import atomic_write
 
 FORMAT = "rlnas-checkpoint-1"
 
 
-def atomic_write(path, write_fn, suffix=".tmp"):
-    """Call ``write_fn(tmp_path)`` then rename over ``path``: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def atomic_write_text(path, text: str):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
 def save_checkpoint(path, payload: Dict[str, Any]):
     payload = dict(payload, format=FORMAT)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 

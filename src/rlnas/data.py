@@ -505,7 +505,7 @@ class DeviceLoader:
         draws are made for the whole global batch, so an image is augmented the same way
         whichever process (or micro-batch) handles it."""
         full = self._global_size(step)
-        b, h, w = xb.shape[0], self.height, self.width
+        b, w = xb.shape[0], self.width
         g = self._step_generator(step)
         p = self.pad
         oy = torch.randint(0, 2 * p + 1, (full,), generator=g, device=self.device)[part]

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from . import config as config_mod
 from .angle import AngleScorer
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
+from .files import atomic_write_text
 from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels

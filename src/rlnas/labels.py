@@ -6,14 +6,13 @@ RLNAS draws one label per image, once, uniformly over the K classes, with
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Tuple, Union
 
 import numpy as np
 
 from .errors import RlnasError
+from .files import atomic_write
 
 PathLike = Union[str, Path]
 LABEL_KINDS = ("random", "true")
@@ -58,19 +57,11 @@ def save_labels(path: PathLike, labels: np.ndarray, meta: dict) -> None:
     except (TypeError, ValueError) as exc:
         raise RlnasError(f"label metadata is not JSON-serialisable: {exc}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
             np.savez(f, labels=labels.astype(np.int64), meta=np.array(meta_json))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, write)
 
 
 def load_labels(path: PathLike) -> Tuple[np.ndarray, dict]:

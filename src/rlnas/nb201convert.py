@@ -47,15 +47,14 @@ from __future__ import annotations
 import csv
 import datetime
 import math
-import os
 import re
-import secrets
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table, write_json_atomic
+from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table
+from rlnas.files import atomic_write, write_json_atomic
 from rlnas.errors import RlnasError
 
 __all__ = ["convert", "KINDS", "COLUMN_SOURCES", "NUM_ARCHS", "meta_path_for", "detect_kind"]
@@ -396,12 +395,10 @@ def _check_out(out: Path, source: Path) -> None:
 
 
 def _write_csv(path: Path, header, rows) -> None:
-    with open(path, "x", newline="", encoding="utf-8") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:  # a fresh temp file
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 # --------------------------------------------------------------------------------------
@@ -576,21 +573,12 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
         "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
-    tmp = out.parent / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        try:
-            _write_csv(tmp, header, rows)
-        except OSError as exc:
-            raise RlnasError(f"cannot write {out}: {exc.strerror or exc}") from None
+    def write(tmp):
+        _write_csv(tmp, header, rows)
         load_nb201_table(tmp)  # the table must read back (raises RlnasError otherwise)
         write_json_atomic(meta, meta_path)
-        try:
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise RlnasError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(out, write, suffix=".csv")
 
     seconds = time.monotonic() - t0
     _say(progress, f"wrote {len(rows)} rows to {out} and {meta_path.name} in {seconds:.1f} s"

@@ -20,8 +20,8 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from .angle import AngleScorer
-from .benchmark import correlation_report, load_nb201_table, scatter_plot, write_json_atomic
-from .checkpoint import atomic_write_text
+from .benchmark import correlation_report, load_nb201_table, scatter_plot
+from .files import atomic_write, atomic_write_text, write_json_atomic
 from .engine import Run, prepare_training_data
 from .errors import RlnasError
 from .scorers import scorer_info
@@ -198,7 +198,7 @@ def _fmt(ms, spec=".3f"):
 
 def format_markdown(result: Dict[str, Any]) -> str:
     ks = result["topk"]
-    lines = [f"# Scorer comparison on NAS-Bench-201",
+    lines = ["# Scorer comparison on NAS-Bench-201",
              "",
              f"Table `{result['table']}`; {result['num_archs']} cells"
              f"{' (seeded sample)' if result['sample'] else ''}; {len(result['runs'])} run(s): "
@@ -304,10 +304,10 @@ def plot_over_training(per_run, cols, path: Path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
+    finally:
+        plt.close(fig)
 
 
 def over_training_csv(rows) -> str:

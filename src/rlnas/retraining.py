@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from . import config as config_mod
-from .checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from .checkpoint import load_checkpoint
+from .files import atomic_write, atomic_write_text
 from .data import load_dataset, make_loader
 from .engine import (LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
                      prepare_training_data, run_loop, start_or_resume)
@@ -199,7 +200,7 @@ def export(run_dir, out_dir=None, onnx: bool = False, image_size: Optional[int] 
     written = [str(out_dir / "model.pt")]
     if onnx:
         try:
-            import onnx as _onnx  # noqa: F401
+            import onnx  # noqa: F401  (the exporter needs it)
         except ImportError:
             raise RlnasError("ONNX export needs the onnx extra: pip install 'rlnas[onnx]'") from None
         x = torch.randn(1, 3, size, size)

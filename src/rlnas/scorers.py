@@ -7,7 +7,7 @@ reports accept any registered name, or an ensemble ``"angle+synflow"`` (mean of 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 from scipy.stats import rankdata

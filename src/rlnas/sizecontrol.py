@@ -31,8 +31,6 @@ Scores are "higher is better". NaN scores are dropped (correlations) or never pi
 from __future__ import annotations
 
 import math
-import os
-import secrets
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -41,6 +39,7 @@ import numpy as np
 from scipy import stats
 
 from rlnas.errors import RlnasError
+from rlnas.files import atomic_write
 
 __all__ = [
     "within_group_tau",
@@ -727,10 +726,6 @@ def format_constrained(result: dict, spec: str = ".2f") -> str:
     return "\n".join(lines)
 
 
-def _temp_path(path: Path, suffix: str) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}"
-
-
 def plot_constrained(
     result: dict,
     path,
@@ -741,11 +736,6 @@ def plot_constrained(
     """Accuracy of each method's pick against the budget, one line per method, ``largest``
     and ``oracle`` dashed; PNG written atomically (temp file in the same folder + os.replace)."""
     _check_result(result)
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise RlnasError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise RlnasError(f"cannot write {path}: it is a folder")
     x = np.asarray(result["budgets"], dtype=np.float64)
     order = np.argsort(x, kind="stable")
 
@@ -776,13 +766,4 @@ def plot_constrained(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    tmp = _temp_path(path, ".png")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise RlnasError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")

@@ -11,8 +11,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 from scipy.stats import kendalltau
 
-from .benchmark import scatter_plot, write_json_atomic
-from .checkpoint import atomic_write_text
+from .benchmark import scatter_plot
+from .files import atomic_write_text, write_json_atomic
 from .engine import Run
 from .errors import RlnasError
 from .evolution import Constraint, EvolutionSettings, run_search
