@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 
 def _shared_data() -> Path:
@@ -26,3 +27,13 @@ def nb201_table_path(shared_data) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tests use tiny tensors: one intra-op thread is faster than two, and far faster when the
+    2-core machine is shared (oversubscribed threads make tiny convolutions 30-100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

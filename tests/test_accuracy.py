@@ -20,13 +20,6 @@ ARCHS = np.array([[3, 3, 3, 3, 3, 3],   # all 3x3 convs
                   [3, 2, 4, 0, 3, 1]], dtype=np.int64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is shared: oversubscribed intra-op threads make tiny convs far slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_supernet(seed=0, num_classes=10):

@@ -138,7 +138,7 @@ B = make_arch(["skip_connect"] * 6)
         (f"arch,cifar10_test,params_m\n{A},91.0,\n", r"line 2: missing value in column 'params_m'"),
         (f"arch,cifar10_test\n{A},nan\n", r"line 2: non-finite value"),
         (f"arch,cifar10_test\n{A},91.0\n{B},80.0\n{A},70.0\n", r"line 4: duplicate arch .*first seen on line 2"),
-        (f"arch,cifar10_test\n ,91.0\n", r"line 2: empty 'arch'"),
+        ("arch,cifar10_test\n ,91.0\n", r"line 2: empty 'arch'"),
         (f"arch,cifar10_test\n{A},91.0,7\n", r"line 2: 3 fields, header has 2"),
         (b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00", "not a readable"),
         ("arch,cifar10_test,arch\nx,1,y\n", "appears twice"),

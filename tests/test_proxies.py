@@ -27,13 +27,6 @@ ARCHS = np.array([
 ], dtype=np.int64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the test machine is shared: oversubscribed intra-op threads make tiny convs 50x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_data(n=40, seed=0):
