@@ -18,7 +18,8 @@ from scipy.stats import kendalltau
 
 from .config import load_config
 from .data import DeviceLoader, load_dataset
-from .engine import LoopSpec, evaluate_accuracy, open_run, run_loop, train_supernet
+from .engine import LoopSpec, open_run, run_loop, train_supernet
+from .retraining import evaluate_network
 from .stages import rank, read_ranking
 
 GROUP_SIZE = 4
@@ -36,7 +37,7 @@ def retrain_cell(space, arch, train, test, channels, cells, epochs, seed=0, prog
                     precision="fp32", progress=progress, desc="retrain")
     run_loop(spec)
     ev = DeviceLoader(test.x, test.y, 500, train.mean, train.std, augment=False)
-    return evaluate_accuracy(model, ev.images(np.arange(len(test.y))), ev.labels)
+    return evaluate_network(model, ev)["top1"]
 
 
 def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,

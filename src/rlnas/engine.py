@@ -358,19 +358,6 @@ def _append_metrics(path: Path, row: Dict[str, float]):
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size=500,
-                      path=None) -> float:
-    """Top-1 (%) of ``model`` on already-normalised images ``x``."""
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        out = model(x[i:i + batch_size], path) if path is not None else model(x[i:i + batch_size])
-        correct += int((out.argmax(1) == y[i:i + batch_size]).sum())
-    model.train()
-    return 100.0 * correct / max(len(x), 1)
-
-
 # ----------------------------------------------------------------------------------------------
 # Supernet training: `rlnas train`
 # ----------------------------------------------------------------------------------------------
