@@ -206,7 +206,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
     for c in result["columns"]:
         lines += [f"## {c}", ""]
         head = (["scorer", "tau", "rho", "top-1 acc"] + [f"P@{k}" for k in ks]
-                + ["within-params tau", "partial rho | params", "seconds"])
+                + ["within-params tau", "partial rho given params", "seconds"])
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for name in result["scorers"]:
