@@ -224,3 +224,11 @@ def test_darts_run_end_to_end(tiny_data, tmp_path):
     rows = list(csv.DictReader(open(out / "visited.csv")))
     assert len(rows) == res["evaluations"] and rows[0]["arch"] == res["top"][0]["arch"]
     assert not (out / "ranking.csv").exists()
+
+
+def test_bf16_autocast_trains_on_cpu(tiny_data, tmp_path):
+    res = train_supernet(tiny_cfg(tiny_data, "precision=bf16", "epochs=1"), tmp_path / "run",
+                         progress=False)
+    assert np.isfinite(res["loss"])
+    state = load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")["model"]
+    assert state["stem.0.weight"].dtype == torch.float32  # autocast: fp32 master weights
