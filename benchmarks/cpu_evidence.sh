@@ -40,16 +40,21 @@ fi
 
 if [[ "${STEP:-scorers}" == scorers ]]; then
   # the 2x2 table (labels x indicator) on a seeded 200-cell sample (the accuracy indicator costs
-  # seconds per cell on a CPU); the zero-cost proxies on a seeded 1,000-cell sample;
-  # synflow (data-free, cheap) on all 15,625 cells
+  # seconds per cell on a CPU)
   for labels in random true; do
     $RLNAS evaluate "$OUT/c10-$labels" --nasbench201 "$TABLE" --sample 200 \
       --scorers angle,accuracy,params --recal-images 2000 --eval-images 2000 \
       --out "$OUT/eval-2x2-$labels" -q
   done
-  $RLNAS evaluate "$OUT/c10-random" --nasbench201 "$TABLE" --sample 1000 \
+fi
+
+if [[ "${STEP:-proxies}" == proxies ]]; then
+  # every zero-cost proxy (proxy network C=8, 1 cell per stage, one batch of 32 CIFAR-10 training
+  # images) on a seeded 2,000-cell sample, next to the angle of both supernets (all six proxies
+  # cost ~0.4 s per cell here, 1.6 h for all 15,625); synflow (data-free) on all 15,625 cells
+  $RLNAS evaluate "$OUT/c10-random" "$OUT/c10-true" --nasbench201 "$TABLE" --sample 2000 \
     --scorers angle,params,synflow,snip,grad_norm,fisher,jacov,nwot,angle+synflow \
     --proxy-channels 8 --proxy-cells 1 --proxy-batch 32 --out "$OUT/eval-proxies" -q
   $RLNAS evaluate "$OUT/c10-random" --nasbench201 "$TABLE" --scorers angle,params,synflow \
-    --proxy-channels 8 --proxy-cells 1 --out "$OUT/eval-synflow-all" -q
+    --proxy-channels 8 --proxy-cells 1 --proxy-batch 32 --out "$OUT/eval-synflow-all" -q
 fi

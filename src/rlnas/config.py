@@ -20,6 +20,7 @@ ALIASES = {
     "epochs": "train.epochs", "batch": "train.batch_size", "batch_size": "train.batch_size",
     "lr": "train.lr", "channels": "model.channels", "cells": "model.cells",
     "root": "data.root", "data": "data.root", "dataset": "data.dataset", "subset": "data.subset",
+    "test_root": "data.test_root",
     "split_file": "data.split_file", "labels": "labels.kind", "num_label_classes": "labels.num_classes",
     "label_seed": "labels.seed", "nasbench201": "evaluate.nasbench201", "method": "search.method",
     "max_params": "search.max_params", "max_flops": "search.max_flops",

@@ -24,7 +24,7 @@ from .benchmark import correlation_report, load_nb201_table, scatter_plot
 from .files import atomic_write, atomic_write_text, write_json_atomic
 from .engine import Run, prepare_training_data
 from .errors import RlnasError
-from .scorers import scorer_info
+from .scorers import get_scorer, scorer_info
 from .sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
                           format_size_report, plot_constrained, size_controlled_report)
 from .stages import cost_kwargs, score_context
@@ -75,10 +75,15 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
     proxy = dict(proxy or {})
 
     per_run: List[Dict[str, Any]] = []
+    run_free: Dict[tuple, tuple] = {}  # scorers that ignore the supernet: once per seed
     for run in runs:
         scores, seconds = {}, {}
         data = None
         for name in scorers:
+            key = (name, run.cfg["seed"])
+            if key in run_free:
+                scores[name], seconds[name] = run_free[key]
+                continue
             options = dict(proxy)
             if _needs_data(name):
                 if data is None:
@@ -86,10 +91,11 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
                 options["data"] = data
             options.setdefault("progress", progress)
             t0 = time.perf_counter()
-            from .scorers import get_scorer
             fn = get_scorer(name, score_context(run, **options))
             scores[name] = np.asarray(fn(archs), dtype=np.float64)
             seconds[name] = time.perf_counter() - t0
+            if not any(scorer_info(part).needs_run for part in name.split("+")):
+                run_free[key] = (scores[name], seconds[name])
         entry = {"run": str(run.path), "seed": run.cfg["seed"], "labels": run.cfg["labels"]["kind"],
                  "seconds": seconds, "correlation": {}, "size_control": {}}
         for name in scorers:
