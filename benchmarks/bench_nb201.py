@@ -22,8 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import contextlib
+
 from rlnas.angle import AngleScorer, angle_between
 from rlnas.data import DeviceLoader
+from rlnas.engine import autocast_dtype, resolve_device
 from rlnas.spaces import get_space
 from rlnas.spaces.nb201 import (EDGE_INDEX, NONE, PATHS, SearchCell, edge_tensor, fixed_keys,
                                 sample_urs, search_cell_ids)
@@ -119,7 +122,16 @@ def _model(cell_cls, channels, cells):
     return net
 
 
-def bench_train(channels, cells, batch, steps, n_images=4096, workers=2):
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def bench_train(channels, cells, batch, steps, n_images=4096, workers=2, device="cpu",
+                precision="auto"):
+    dev = resolve_device(device)
+    amp = autocast_dtype(precision, dev)
+    cl = dev.type == "cuda"
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, n_images)
@@ -127,17 +139,22 @@ def bench_train(channels, cells, batch, steps, n_images=4096, workers=2):
     ncells = 3 * cells
 
     def ours():
-        net = _model(SearchCell, channels, cells)
+        net = _model(SearchCell, channels, cells).to(dev)
+        if cl:
+            net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, nesterov=True,
                               weight_decay=5e-4)
-        loader = DeviceLoader(x, y, batch, mean, std)
-        loss_sum = torch.zeros(())
+        loader = DeviceLoader(x, y, batch, mean, std, device=dev, channels_last=cl)
+        loss_sum = torch.zeros((), device=dev)
+        ctx = (lambda: torch.autocast(dev.type, dtype=amp)) if amp else contextlib.nullcontext
         t = None
         for s in range(steps + 3):
             if s == 3:
+                _sync(dev)
                 t = time.perf_counter()
             xb, yb = loader.batch(s)
-            loss = F.cross_entropy(net(xb, sample_urs(0, s, ncells)), yb)
+            with ctx():
+                loss = F.cross_entropy(net(xb, sample_urs(0, s, ncells)), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -146,7 +163,7 @@ def bench_train(channels, cells, batch, steps, n_images=4096, workers=2):
         return steps * batch / (time.perf_counter() - t)
 
     def official():
-        net = _model(ZeroMulCell, channels, cells)
+        net = _model(ZeroMulCell, channels, cells).to(dev)
         opt = torch.optim.SGD(net.parameters(), lr=0.025, momentum=0.9, nesterov=True,
                               weight_decay=5e-4)
         dl = torch.utils.data.DataLoader(PILStyleDataset(x, y, mean, std), batch_size=batch,
@@ -162,6 +179,7 @@ def bench_train(channels, cells, batch, steps, n_images=4096, workers=2):
             except StopIteration:
                 it = iter(dl)
                 xb, yb = next(it)
+            xb, yb = xb.to(dev), yb.to(dev)
             loss = F.cross_entropy(net(xb, sample_urs(0, s, ncells)), yb)
             opt.zero_grad()
             loss.backward()
@@ -170,8 +188,11 @@ def bench_train(channels, cells, batch, steps, n_images=4096, workers=2):
         return steps * batch / (time.perf_counter() - t)
 
     b, o = official(), ours()
+    where = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
     return [(f"train C={channels} N={cells} batch {batch} (img/s)", f"{o:.0f}", f"{b:.0f}", o / b,
-             f"{steps} steps, fp32, {torch.get_num_threads()} threads, {workers} loader workers")]
+             f"{steps} steps, {where}; ours {amp or 'fp32'}, baseline fp32 with "
+             f"{workers} loader workers")]
 
 
 def main():
@@ -181,9 +202,12 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--sample", type=int, default=300, help="cells scored by the slow reference")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="auto", help="ours: auto = bf16 on GPUs, fp32 on CPU")
     args = ap.parse_args()
     rows = bench_rank(args.channels, args.cells, args.sample)
-    rows += bench_train(args.channels, args.cells, args.batch, args.steps)
+    rows += bench_train(args.channels, args.cells, args.batch, args.steps, device=args.device,
+                        precision=args.precision)
     print(f"# {datetime.date.today()} {platform.machine()} {platform.processor() or ''} "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| benchmark | rlnas | official-style baseline | ratio | notes |")
