@@ -415,6 +415,7 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                                               "seed": lab["seed"], "description": label_desc})
         info = {"space": cfg["space"], "dataset": data.name, "data": data_desc,
                 "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
+                "dataset_classes": int(data.num_classes),
                 "image_size": int(data.image_size[0]), "device": str(device),
                 "processes": dist.world}
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")

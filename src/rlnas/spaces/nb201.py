@@ -93,8 +93,10 @@ class NB201Space(SearchSpace):
         return {k: (t[k][0] + t[k][1] * n1 + t[k][2] * n3) / 1e6 for k in ("params", "flops")}
 
     def cost_defaults(self, info: Dict) -> Dict:
-        """The benchmark network (C=16, N=5) on the run's dataset."""
-        return {"num_classes": int(info["num_classes"]), "image_size": int(info["image_size"])}
+        """The benchmark network (C=16, N=5) on the run's dataset (its own classes, not the K of
+        the random labels)."""
+        return {"num_classes": int(info.get("dataset_classes", info["num_classes"])),
+                "image_size": int(info["image_size"])}
 
     # --- models ----------------------------------------------------------------------------
     def supernet(self, channels=16, cells=5, num_classes=10) -> "NB201Supernet":
