@@ -471,6 +471,22 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
     return _finish("evolution", visited, top, history, scorer, start, G)
 
 
+def _score_all(method: str, space: "SearchSpace", score_fn: ScoreFn, archs: np.ndarray,
+               topk: int, batch_size: int, start: float) -> SearchResult:
+    """Score a fixed set of archs in batches; the result sorted best first (stable)."""
+    scorer = _Scorer(space, score_fn)
+    scores = np.concatenate([scorer(archs[i:i + batch_size]) for i in range(0, len(archs), batch_size)]
+                            ) if len(archs) else np.zeros(0)
+    order = _sort_desc(scores)
+    archs, scores = archs[order], scores[order]
+    top = [(_as_tuple(archs[i]), float(scores[i])) for i in range(min(topk, len(archs)))]
+    history = [{"generation": 0, "best_score": top[0][1] if top else -math.inf,
+                "mean_topk_score": float(np.mean([s for _, s in top])) if top else -math.inf,
+                "evaluated_so_far": scorer.evaluations}]
+    return SearchResult(method, archs, scores, top, history, scorer.evaluations,
+                        time.perf_counter() - start)
+
+
 def exhaustive_search(space: "SearchSpace", score_fn: ScoreFn, constraint: Optional[Constraint] = None,
                       batch_size: int = 100_000, *, topk: int = 30) -> SearchResult:
     """Score every legal arch of an enumerable space; best first, ties in enumeration order."""
@@ -486,17 +502,7 @@ def exhaustive_search(space: "SearchSpace", score_fn: ScoreFn, constraint: Optio
     if not mask.any():
         constraint.check_feasible(space)                # raises with the explaining message
     archs = enum[mask]
-    scorer = _Scorer(space, score_fn)
-    scores = np.concatenate([scorer(archs[i:i + batch_size]) for i in range(0, len(archs), batch_size)]
-                            ) if len(archs) else np.zeros(0)
-    order = _sort_desc(scores)
-    archs, scores = archs[order], scores[order]
-    top = [(_as_tuple(archs[i]), float(scores[i])) for i in range(min(topk, len(archs)))]
-    history = [{"generation": 0, "best_score": top[0][1] if top else -math.inf,
-                "mean_topk_score": float(np.mean([s for _, s in top])) if top else -math.inf,
-                "evaluated_so_far": scorer.evaluations}]
-    return SearchResult("exhaustive", archs, scores, top, history, scorer.evaluations,
-                        time.perf_counter() - start)
+    return _score_all("exhaustive", space, score_fn, archs, topk, batch_size, start)
 
 
 def random_search(space: "SearchSpace", score_fn: ScoreFn, num_samples: int = 1000,
@@ -523,17 +529,7 @@ def random_search(space: "SearchSpace", score_fn: ScoreFn, num_samples: int = 10
             raise RlnasError(f"no random architecture of space {space.name} satisfies "
                              f"{constraint.describe()} after {cap} tries; the limit seems impossible")
         archs = np.array(list(pending), dtype=np.int64).reshape(-1, G)
-    scorer = _Scorer(space, score_fn)
-    scores = np.concatenate([scorer(archs[i:i + batch_size]) for i in range(0, len(archs), batch_size)]
-                            ) if len(archs) else np.zeros(0)
-    order = _sort_desc(scores)
-    archs, scores = archs[order], scores[order]
-    top = [(_as_tuple(archs[i]), float(scores[i])) for i in range(min(topk, len(archs)))]
-    history = [{"generation": 0, "best_score": top[0][1] if top else -math.inf,
-                "mean_topk_score": float(np.mean([s for _, s in top])) if top else -math.inf,
-                "evaluated_so_far": scorer.evaluations}]
-    return SearchResult("random", archs, scores, top, history, scorer.evaluations,
-                        time.perf_counter() - start)
+    return _score_all("random", space, score_fn, archs, topk, batch_size, start)
 
 
 SEARCHERS: Dict[str, Callable[..., SearchResult]] = {
