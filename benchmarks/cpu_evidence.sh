@@ -34,8 +34,8 @@ if [[ "${STEP:-darts}" == darts ]]; then
   RT="root=$DATA/cifar10 test_root=$DATA/cifar10/test_exact1k.npz subset=10000 channels=12 \
       model.layers=6 epochs=4 eval.every_epochs=4"
   $RLNAS retrain retrain-darts-cifar10 "$OUT/darts-c10" $RT --out "$OUT/darts-rt-found" -q
-  RANDOM=$(python -c "import numpy as np; from rlnas.spaces import get_space; s=get_space('darts'); print(s.to_str(s.sample(np.random.default_rng(0))))")
-  $RLNAS retrain retrain-darts-cifar10 "$RANDOM" $RT --out "$OUT/darts-rt-random" -q
+  $RLNAS retrain retrain-darts-cifar10 "$($RLNAS sample darts --seed 0)" $RT \
+    --out "$OUT/darts-rt-random" -q
 fi
 
 if [[ "${STEP:-scorers}" == scorers ]]; then

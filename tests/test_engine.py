@@ -232,3 +232,11 @@ def test_bf16_autocast_trains_on_cpu(tiny_data, tmp_path):
     assert np.isfinite(res["loss"])
     state = load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")["model"]
     assert state["stem.0.weight"].dtype == torch.float32  # autocast: fp32 master weights
+
+
+def test_sample_command(capsys):
+    assert main(["sample", "nb201", "-n", "3", "--seed", "1"]) == 0
+    lines = capsys.readouterr().out.split()
+    space = get_space("nb201")
+    assert len(lines) == 3 and all(space.is_valid(space.from_str(s)) for s in lines)
+    assert main(["sample", "nope"]) == 2

@@ -114,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", help="append the table to this Markdown file (e.g. "
                                     "benchmarks/RESULTS.md)")
 
+    p = sub.add_parser("sample", help="print uniformly drawn archs of a space (baselines)")
+    p.add_argument("space")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=int, default=1)
+
     sub.add_parser("presets", help="list the config presets")
     sub.add_parser("scorers", help="list the registered scorers")
     return parser
@@ -242,6 +247,12 @@ def dispatch(args):
         if args.record:
             with open(args.record, "a") as f:
                 f.write("\n" + table)
+    elif args.command == "sample":
+        import numpy as np
+        from .spaces import get_space
+        space, rng = get_space(args.space), np.random.default_rng(args.seed)
+        for _ in range(args.n):
+            print(space.to_str(space.sample(rng)))
     elif args.command == "presets":
         from .config import PRESET_DIR, list_presets
         for name in list_presets():
