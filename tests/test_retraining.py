@@ -72,3 +72,11 @@ def test_retrain_darts_from_result_json(data, tmp_path):
     assert s["arch"] == space.to_str(arch) and s["last"]["epoch"] == 1
     with pytest.raises(RlnasError, match="space nb201"):
         resolve_arch(get_space("nb201"), str(tmp_path / "search" / "result.json"))
+
+
+def test_resolve_arch_takes_long_genotype_strings():
+    space = get_space("darts")
+    arch = space.sample(np.random.default_rng(3))
+    assert resolve_arch(space, space.to_str(arch)) == (arch, "given on the command line")
+    with pytest.raises(RlnasError):
+        resolve_arch(space, "Genotype(normal=[('conv_9x9', 0)]" + " " * 300 + ")")

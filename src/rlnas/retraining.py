@@ -26,6 +26,12 @@ def resolve_arch(space, spec: str) -> Tuple[tuple, str]:
     """An arch from its notation, from a ``result.json`` (its best arch) or from a run directory
     holding one. Returns (arch, where it came from)."""
     path = Path(spec)
+    try:
+        exists = path.exists()
+    except OSError:  # e.g. a genotype string longer than a file name may be
+        exists = False
+    if not exists:
+        return space.from_str(spec), "given on the command line"
     if path.is_dir():
         path = path / "result.json"
         if not path.exists():
