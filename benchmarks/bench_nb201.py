@@ -26,7 +26,7 @@ import contextlib
 
 from rlnas.angle import AngleScorer, angle_between
 from rlnas.data import DeviceLoader
-from rlnas.engine import autocast_dtype, resolve_device
+from rlnas.engine import CHANNELS_LAST, autocast_dtype, resolve_device
 from rlnas.spaces import get_space
 from rlnas.spaces.nb201 import (EDGE_INDEX, NONE, PATHS, SearchCell, edge_tensor, fixed_keys,
                                 sample_urs, search_cell_ids)
@@ -131,7 +131,7 @@ def bench_train(channels, cells, batch, steps, n_images=4096, workers=2, device=
                 precision="auto"):
     dev = resolve_device(device)
     amp = autocast_dtype(precision, dev)
-    cl = dev.type == "cuda"
+    cl = CHANNELS_LAST
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, n_images)

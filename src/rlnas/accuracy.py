@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .engine import CHANNELS_LAST
 from .data import DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half
 from .errors import RlnasError
 from .scorers import ScoreContext, ScoreFn, register_scorer
@@ -269,7 +270,7 @@ def _int_option(opts: Dict[str, Any], key: str, allow_none: bool = False) -> Opt
 def _images_on(data: ImageData, idx: np.ndarray, mean, std, device: torch.device):
     """(normalised float images, labels) of ``data[idx]`` on ``device``, made there once."""
     loader = DeviceLoader(data.x[idx], data.y[idx], max(len(idx), 1), mean, std, device=device,
-                          augment=False, channels_last=device.type == "cuda")
+                          augment=False, channels_last=CHANNELS_LAST)
     x = loader.images(torch.arange(len(idx), device=device))
     return x, loader.labels
 
@@ -331,7 +332,7 @@ class AccuracyScorer:
         model = run.space.supernet(num_classes=k, **run.cfg["model"])
         model.load_state_dict(state)
         model = model.to(self.device)
-        if self.device.type == "cuda":
+        if CHANNELS_LAST:
             model = model.to(memory_format=torch.channels_last)
         self.model = model.eval()
         self.info = {

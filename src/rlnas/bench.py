@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .angle import AngleScorer
 from .data import DeviceLoader
-from .engine import autocast_dtype, resolve_device
+from .engine import CHANNELS_LAST, autocast_dtype, resolve_device
 from .spaces import get_space
 
 # paper sizes (spec sections 2 and 3)
@@ -43,7 +43,7 @@ def bench_space(name: str, device: torch.device, precision: str, steps: int,
     b = batch or s["batch"]
     torch.manual_seed(0)
     model = space.supernet(num_classes=s["classes"], **s["model"]).to(device)
-    cl = device.type == "cuda"
+    cl = CHANNELS_LAST
     if cl:
         model = model.to(memory_format=torch.channels_last)
     rng = np.random.default_rng(0)
@@ -115,7 +115,7 @@ def run_bench(spaces=None, device="auto", precision="auto", steps: int = 10,
             else f"{platform.machine()} CPU, {torch.get_num_threads()} threads")
     lines = [f"### rlnas bench, {datetime.date.today()}, {what}",
              f"torch {torch.__version__}, precision {amp or 'fp32'}, "
-             f"channels_last {dev.type == 'cuda'}", "",
+             f"channels_last {CHANNELS_LAST}", "",
              "| space | measure | value | settings |", "|---|---|---|---|"]
     lines += [f"| {r['space']} | {r['what']} | {r['value']:,.0f} | {r['settings']} |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from . import config as config_mod
 from .checkpoint import load_checkpoint
 from .files import atomic_write, atomic_write_text
 from .data import load_dataset, make_loader
-from .engine import (LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
+from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
                      prepare_training_data, run_loop, start_or_resume)
 from .errors import RlnasError
 from .spaces import get_space
@@ -101,7 +101,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     dist.barrier()
     torch.manual_seed(cfg["seed"])
     model = space.network(arch, num_classes=data.num_classes, **m).to(device)
-    channels_last = device.type == "cuda"
+    channels_last = CHANNELS_LAST
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
