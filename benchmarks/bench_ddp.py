@@ -48,9 +48,10 @@ def timed_run(args, nproc, grad_sync, data, out):
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
     train = ["train", "nb201-cifar10", f"root={data}", f"channels={args.channels}",
              f"cells={args.cells}", "epochs=2", f"batch={args.batch}", "data.nb201_half=false",
-             f"train.grad_sync={grad_sync}", "--out", str(out), "-q"]
+             f"train.grad_sync={grad_sync}", f"train.accumulate={args.nproc // nproc}",
+             "--out", str(out), "-q"]
     if nproc == 1:
-        cmd = [sys.executable, "-m", "rlnas", *train, f"train.accumulate={args.nproc}"]
+        cmd = [sys.executable, "-m", "rlnas", *train]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", "-m", "rlnas", *train]
