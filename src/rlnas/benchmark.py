@@ -30,7 +30,6 @@ __all__ = [
     "NB201Table",
     "load_nb201_table",
     "correlation_report",
-    "format_report",
     "scatter_plot",
     "write_json_atomic",
 ]
@@ -361,50 +360,6 @@ def correlation_report(
         entry["oracle_accuracy"] = float(acc[oracle])
         report["columns"][col] = entry
     return report
-
-
-def _fmt(x, spec: str) -> str:
-    if x is None:
-        return "n/a"
-    return format(x, spec)
-
-
-def format_report(report: dict) -> str:
-    """A compact fixed-width table: one row per accuracy column."""
-    cols = report.get("columns", {})
-    ks = report.get("topk") or []
-    k = 10 if 10 in ks else (ks[0] if ks else None)
-    head = ["column", "n", "tau", "rho", "top1", f"best@{k}" if k else "best@k",
-            f"P@{k}" if k else "P@k", "oracle"]
-    widths = [16, 6, 7, 7, 7, 8, 6, 7]
-    lines = []
-    dropped = report.get("n_dropped_nan", 0)
-    lines.append(
-        f"{report.get('n', '?')} archs scored"
-        + (f" ({dropped} NaN scores dropped)" if dropped else "")
-        + (f"; table {report['table']}" if "table" in report else "")
-    )
-    lines.append("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths))))
-    for name, e in cols.items():
-        cells = [
-            name,
-            str(e.get("n", "")),
-            _fmt(e.get("kendall_tau"), ".4f"),
-            _fmt(e.get("spearman_rho"), ".4f"),
-            _fmt(e.get("top1_accuracy"), ".2f"),
-            _fmt(e.get(f"best_in_top{k}"), ".2f") if k else "n/a",
-            _fmt(e.get(f"precision_at_{k}"), ".2f") if k else "n/a",
-            _fmt(e.get("oracle_accuracy"), ".2f"),
-        ]
-        lines.append(
-            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-        )
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-# Output files (atomic)
-# --------------------------------------------------------------------------------------
 
 
 def scatter_plot(

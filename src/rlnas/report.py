@@ -9,8 +9,6 @@ The angle of the periodic checkpoints shows when the ranking settles (tau versus
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 import time
 from pathlib import Path
@@ -314,13 +312,3 @@ def plot_over_training(per_run, cols, path: Path):
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     finally:
         plt.close(fig)
-
-
-def over_training_csv(rows) -> str:
-    buf = io.StringIO()
-    cols = list(rows[0]["tau"]) if rows else []
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["checkpoint", "epoch", "tau_previous"] + [f"tau_{c}" for c in cols])
-    for r in rows:
-        w.writerow([r["checkpoint"], r["epoch"], r["tau_previous"]] + [r["tau"][c] for c in cols])
-    return buf.getvalue()
