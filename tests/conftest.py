@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +38,11 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def write_npz(path, n, seed=0, size=32, classes=10):
+    """``n`` random CIFAR-style images (uint8 NHWC ``x``, int ``y``) as one .npz file."""
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+             y=rng.integers(0, classes, n))
+    return path

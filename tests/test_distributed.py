@@ -12,6 +12,7 @@ import torch
 
 from rlnas.checkpoint import load_checkpoint
 from rlnas.data import DeviceLoader
+from conftest import write_npz
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed not available")
@@ -20,9 +21,7 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddpdata")
-    rng = np.random.default_rng(1)
-    np.savez(root / "train_1.npz", x=rng.integers(0, 256, (80, 32, 32, 3), dtype=np.uint8),
-             y=rng.integers(0, 10, 80))
+    write_npz(root / "train_1.npz", 80, seed=1)
     return root
 
 

@@ -12,15 +12,14 @@ from rlnas.config import load_config
 from rlnas.engine import open_run, train_supernet
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
+from conftest import write_npz
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """96 random 32x32 CIFAR-style images as an .npz folder."""
     root = tmp_path_factory.mktemp("tinycifar")
-    rng = np.random.default_rng(0)
-    np.savez(root / "train_1.npz", x=rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8),
-             y=rng.integers(0, 10, 96))
+    write_npz(root / "train_1.npz", 96)
     return root
 
 

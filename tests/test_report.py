@@ -10,14 +10,13 @@ from rlnas.engine import open_run, train_supernet
 from rlnas.errors import RlnasError
 from rlnas.report import evaluate_runs, topk_list
 from rlnas.spaces import get_space
+from conftest import write_npz
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("reportdata")
-    rng = np.random.default_rng(0)
-    np.savez(root / "train_1.npz", x=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8),
-             y=rng.integers(0, 10, 64))
+    write_npz(root / "train_1.npz", 64)
     out = []
     for seed in (0, 1):
         cfg = load_config("nb201-cifar10", [f"root={root}", "channels=4", "cells=1", "epochs=2",

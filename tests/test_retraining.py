@@ -10,6 +10,7 @@ from rlnas.config import list_presets, load_config
 from rlnas.errors import RlnasError
 from rlnas.retraining import load_network, resolve_arch, train_network
 from rlnas.spaces import get_space
+from conftest import write_npz
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 
@@ -17,10 +18,8 @@ NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|n
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("rtdata")
-    rng = np.random.default_rng(0)
-    for name, n in (("train_1.npz", 64), ("test_1.npz", 40)):
-        np.savez(root / name, x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                 y=rng.integers(0, 10, n))
+    for seed, (name, n) in enumerate((("train_1.npz", 64), ("test_1.npz", 40))):
+        write_npz(root / name, n, seed=seed)
     return root
 
 
