@@ -2,8 +2,9 @@
 
 Everything random in a step is a pure function of (seed, global step): the batch order and
 augmentation (``DeviceLoader.batch``), the supernet path (``space.sample_training_path``) and
-the learning rate (a function of the epoch). A checkpoint therefore only needs the model,
-optimizer and step to resume bit for bit, and the W0 needed by the angle is ``ckpt/init.pt``.
+the learning rate (a function of the epoch or step). A checkpoint therefore only needs the
+model, optimizer, step and the running epoch metrics to resume bit for bit; the W0 needed by the
+angle is ``ckpt/init.pt``. Under torchrun every process derives the same path from the step.
 """
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau
 import torch.nn as nn
 import torch.nn.functional as F
+from scipy.stats import kendalltau
 
 from . import config as config_mod
 from .angle import AngleScorer
 from .checkpoint import load_checkpoint, save_checkpoint
-from .files import atomic_write_text
 from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
+from .files import atomic_write_text
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels
 from .spaces import get_space
@@ -137,7 +138,7 @@ class LoopSpec:
     """What differs between a supernet and a standalone network run."""
 
     model: nn.Module
-    loader: DeviceLoader
+    loader: DeviceLoader  # or imagenet.FolderLoader: the same batch(step, part, parts) interface
     epochs: int
     lr: float
     lr_min: float
