@@ -1,13 +1,17 @@
 """The `rlnas` command: one verb per stage.
 
     rlnas train PRESET [key=value ...] [--out RUN]     supernet with random (or true) labels
-    rlnas rank RUN                                     angle of every arch -> ranking.csv
+    rlnas rank RUN [--scorer S]                        score every arch -> ranking.csv
     rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
-    rlnas evaluate RUN --nasbench201 TABLE             correlations, top-k, plots
-    rlnas run PRESET [key=value ...] [--out RUN]       all of the above
-    rlnas cost ARCH                                    params / FLOPs of one NB201 cell
+    rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
+    rlnas run PRESET [key=value ...] [--out RUN]       train, rank, search (and evaluate)
+    rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
+    rlnas export RUN [--onnx]                          retrained network as model.pt / ONNX
+    rlnas bench | cost ARCH | sample SPACE | scorers | presets
+    rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
     rlnas demo                                         the whole method offline, in minutes
 
+Under torchrun (`torchrun --nproc_per_node=N -m rlnas train ...`) training uses N processes.
 Errors in the user's input are printed as one line and exit with status 2.
 """
 from __future__ import annotations
