@@ -52,11 +52,15 @@ fi
 
 if [[ "${STEP:-proxies}" == proxies ]]; then
   # every zero-cost proxy (proxy network C=8, 1 cell per stage, one batch of 32 CIFAR-10 training
-  # images) on a seeded 2,000-cell sample, next to the angle of both supernets (all six proxies
-  # cost ~0.4 s per cell here, 1.6 h for all 15,625); synflow (data-free) on all 15,625 cells
+  # images) on a seeded 2,000-cell sample next to the angle of both supernets, then on all cells
   $RLNAS evaluate "$OUT/c10-random" "$OUT/c10-true" --nasbench201 "$TABLE" --sample 2000 \
     --scorers angle,params,synflow,snip,grad_norm,fisher,jacov,nwot,angle+synflow \
     --proxy-channels 8 --proxy-cells 1 --proxy-batch 32 --out "$OUT/eval-proxies" -q
   $RLNAS evaluate "$OUT/c10-random" --nasbench201 "$TABLE" --scorers angle,params,synflow \
     --proxy-channels 8 --proxy-cells 1 --proxy-batch 32 --out "$OUT/eval-synflow-all" -q
+  # the other proxies on all 15,625 cells (~7-11 min each)
+  for s in nwot,jacov snip,grad_norm fisher; do
+    $RLNAS evaluate "$OUT/c10-random" --nasbench201 "$TABLE" --scorers $s --proxy-channels 8 \
+      --proxy-cells 1 --proxy-batch 32 --out "$OUT/eval-${s/,/-}-all" -q
+  done
 fi
