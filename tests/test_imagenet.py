@@ -75,3 +75,28 @@ def test_missing_layout_is_a_clear_error(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(RlnasError, match="no class folders"):
         load_dataset("imagenet", tmp_path, "train")
+
+
+def test_prefetching_changes_nothing(folder):
+    data = load_dataset("imagenet", folder, "train")  # 18 images: batches of 8, 8, 2
+    plain = FolderLoader(data, data.y, 8, seed=1, image_size=20, prefetch=False)
+    ahead = FolderLoader(data, data.y, 8, seed=1, image_size=20, threads=3, channels_last=True)
+    # in order with 3 parts (the last step's first part is empty), then a jump (a resume)
+    for step, part, parts in [(s, p, 3) for s in range(4) for p in range(3)] + [(7, 0, 1), (2, 1, 2)]:
+        xa, ya = plain.batch(step, part, parts)
+        xb, yb = ahead.batch(step, part, parts)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        n = plain.part_slice(step, part, parts)
+        assert xb.shape == (n.stop - n.start, 3, 20, 20)
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    assert {k[0] for k in ahead._pending} == {3}  # stale look-aheads were dropped
+
+
+def test_unreadable_image_is_a_clear_error(folder, tmp_path):
+    data = load_dataset("imagenet", folder, "train")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    data.paths[0] = str(broken)
+    loader = FolderLoader(data, data.y, 18, image_size=16)
+    with pytest.raises(RlnasError, match="cannot read an image"):
+        loader.batch(0)

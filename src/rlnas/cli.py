@@ -274,6 +274,10 @@ def main(argv=None) -> int:
         print(f"rlnas {args.command}: interrupted; `rlnas train` on the same run resumes it",
               file=sys.stderr)
         return 130
+    finally:  # leave a torchrun process group, so that the processes exit cleanly together
+        tdist = sys.modules.get("torch.distributed")
+        if tdist is not None and tdist.is_available() and tdist.is_initialized():
+            tdist.destroy_process_group()
     return 0
 
 

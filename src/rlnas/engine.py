@@ -249,9 +249,10 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 # weight by the part's share; DDP averages over ranks, so undo that
                 share = y.shape[0] / n_global * (dist.world if net is not model else 1)
                 (scaler.scale(loss * share) if scaler else loss * share).backward()
-            loss_sum += loss.detach().float() * y.shape[0]
-            correct += (out.detach().argmax(1) == y).sum()
-            seen += y.shape[0]
+            if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
+                loss_sum += loss.detach().float() * y.shape[0]
+                correct += (out.detach().argmax(1) == y).sum()
+                seen += y.shape[0]
         if dist.world > 1 and net is model:
             _allreduce_grads(model)
         if scaler:

@@ -1,6 +1,6 @@
 """ImageNet-style image folders (``root/train/<class>/*.JPEG``, ``root/val/<class>/*.JPEG``).
 
-Images are decoded on the fly (Pillow, a thread pool), not held on the device. The loader has
+Images are decoded on the fly (Pillow, a thread pool, one batch ahead), not held on the device. The loader has
 the same interface as ``DeviceLoader``: ``batch(step, part, parts)`` is a pure function of
 (seed, step), so resume and torchrun work the same way. Labels are ALWAYS the array given to the
 loader (random or true): the folder's own class index is never used for training, unlike the
@@ -16,10 +16,12 @@ to 256/224 x ``image_size``, centre crop.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -88,8 +90,12 @@ def _mix(*parts: int) -> np.random.Generator:
     return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
 
 
-def train_transform(img, rng: np.random.Generator, size: int, lighting: float = 0.1):
-    """The official square random-resized crop + PCA lighting + flip; float32 CHW in [0, 1]."""
+def _train_draws(img, rng: np.random.Generator, size: int, lighting: float):
+    """The CPU half of the official training transform: square random-resized crop (zero
+    padding where the square does not fit), resized to ``size``, horizontal flip; returns
+    (uint8 HWC image, the image's PCA-lighting offset (3 floats)). Flipping before the lighting
+    is exact (the offset is constant per channel). The draws are made in one fixed order, so the
+    result is a pure function of ``rng``'s seed."""
     from PIL import Image
     img = img.convert("RGB")
     w, h = img.size
@@ -100,16 +106,16 @@ def train_transform(img, rng: np.random.Generator, size: int, lighting: float = 
         img, (w, h) = canvas, canvas.size
     x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
     img = img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
-    a = np.asarray(img, dtype=np.float32) / 255.0
+    offset = np.zeros(3, np.float32)
     if lighting:
         alpha = rng.normal(0, lighting, 3)
-        a = a + (_EIGVEC @ (alpha * _EIGVAL)).astype(np.float32)
-    if rng.random() < 0.5:
-        a = a[:, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+        offset = (_EIGVEC @ (alpha * _EIGVAL)).astype(np.float32)
+    a = np.asarray(img, dtype=np.uint8)
+    return (a[:, ::-1] if rng.random() < 0.5 else a), offset
 
 
-def eval_transform(img, size: int):
+def _eval_crop(img, size: int) -> np.ndarray:
+    """Resize the short side to 256/224 x ``size`` (bilinear), centre crop; uint8 HWC."""
     from PIL import Image
     img = img.convert("RGB")
     w, h = img.size
@@ -118,16 +124,57 @@ def eval_transform(img, size: int):
     img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
     w, h = img.size
     x0, y0 = (w - size) // 2, (h - size) // 2
-    a = np.asarray(img.crop((x0, y0, x0 + size, y0 + size)), dtype=np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+    return np.asarray(img.crop((x0, y0, x0 + size, y0 + size)), dtype=np.uint8)
+
+
+def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None, channels_last: bool = False) -> torch.Tensor:
+    """The float half: ToTensor (x / 255, N x 3 x H x W float32) plus each image's lighting
+    offset, in one conversion pass and two in-place passes. Run where ``x_u8_nhwc`` lives: on
+    a GPU only uint8 crosses the bus."""
+    n, h, w, _ = x_u8_nhwc.shape
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty((n, 3, h, w), dtype=torch.float32, device=x_u8_nhwc.device, memory_format=fmt)
+    x.copy_(x_u8_nhwc.permute(0, 3, 1, 2)).div_(255.0)
+    if offsets is not None:
+        x.add_(offsets.to(x.device)[:, :, None, None])
+    return x
+
+
+def train_transform(img, rng: np.random.Generator, size: int, lighting: float = 0.1):
+    """The official square random-resized crop + PCA lighting + flip; float32 CHW in [0, 1]
+    (without lighting). One image through the same two halves the loader uses."""
+    a, offset = _train_draws(img, rng, size, lighting)
+    return finish_batch(torch.tensor(a.copy())[None], torch.from_numpy(offset)[None])[0]
+
+
+def eval_transform(img, size: int):
+    return finish_batch(torch.tensor(_eval_crop(img, size))[None])[0]
+
+
+def default_threads() -> int:
+    """Decoding threads per process: the CPUs this process may use, shared by the torchrun
+    processes of this node."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 class FolderLoader:
-    """``DeviceLoader``'s interface over image files: batches decoded by a thread pool."""
+    """``DeviceLoader``'s interface over image files.
+
+    A thread pool decodes, crops and flips the images as uint8 (Pillow releases the GIL). On a
+    GPU the uint8 batch is copied from pinned memory and turned into lit floats there; on the
+    CPU that is done in the background too. With ``prefetch`` on, asking for batch (step, part,
+    parts) also starts assembling (step + 1, part, parts) in the background, so decoding
+    overlaps the training step; the result is the same as without it (batches are pure
+    functions of (seed, step))."""
 
     def __init__(self, data: FolderData, labels: np.ndarray, batch_size: int, device="cpu",
                  seed: int = 0, augment: bool = True, image_size: int = 224,
-                 lighting: float = 0.1, threads: int = 8, channels_last: bool = False):
+                 lighting: float = 0.1, threads: Optional[int] = None,
+                 channels_last: bool = False, prefetch: bool = True):
         labels = np.asarray(labels)
         if labels.shape != (len(data),):
             raise RlnasError(f"{len(data)} images but {labels.shape} labels")
@@ -138,14 +185,22 @@ class FolderLoader:
         self.seed, self.augment, self.size, self.lighting = int(seed), augment, image_size, lighting
         self.labels = torch.as_tensor(labels.astype(np.int64), device=self.device)
         self.channels_last = channels_last
-        self.pool = ThreadPoolExecutor(max_workers=threads)
+        self.threads = int(threads or default_threads())
+        self.pool = ThreadPoolExecutor(max_workers=self.threads)
+        # one assembler thread, so that batch jobs never wait on a pool their own images need
+        self.prefetch = bool(prefetch)
+        self._assembler = ThreadPoolExecutor(max_workers=1) if self.prefetch else None
+        self._pending: Dict[Tuple[int, int, int], Future] = {}
+        self._pin = self.device.type == "cuda"
         self._perm_epoch, self._perm = None, None
+        self._perm_lock = threading.Lock()
 
     def permutation(self, epoch: int) -> np.ndarray:
-        if self._perm_epoch != epoch:
-            self._perm = _mix(self.seed, 1, epoch).permutation(self.num_samples)
-            self._perm_epoch = epoch
-        return self._perm
+        with self._perm_lock:  # the assembler thread may ask for the next epoch's order
+            if self._perm_epoch != epoch:
+                self._perm = _mix(self.seed, 1, epoch).permutation(self.num_samples)
+                self._perm_epoch = epoch
+            return self._perm
 
     def _global_size(self, step: int) -> int:
         pos = step % self.steps_per_epoch
@@ -155,7 +210,7 @@ class FolderLoader:
         full = self._global_size(int(step))
         return slice(part * full // parts, (part + 1) * full // parts)
 
-    def _load(self, paths: Sequence[str], fn) -> torch.Tensor:
+    def _decode(self, paths: Sequence[str], fn) -> List:
         from PIL import Image
 
         def one(args):
@@ -163,27 +218,53 @@ class FolderLoader:
             with Image.open(p) as img:
                 return fn(i, img)
         try:
-            imgs = list(self.pool.map(one, enumerate(paths)))
+            return list(self.pool.map(one, enumerate(paths)))
         except OSError as err:
             raise RlnasError(f"cannot read an image: {err}") from None
-        x = torch.stack(imgs).to(self.device, non_blocking=True)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.contiguous(memory_format=fmt)
 
-    def batch(self, step: int, part: int = 0, parts: int = 1):
-        step = int(step)
+    def _stack(self, arrays) -> torch.Tensor:
+        # an empty part happens when a short last batch has fewer images than parts
+        x = (torch.from_numpy(np.stack(arrays)) if len(arrays)
+             else torch.zeros((0, self.size, self.size, 3), dtype=torch.uint8))
+        return x.pin_memory() if self._pin else x
+
+    def _assemble(self, step: int, part: int, parts: int):
+        """The CPU work of one batch: (indices, images, lighting offsets); the images are
+        finished floats on a CPU device, else uint8 crops to finish on the device."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         sl = self.part_slice(step, part, parts)
         start = pos * self.batch_size
         idx = self.permutation(epoch)[start + sl.start:start + sl.stop]
         paths = [self.data.paths[i] for i in idx]
         if self.augment:  # each image's draws depend on (seed, step, position in global batch)
-            fn = lambda i, img: train_transform(img, _mix(self.seed, 2, step, sl.start + i),  # noqa
-                                                self.size, self.lighting)
+            out = self._decode(paths, lambda i, img: _train_draws(
+                img, _mix(self.seed, 2, step, sl.start + i), self.size, self.lighting))
+            x = self._stack([o[0] for o in out])
+            offsets = torch.from_numpy(np.array([o[1] for o in out], np.float32).reshape(-1, 3))
         else:
-            fn = lambda i, img: eval_transform(img, self.size)  # noqa: E731
-        return self._load(paths, fn), self.labels[torch.as_tensor(idx, device=self.device)]
+            x = self._stack(self._decode(paths, lambda i, img: _eval_crop(img, self.size)))
+            offsets = None
+        if self.device.type == "cpu":
+            return idx, finish_batch(x, offsets, self.channels_last), None
+        return idx, x, offsets
+
+    def batch(self, step: int, part: int = 0, parts: int = 1):
+        step = int(step)
+        key = (step, int(part), int(parts))
+        job = self._pending.pop(key, None)
+        if self.prefetch:
+            for k in [k for k in self._pending if k[0] not in (step, step + 1)]:  # a jump: drop
+                self._pending.pop(k).cancel()
+            nxt = (step + 1, key[1], key[2])
+            if nxt not in self._pending:
+                self._pending[nxt] = self._assembler.submit(self._assemble, *nxt)
+        idx, x, offsets = job.result() if job is not None else self._assemble(*key)
+        if x.dtype == torch.uint8:
+            x = finish_batch(x.to(self.device, non_blocking=True), offsets, self.channels_last)
+        return x, self.labels[torch.as_tensor(idx, device=self.device)]
 
     def images(self, indices) -> torch.Tensor:
-        return self._load([self.data.paths[i] for i in np.asarray(indices)],
-                          lambda i, img: eval_transform(img, self.size))
+        arrays = self._decode([self.data.paths[i] for i in np.asarray(indices)],
+                              lambda i, img: _eval_crop(img, self.size))
+        return finish_batch(self._stack(arrays).to(self.device, non_blocking=True),
+                            channels_last=self.channels_last)
