@@ -31,13 +31,14 @@ def _args(root, out, *extra):
             "--out", str(out), "-q"]
 
 
-def _run(args, nproc=1):
+def _run(args, nproc=1, script=None):
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    target = [script] if script else ["-m", "rlnas"]
     if nproc == 1:
-        cmd = [sys.executable, "-m", "rlnas", *args]
+        cmd = [sys.executable, *target, *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", "-m", "rlnas", *args]
+               f"--nproc_per_node={nproc}", *target, *args]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     return res
@@ -104,3 +105,22 @@ def test_parts_partition_the_global_batch():
         parts = [loader.batch(step, p, 3) for p in range(3)]
         assert torch.equal(torch.cat([p[0] for p in parts]), xb)
         assert torch.equal(torch.cat([p[1] for p in parts]), yb)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_run_under_torchrun_and_a_clean_exit(tiny_data, tmp_path):
+    # `rlnas run`: every process trains, rank 0 alone ranks and searches; and the gloo threads
+    # are gone before exit (surviving ones intermittently aborted the interpreter's exit)
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import glob, sys\n"
+        "from rlnas.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "names = [open(f).read().strip() for f in glob.glob('/proc/self/task/*/comm')]\n"
+        "print('gloo threads:', sum('gloo' in n for n in names))\n"
+        "sys.exit(rc)\n")
+    args = _args(tiny_data, tmp_path / "run", "epochs=1", "search.generations=2")
+    res = _run(["run", *args[1:]], nproc=2, script=str(script))
+    assert res.stdout.count("gloo threads: 0") == 2, res.stdout
+    assert res.stdout.count("trained 1 epochs") == 1 and res.stdout.count("archs ranked") == 1
+    assert (tmp_path / "run" / "ranking.csv").exists() and (tmp_path / "run" / "result.json").exists()

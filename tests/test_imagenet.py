@@ -100,3 +100,17 @@ def test_unreadable_image_is_a_clear_error(folder, tmp_path):
     loader = FolderLoader(data, data.y, 18, image_size=16)
     with pytest.raises(RlnasError, match="cannot read an image"):
         loader.batch(0)
+
+
+def test_evaluation_covers_every_image_once(folder):
+    from rlnas.retraining import evaluate_network
+    data = load_dataset("imagenet", folder, "test")  # 6 images, 3 classes
+    data.image_size = (16, 16)
+    loader = make_loader(data, data.y, 4, eval_mode=True)  # batches of 4 and 2
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    res = evaluate_network(model, loader)
+    with torch.no_grad():
+        pred = model(loader.images(np.arange(6))).argmax(1).numpy()
+    assert res["top1"] == pytest.approx(100 * np.mean(pred == data.y))
+    assert res["top5"] == 100.0  # 3 classes: always in the top 5

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -128,12 +129,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _main_process() -> bool:
+    """False in the torchrun processes other than rank 0: they train, then leave the rest
+    (printing, ranking, search) to rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _train(args):
     from .config import load_config
     from .engine import train_supernet
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     res = train_supernet(cfg, out, progress=not args.quiet)
+    if not _main_process():
+        return out
     if res.get("already_done"):
         print(f"{out}: training already complete ({res['steps']} steps)")
     else:
@@ -209,6 +218,8 @@ def dispatch(args):
         from .config import load_config
         cfg = load_config(args.config, args.overrides)  # fail fast before training
         out = _train(args)
+        if not _main_process():
+            return
         from .spaces import get_space
         if get_space(cfg["space"]).enumerate() is not None:
             _rank(out)  # exhaustive ranking where the space is small (NB201)
@@ -221,9 +232,10 @@ def dispatch(args):
         cfg = load_config(args.config, args.overrides)
         out = Path(args.out or Path("runs") / Path(args.config).stem)
         s = train_network(cfg, args.arch, out, progress=not args.quiet)
-        print(f"{out}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; test "
-              f"top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
-              f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
+        if _main_process():
+            print(f"{out}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; "
+                  f"test top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
+                  f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
     elif args.command == "export":
         from .retraining import export
         for f in export(args.run, args.out, onnx=args.onnx):

@@ -88,6 +88,10 @@ def init_distributed(device_name: str):
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not tdist.is_initialized():
+        # torch._dynamo (imported by the optimizer) keeps references to a process group that
+        # exists when it is first imported; that group then outlives destroy_process_group and
+        # its gloo threads can abort the interpreter's exit. Imported first, it holds none.
+        import torch._dynamo  # noqa: F401
         tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world), device
 

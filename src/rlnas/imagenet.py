@@ -183,7 +183,7 @@ class FolderLoader:
         self.batch_size = int(batch_size)
         self.steps_per_epoch = math.ceil(self.num_samples / self.batch_size)
         self.seed, self.augment, self.size, self.lighting = int(seed), augment, image_size, lighting
-        self.labels = torch.as_tensor(labels.astype(np.int64), device=self.device)
+        self.labels = torch.from_numpy(labels.astype(np.int64))  # gathered on the host
         self.channels_last = channels_last
         self.threads = int(threads or default_threads())
         self.pool = ThreadPoolExecutor(max_workers=self.threads)
@@ -222,14 +222,19 @@ class FolderLoader:
         except OSError as err:
             raise RlnasError(f"cannot read an image: {err}") from None
 
+    def _pinned(self, t: torch.Tensor) -> torch.Tensor:
+        """Page-locked on CUDA, so that the copy is asynchronous (a pageable host-to-device
+        copy waits for the GPU to finish its queued work)."""
+        return t.pin_memory() if self._pin else t
+
     def _stack(self, arrays) -> torch.Tensor:
         # an empty part happens when a short last batch has fewer images than parts
         x = (torch.from_numpy(np.stack(arrays)) if len(arrays)
              else torch.zeros((0, self.size, self.size, 3), dtype=torch.uint8))
-        return x.pin_memory() if self._pin else x
+        return self._pinned(x)
 
     def _assemble(self, step: int, part: int, parts: int):
-        """The CPU work of one batch: (indices, images, lighting offsets); the images are
+        """The CPU work of one batch: (images, lighting offsets, labels); the images are
         finished floats on a CPU device, else uint8 crops to finish on the device."""
         epoch, pos = divmod(step, self.steps_per_epoch)
         sl = self.part_slice(step, part, parts)
@@ -240,13 +245,15 @@ class FolderLoader:
             out = self._decode(paths, lambda i, img: _train_draws(
                 img, _mix(self.seed, 2, step, sl.start + i), self.size, self.lighting))
             x = self._stack([o[0] for o in out])
-            offsets = torch.from_numpy(np.array([o[1] for o in out], np.float32).reshape(-1, 3))
+            offsets = self._pinned(torch.from_numpy(
+                np.array([o[1] for o in out], np.float32).reshape(-1, 3)))
         else:
             x = self._stack(self._decode(paths, lambda i, img: _eval_crop(img, self.size)))
             offsets = None
+        y = self._pinned(self.labels[torch.from_numpy(idx)])
         if self.device.type == "cpu":
-            return idx, finish_batch(x, offsets, self.channels_last), None
-        return idx, x, offsets
+            return finish_batch(x, offsets, self.channels_last), None, y
+        return x, offsets, y
 
     def batch(self, step: int, part: int = 0, parts: int = 1):
         step = int(step)
@@ -258,10 +265,13 @@ class FolderLoader:
             nxt = (step + 1, key[1], key[2])
             if nxt not in self._pending:
                 self._pending[nxt] = self._assembler.submit(self._assemble, *nxt)
-        idx, x, offsets = job.result() if job is not None else self._assemble(*key)
-        if x.dtype == torch.uint8:
-            x = finish_batch(x.to(self.device, non_blocking=True), offsets, self.channels_last)
-        return x, self.labels[torch.as_tensor(idx, device=self.device)]
+        x, offsets, y = job.result() if job is not None else self._assemble(*key)
+        if x.dtype == torch.uint8:  # on the device: uint8 in, floats made there
+            to_dev = dict(device=self.device, non_blocking=True)
+            x = finish_batch(x.to(**to_dev), offsets if offsets is None else offsets.to(**to_dev),
+                             self.channels_last)
+            y = y.to(**to_dev)
+        return x, y
 
     def images(self, indices) -> torch.Tensor:
         arrays = self._decode([self.data.paths[i] for i in np.asarray(indices)],

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 
 from . import config as config_mod
@@ -55,13 +54,13 @@ def _topk(out: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate_network(model, loader, batch_size: int = 500) -> Dict[str, float]:
-    """top-1 / top-5 (%) over all images of ``loader`` (un-augmented)."""
+def evaluate_network(model, loader) -> Dict[str, float]:
+    """top-1 / top-5 (%) over all images of ``loader`` (an un-augmented one), one pass in its
+    batches (so an image-folder loader decodes the next batch while this one is evaluated)."""
     model.eval()
     n, c1, c5 = loader.num_samples, 0, 0
-    for i in range(0, n, batch_size):
-        idx = np.arange(i, min(i + batch_size, n))
-        x, y = loader.images(idx), loader.labels[torch.as_tensor(idx, device=loader.device)]
+    for step in range(loader.steps_per_epoch):
+        x, y = loader.batch(step)
         out = model(x)
         c1 += _topk(out, y, 1)
         c5 += _topk(out, y, 5)
