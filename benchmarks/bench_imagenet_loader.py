@@ -32,8 +32,8 @@ def write_folder(root: Path, n: int, classes: int = 8, seed: int = 0):
     for i in range(n):
         w, h = int(rng.integers(400, 600)), int(rng.integers(300, 450))
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        base = [np.sin(xx / rng.uniform(20, 80) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(20, 80))
-                for _ in range(3)]
+        base = [np.sin(xx / rng.uniform(20, 80) + rng.uniform(0, 6))
+                * np.cos(yy / rng.uniform(20, 80)) for _ in range(3)]
         img = (np.stack(base, 2) * 80 + 128 + rng.normal(0, 12, (h, w, 3))).clip(0, 255)
         d = root / "train" / f"n{i % classes:08d}"
         d.mkdir(parents=True, exist_ok=True)

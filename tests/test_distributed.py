@@ -123,4 +123,5 @@ def test_run_under_torchrun_and_a_clean_exit(tiny_data, tmp_path):
     res = _run(["run", *args[1:]], nproc=2, script=str(script))
     assert res.stdout.count("gloo threads: 0") == 2, res.stdout
     assert res.stdout.count("trained 1 epochs") == 1 and res.stdout.count("archs ranked") == 1
-    assert (tmp_path / "run" / "ranking.csv").exists() and (tmp_path / "run" / "result.json").exists()
+    assert (tmp_path / "run" / "ranking.csv").exists()
+    assert (tmp_path / "run" / "result.json").exists()

@@ -1,11 +1,11 @@
 """ImageNet-style image folders (``root/train/<class>/*.JPEG``, ``root/val/<class>/*.JPEG``).
 
-Images are decoded on the fly (Pillow, a thread pool, one batch ahead), not held on the device. The loader has
-the same interface as ``DeviceLoader``: ``batch(step, part, parts)`` is a pure function of
-(seed, step), so resume and torchrun work the same way. Labels are ALWAYS the array given to the
-loader (random or true): the folder's own class index is never used for training, unlike the
-official ``ImageNetWithRandomLabels`` wrapper whose random labels torchvision never read
-(spec section 9, item 1).
+Images are decoded on the fly (Pillow, a thread pool, one batch ahead), not held on the
+device. The loader has ``DeviceLoader``'s batch interface: ``batch(step, part, parts)`` is a
+pure function of (seed, step), so resume and torchrun work the same way. Labels are ALWAYS the
+array given to the loader (random or true): the folder's own class index is never used for
+training, unlike the official ``ImageNetWithRandomLabels`` wrapper whose random labels
+torchvision never read (spec section 9, item 1).
 
 Training augmentation (spec 2, the official supernet and DARTS retraining pipeline): a square
 random-resized crop (area 8-100 % of the image, aspect ratio 1, zero padding where the square
@@ -127,7 +127,8 @@ def _eval_crop(img, size: int) -> np.ndarray:
     return np.asarray(img.crop((x0, y0, x0 + size, y0 + size)), dtype=np.uint8)
 
 
-def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None, channels_last: bool = False) -> torch.Tensor:
+def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None,
+                 channels_last: bool = False) -> torch.Tensor:
     """The float half: ToTensor (x / 255, N x 3 x H x W float32) plus each image's lighting
     offset, in one conversion pass and two in-place passes. Run where ``x_u8_nhwc`` lives: on
     a GPU only uint8 crosses the bus."""
@@ -136,7 +137,7 @@ def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None, channels_last: bool = Fa
     x = torch.empty((n, 3, h, w), dtype=torch.float32, device=x_u8_nhwc.device, memory_format=fmt)
     x.copy_(x_u8_nhwc.permute(0, 3, 1, 2)).div_(255.0)
     if offsets is not None:
-        x.add_(offsets.to(x.device)[:, :, None, None])
+        x.add_(offsets.to(x.device, non_blocking=True)[:, :, None, None])
     return x
 
 
@@ -263,18 +264,11 @@ class FolderLoader:
             for k in [k for k in self._pending if k[0] not in (step, step + 1)]:  # a jump: drop
                 self._pending.pop(k).cancel()
             nxt = (step + 1, key[1], key[2])
-            if nxt not in self._pending:
+            # an un-augmented (evaluation) loader is read one epoch at a time: no look-ahead past it
+            if nxt not in self._pending and (self.augment or nxt[0] % self.steps_per_epoch):
                 self._pending[nxt] = self._assembler.submit(self._assemble, *nxt)
         x, offsets, y = job.result() if job is not None else self._assemble(*key)
         if x.dtype == torch.uint8:  # on the device: uint8 in, floats made there
-            to_dev = dict(device=self.device, non_blocking=True)
-            x = finish_batch(x.to(**to_dev), offsets if offsets is None else offsets.to(**to_dev),
-                             self.channels_last)
-            y = y.to(**to_dev)
+            x = finish_batch(x.to(self.device, non_blocking=True), offsets, self.channels_last)
+            y = y.to(self.device, non_blocking=True)
         return x, y
-
-    def images(self, indices) -> torch.Tensor:
-        arrays = self._decode([self.data.paths[i] for i in np.asarray(indices)],
-                              lambda i, img: _eval_crop(img, self.size))
-        return finish_batch(self._stack(arrays).to(self.device, non_blocking=True),
-                            channels_last=self.channels_last)
