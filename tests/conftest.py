@@ -46,3 +46,36 @@ def write_npz(path, n, seed=0, size=32, classes=10):
     np.savez(path, x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
              y=rng.integers(0, classes, n))
     return path
+
+
+def reference_variants(parts):
+    """Slow, explicit reference for every angle variant (``rlnas.angle.VARIANTS``).
+
+    ``parts`` lists an arch's vector path by path as the official code builds it: tuples
+    (label, cell, v0, vT), label ``"fixed"`` for the fixed tensors and a piece label such as
+    ``(edge, op)`` otherwise; an arch with no valid path has no parts. A piece's own vector is
+    its tensors concatenated over the cells that hold it (one copy per cell); its multiplicity is
+    how often it occurs in one such cell."""
+    from rlnas.angle import angle_between
+
+    def cat(items, k):
+        return torch.cat([p[k].reshape(-1).double() for p in items]) if items else \
+            torch.zeros(0, dtype=torch.float64)
+
+    cells = [p for p in parts if p[0] != "fixed"]
+    pieces = {}
+    for label, cell, v0, vT in cells:
+        per_cell = pieces.setdefault(label, {})
+        per_cell.setdefault(cell, []).append((label, cell, v0, vT))
+    theta, count = {}, {}
+    for label, per_cell in pieces.items():
+        first = [occ[0] for occ in per_cell.values()]
+        theta[label] = angle_between(cat(first, 2), cat(first, 3))
+        count[label] = len(next(iter(per_cell.values())))
+    n_occ = sum(count.values())
+    return {
+        "angle": angle_between(cat(parts, 2), cat(parts, 3)),
+        "angle_cell": angle_between(cat(cells, 2), cat(cells, 3)),
+        "angle_mean": (sum(theta[k] * count[k] for k in theta) / n_occ) if n_occ else 0.0,
+        "angle_sum": (sum(theta.values()) / np.sqrt(len(theta))) if theta else 0.0,
+    }

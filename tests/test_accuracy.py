@@ -370,3 +370,19 @@ def test_scorer_bad_options(tiny_run):
         score(np.array([[0, 1, 2]]))
     with pytest.raises(RlnasError, match="needs a trained"):
         get_scorer("accuracy", ScoreContext(space=tiny_run.space))
+
+
+def test_scorer_sees_images_at_the_supernet_training_resolution(tmp_path):
+    from rlnas.config import load_config
+    from rlnas.engine import open_run, train_supernet
+    from rlnas.scorers import get_scorer
+    npz = tmp_path / "data"
+    npz.mkdir()
+    _write_npz(npz, "train_1.npz", 32, 10)
+    _write_npz(npz, "test_1.npz", 20, 11)
+    cfg = load_config("nb201-cifar10", [f"root={npz}", "channels=4", "cells=1", "epochs=1",
+                                        "batch=32", "data.nb201_half=false", "resolution=16"])
+    train_supernet(cfg, tmp_path / "run", progress=False)
+    score = get_scorer("accuracy", _ctx(open_run(tmp_path / "run"), recal_images=16))
+    assert score.recal_x.shape[2:] == score.heldout_x.shape[2:] == (16, 16)
+    assert np.all((score(ARCHS[:2]) >= 0) & (score(ARCHS[:2]) <= 100))

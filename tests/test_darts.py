@@ -5,7 +5,8 @@ import pytest
 import torch
 import yaml
 
-from rlnas.angle import AngleScorer, angle_between
+from conftest import reference_variants
+from rlnas.angle import VARIANTS, AngleScorer, angle_between
 from rlnas.config import PRESET_DIR, flatten
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
@@ -214,8 +215,9 @@ def test_presets_have_the_nb201_preset_keys():
 
 
 # --- angle against the explicit, official-style construction -------------------------------
-def reference_vector(state, genome, reduction_layers, imagenet):
-    """Slow reference: the official get_arch_vector, path by path (dil_conv BN bias fixed)."""
+def reference_labelled(state, genome, reduction_layers, imagenet):
+    """Slow reference: the official get_arch_vector, path by path (dil_conv BN bias fixed), as
+    (label, cell, tensor) parts: label "fixed" or (cell type, edge, op); [] if no valid path."""
     def t(key):
         return state[key].reshape(-1).double()
 
@@ -246,6 +248,7 @@ def reference_vector(state, genome, reduction_layers, imagenet):
                 if op == 0:
                     parts = []
                     break
+                start = len(parts)
                 if op in (1, 2):
                     c = state[f"cells.{i}._ops.{e}._ops.4.op.1.weight"].shape[0]
                     parts += [torch.ones(c, 3, 3, dtype=torch.float64).reshape(-1) / 9.0,
@@ -264,13 +267,26 @@ def reference_vector(state, genome, reduction_layers, imagenet):
                 else:
                     parts += [t(pre + "op.1.weight"), t(pre + "op.2.weight"),
                               t(pre + "op.3.weight"), t(pre + "op.3.bias")]
+                label = (int(i in reduction_layers), e, op)
+                parts[start:] = [(label, i, torch.cat(parts[start:]))]
             vec += parts
     if not vec:
-        return torch.zeros(0, dtype=torch.float64)
+        return []
     extra.append(t("classifier.weight"))
     if imagenet:
         extra.append(t("classifier.bias"))
-    return torch.cat(vec + extra)
+    return vec + [("fixed", None, x) for x in extra]
+
+
+def reference_vector(state, genome, reduction_layers, imagenet):
+    parts = reference_labelled(state, genome, reduction_layers, imagenet)
+    return torch.cat([p[2] for p in parts]) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def reference_parts(state0, stateT, genome, reduction_layers, imagenet):
+    return [(l, c, x0, xT) for (l, c, x0), (_, _, xT) in zip(
+        reference_labelled(state0, genome, reduction_layers, imagenet),
+        reference_labelled(stateT, genome, reduction_layers, imagenet))]
 
 
 def _random_pair(variant, seed=0):
@@ -299,6 +315,18 @@ def test_angle_decomposition_matches_reference(variant):
     assert (fast > 0).all()
     # an (unrepaired) all-none genome has an empty vector: angle 0 by convention
     assert scorer(np.zeros((1, 28), dtype=np.int64))[0] == 0.0
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_angle_variant_matches_its_explicit_reference(variant):
+    model, state0, stateT = _random_pair("cifar", seed=3)
+    scorer = AngleScorer.from_states(SPACE, state0, stateT, variant)
+    archs = random_genomes(12, seed=5) + [RLDARTS_GENOME, IMAGENET_600M_GENOME]
+    fast = scorer(np.array(archs))
+    slow = [reference_variants(reference_parts(state0, stateT, a, model.reduction_layers,
+                                               False))[variant] for a in archs]
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+    assert (fast > 0).all()
 
 
 def test_angle_of_identical_weights_is_zero_and_scoring_is_fast():

@@ -518,3 +518,21 @@ def test_cutout_zeroes_one_clipped_square_per_image():
     sizes = zero.sum((1, 2))
     assert (sizes == 16).any() and (sizes < 16).any()
     assert torch.equal(loader.batch(0)[0], xb)
+
+
+def test_resolution_resizes_once_by_area_and_scales_the_crop_padding():
+    from rlnas.data import crop_padding, make_loader, resize_uint8
+    x, y = _toy(n=8)
+    small = resize_uint8(torch.from_numpy(x), 16)
+    ref = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    ref = torch.nn.functional.avg_pool2d(ref, 2).round().to(torch.uint8).permute(0, 2, 3, 1)
+    assert small.dtype == torch.uint8 and torch.equal(small, ref)  # 2x2 means, rounded
+    assert resize_uint8(torch.from_numpy(x), 32) is not None
+    assert [crop_padding(s) for s in (32, 16, 8)] == [4, 2, 1]
+    data = ImageData(x, y, 10, CIFAR10_MEAN, CIFAR10_STD, "toy", "toy")
+    loader = make_loader(data, y, 4, resolution=8)
+    xb, _ = loader.batch(0)
+    assert xb.shape == (4, 3, 8, 8) and loader.pad == 1
+    assert make_loader(data, y, 4).batch(0)[0].shape == (4, 3, 32, 32)
+    with pytest.raises(RlnasError, match="resolution"):
+        resize_uint8(torch.from_numpy(x), 2)

@@ -251,3 +251,80 @@ def test_an_empty_micro_batch_is_harmless(tiny_data, tmp_path):
     # the logged loss is the mean over the 65 images (BN sees half batches, hence the tolerance)
     one = train_supernet(tiny_cfg(tiny_data, *base), tmp_path / "one", progress=False)
     assert np.isfinite(two["loss"]) and two["loss"] == pytest.approx(one["loss"], rel=0.01)
+
+
+def test_supernet_trains_at_a_lower_resolution_and_costs_stay_benchmark_size(tiny_data, tmp_path):
+    cfg = tiny_cfg(tiny_data, "resolution=16", "epochs=1")
+    train_supernet(cfg, tmp_path / "run", progress=False)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["train_resolution"] == 16 and info["image_size"] == 32
+    with pytest.raises(RlnasError, match="resolution"):
+        load_config("nb201-cifar10", ["resolution=2"])
+
+
+@pytest.mark.parametrize("preset", ["nb201-cifar10", "nb201-cifar100", "nb201-imagenet16-120",
+                                    "darts-cifar10", "darts-imagenet"])
+def test_paper_presets_keep_the_paper_angle(preset):
+    assert load_config(preset)["search"]["scorer"] == "angle"
+
+
+def test_fast_preset_runs_end_to_end_and_names_its_scorer(tiny_data, tmp_path, capsys):
+    table = tmp_path / "nb201.csv"
+    _synthetic_table(table)
+    run = tmp_path / "run"
+    args = [f"root={tiny_data}", "channels=4", "cells=1", "batch=48", "data.nb201_half=false",
+            f"nasbench201={table}", "search.generations=3"]
+    assert main(["run", "nb201-cifar10-fast", *args, "--out", str(run), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "nb201-cifar10-fast is the measured fast recipe" in err
+    assert json.loads((run / "result.json").read_text())["scorer"] == "angle_sum"
+    assert list(csv.DictReader(open(run / "ranking.csv")))[0].keys() >= {"arch", "angle_sum"}
+    rows = list(csv.DictReader(open(run / "stability.csv")))
+    assert rows and int(rows[-1]["epoch"]) <= 6
+    ev = json.loads((run / "evaluation.json").read_text())
+    assert ev["scorers"] == ["angle_sum", "params"]
+    assert ev["per_run"][0]["over_training"][0]["scorer"] == "angle_sum"
+
+
+def test_a_paper_preset_on_a_cpu_proposes_the_fast_recipe():
+    from rlnas.config import preset_note
+    cfg = load_config("nb201-cifar10")
+    note = preset_note("nb201-cifar10", cfg, "cpu")
+    assert "nb201-cifar10-fast" in note and "tau" in note
+    assert preset_note("nb201-cifar10", cfg, "cuda") is None
+    assert preset_note("nb201-cifar10", load_config("nb201-cifar10", ["epochs=3"]), "cpu") is None
+    assert "darts-cifar10-fast" in preset_note("darts-cifar10", load_config("darts-cifar10"), "cpu")
+
+
+@pytest.mark.parametrize("wd_classifier", [False, True])
+def test_weight_decay_on_conv_weights_and_optionally_the_classifier(wd_classifier):
+    from rlnas.engine import LoopSpec, make_optimizer
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    spec = LoopSpec(model=model, loader=None, epochs=1, lr=0.1, lr_min=0.0, momentum=0.9,
+                    nesterov=False, weight_decay=1e-4, device=torch.device("cpu"),
+                    wd_conv_only=True, wd_classifier=wd_classifier)
+    decayed, free = make_optimizer(spec).param_groups
+    assert free["weight_decay"] == 0.0 and decayed["weight_decay"] == 1e-4
+    names = {id(p): n for n, p in model.named_parameters()}
+    want = {"0.weight"} | ({"3.weight", "3.bias"} if wd_classifier else set())
+    assert {names[id(p)] for p in decayed["params"]} == want
+
+
+def test_cost_command_for_other_spaces_and_bad_sizes(capsys):
+    assert main(["cost", "--space", "mobilenet", "2 0 -1 2 2 0 2 4 0 4 4 2 4 2 4 2 0 0 0 2 2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params_m"] == pytest.approx(5.256, abs=5e-4)
+    assert out["flops_m"] == pytest.approx(473.2, abs=0.05)
+    assert main(["cost", "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+                 "--channels", "-3"]) == 2
+    assert "--channels must be a positive integer" in capsys.readouterr().err
+
+
+def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_path):
+    from rlnas import stages
+    train_supernet(tiny_cfg(tiny_data, "epochs=1", "search.num_samples=12"), tmp_path / "run",
+                   progress=False)
+    run = open_run(tmp_path / "run")
+    res = stages.search(run, method="random", scorer="angle_sum+jacov")
+    assert res["scorer"] == "angle_sum+jacov" and res["evaluations"] == 12

@@ -116,3 +116,37 @@ def test_evaluation_covers_every_image_once(folder):
         pred = model(x).argmax(1).numpy()
     assert res["top1"] == pytest.approx(100 * np.mean(pred == data.y))
     assert res["top5"] == 100.0  # 3 classes: always in the top 5
+
+
+def test_torchvision_transform_crops_any_aspect_and_normalises(folder):
+    from rlnas.imagenet import IMAGENET_MEAN, IMAGENET_STD, _rrc_box
+    # the crop box: inside the image, area 8-100 %, aspect ratio 3/4-4/3 (ten tries, else centre)
+    boxes = [_rrc_box(80, 50, np.random.default_rng(s)) for s in range(300)]
+    for x0, y0, cw, ch in boxes:
+        assert 0 <= x0 and x0 + cw <= 80 and 0 <= y0 and y0 + ch <= 50
+        assert 0.08 * 4000 - 80 <= cw * ch <= 4000 and 3 / 4 - 0.05 <= cw / ch <= 4 / 3 + 0.05
+    assert len({round(cw / ch, 1) for _, _, cw, ch in boxes}) > 3  # not only squares
+    assert _rrc_box(10, 200, np.random.default_rng(0))[2:] == (10, 13)  # fallback: centre crop
+    img = Image.fromarray(np.full((30, 50, 3), 128, dtype=np.uint8))
+    out = train_transform(img, np.random.default_rng(0), 16, transform="torchvision")
+    want = (128 / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
+    torch.testing.assert_close(out, want.view(3, 1, 1).expand(3, 16, 16))  # no lighting, mean/std
+    torch.testing.assert_close(eval_transform(img, 16, "torchvision"), out)
+    data = load_dataset("imagenet", folder, "train")
+    data.image_size = (24, 24)
+    official = FolderLoader(data, data.y, 6, seed=1, image_size=24).batch(0)[0]
+    tv = FolderLoader(data, data.y, 6, seed=1, image_size=24, transform="torchvision")
+    x, _ = tv.batch(0)
+    assert x.shape == official.shape and float(x.min()) < 0  # normalised, unlike the official
+    assert torch.equal(x, FolderLoader(data, data.y, 6, seed=1, image_size=24,
+                                       transform="torchvision").batch(0)[0])
+    with pytest.raises(RlnasError, match="unknown image transform"):
+        FolderLoader(data, data.y, 6, transform="timm")
+
+
+def test_presets_name_their_image_transform():
+    from rlnas.config import load_config
+    assert load_config("retrain-mobilenet-imagenet")["data"]["transform"] == "torchvision"
+    assert load_config("mobilenet-imagenet")["data"]["transform"] == "official"
+    with pytest.raises(RlnasError, match="data.transform"):
+        load_config("retrain-mobilenet-imagenet", ["data.transform=timm"])

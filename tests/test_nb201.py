@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlnas.angle import AngleScorer, angle_between
+from conftest import reference_variants
+from rlnas.angle import VARIANTS, AngleScorer, angle_between
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
 from rlnas.spaces.nb201 import NONE, fixed_keys, sample_urs, search_cell_ids
@@ -127,21 +128,19 @@ def test_disconnected_cell_outputs_zero_features():
 
 
 # --- angle against the explicit, official-style construction -------------------------------
-def reference_angle(state0, stateT, arch_str):
-    """Slow reference: build v_a path by path as weight_angle.py does, then the cosine."""
+def reference_parts(state0, stateT, arch_str):
+    """Slow reference: v_a path by path as weight_angle.py builds it, as (label, cell, v0, vT)
+    parts (label "fixed" or (edge, op)); no parts when every path holds `none`."""
     nodes = [[tuple(x.split("~")) for x in g.split("|") if x] for g in arch_str.split("+")]
     op_of = {(i + 1, int(j)): op for i, node in enumerate(nodes) for op, j in node}
-    v0, vT = [], []
+    head, cells, tail = [], [], []
 
-    def add(key):
-        v0.append(state0[key].reshape(-1).double())
-        vT.append(stateT[key].reshape(-1).double())
+    def part(key, label="fixed", cell=None):
+        return (label, cell, state0[key], stateT[key])
 
     fixed = fixed_keys(state0)
-    for k in fixed[:3]:
-        add(k)
-    for k in fixed[3:-4]:
-        add(k)
+    head = [part(k) for k in fixed[:-4]]
+    tail = [part(k) for k in fixed[-4:]]
     valid = 0
     for path in ([0, 3], [0, 2, 3], [0, 1, 2, 3], [0, 1, 3]):
         ops = [op_of[(path[t], path[t - 1])] for t in range(1, len(path))]
@@ -158,16 +157,19 @@ def reference_angle(state0, stateT, arch_str):
                 if op == "avg_pool_3x3":
                     c = state0[f"cells.{cell}.edges.{e}.conv3x3.1.weight"].shape[0]
                     const = torch.ones(c * 9, dtype=torch.float64) / 9
-                    v0.append(const)
-                    vT.append(const.clone())
+                    cells.append(((e, op), cell, const, const.clone()))
                 else:
                     name = "conv1x1" if op == "nor_conv_1x1" else "conv3x3"
-                    add(f"cells.{cell}.edges.{e}.{name}.1.weight")
-    for k in fixed[-4:]:
-        add(k)
-    if valid == 0:
+                    cells.append(part(f"cells.{cell}.edges.{e}.{name}.1.weight", (e, op), cell))
+    return head + cells + tail if valid else []
+
+
+def reference_angle(state0, stateT, arch_str):
+    parts = reference_parts(state0, stateT, arch_str)
+    if not parts:
         return 0.0
-    return angle_between(torch.cat(v0), torch.cat(vT))
+    return angle_between(torch.cat([p[2].reshape(-1).double() for p in parts]),
+                         torch.cat([p[3].reshape(-1).double() for p in parts]))
 
 
 def _random_pair(seed, channels=4, cells=2):
@@ -193,6 +195,42 @@ def test_angle_decomposition_matches_reference():
     assert fast[60] == 0.0  # all-none
     assert fast[-1] == 0.0  # input disconnected from output
     assert fast[-2] > 0
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_angle_variant_matches_its_explicit_reference(variant):
+    state0, stateT = _random_pair(2)
+    scorer = AngleScorer.from_states(SPACE, state0, stateT, variant)
+    rng = np.random.default_rng(3)
+    archs = [SPACE.sample(rng) for _ in range(40)] + [
+        (0, 0, 0, 0, 0, 0), (1, 1, 1, 1, 1, 1), (4, 4, 4, 4, 4, 4), (3, 3, 3, 3, 3, 3),
+        (3, 0, 0, 0, 3, 0), (1, 0, 0, 0, 0, 0), (1, 4, 2, 1, 3, 1)]
+    fast = scorer(np.array(archs))
+    slow = [reference_variants(reference_parts(state0, stateT, SPACE.to_str(a)))[variant]
+            for a in archs]
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-9)
+    assert fast[40] == 0.0  # all none: no valid path
+    assert (fast[41] == 0.0) == (variant != "angle")  # skips only: just the fixed part
+
+
+def test_piece_angle_variants_see_through_the_fixed_part():
+    """angle_mean / angle_sum: a pool adds a piece that does not move (lowers the mean), a
+    conv one that does; the paper's angle can rank them the other way round."""
+    state0, stateT = _random_pair(4)
+    conv = (3, 1, 1, 1, 1, 1)
+    pool = (4, 1, 1, 1, 1, 1)
+    for v in ("angle_mean", "angle_sum", "angle_cell"):
+        s = AngleScorer.from_states(SPACE, state0, stateT, v)(np.array([conv, pool]))
+        assert s[0] > 0 and s[1] == 0.0, v
+
+
+def test_angle_refuses_diverged_weights():
+    state0, stateT = _random_pair(0)
+    stateT = dict(stateT, **{"classifier.weight": stateT["classifier.weight"] * float("nan")})
+    with pytest.raises(RlnasError, match="non-finite"):
+        AngleScorer.from_states(SPACE, state0, stateT)
+    with pytest.raises(RlnasError, match="unknown angle variant"):
+        AngleScorer.from_states(SPACE, state0, state0, "angle_max")
 
 
 def test_angle_of_identical_weights_is_zero_and_all_cells_scored_fast():

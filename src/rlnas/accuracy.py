@@ -267,10 +267,12 @@ def _int_option(opts: Dict[str, Any], key: str, allow_none: bool = False) -> Opt
     return int(v)
 
 
-def _images_on(data: ImageData, idx: np.ndarray, mean, std, device: torch.device):
-    """(normalised float images, labels) of ``data[idx]`` on ``device``, made there once."""
+def _images_on(data: ImageData, idx: np.ndarray, mean, std, device: torch.device,
+               resolution=None):
+    """(normalised float images, labels) of ``data[idx]`` on ``device``, made there once, at the
+    supernet's training ``resolution`` (``data.resolution``) where one was set."""
     loader = DeviceLoader(data.x[idx], data.y[idx], max(len(idx), 1), mean, std, device=device,
-                          augment=False, channels_last=CHANNELS_LAST)
+                          augment=False, channels_last=CHANNELS_LAST, resolution=resolution)
     x = loader.images(torch.arange(len(idx), device=device))
     return x, loader.labels
 
@@ -325,9 +327,10 @@ class AccuracyScorer:
 
         ridx = seeded_first(len(train), self.recal_images, self.seed)
         # the model expects the training data's normalisation, so both sets use it
-        self.recal_x, _ = _images_on(train, ridx, train.mean, train.std, self.device)
+        res = run.cfg["data"].get("resolution")
+        self.recal_x, _ = _images_on(train, ridx, train.mean, train.std, self.device, res)
         self.heldout_x, self.heldout_y = _images_on(held, np.arange(len(held)), train.mean,
-                                                    train.std, self.device)
+                                                    train.std, self.device, res)
         state = run.checkpoint_state(ctx.checkpoint)
         model = run.space.supernet(num_classes=k, **run.cfg["model"])
         model.load_state_dict(state)

@@ -28,6 +28,7 @@ SETTINGS = {
                         classes=10, image=32, batch=64),
     "darts-imagenet": dict(space="darts", model=dict(variant="imagenet", channels=48, layers=14),
                            classes=1000, image=224, batch=64),
+    "mobilenet": dict(model={}, classes=1000, image=224, batch=64),  # 27.7 M params (spec 3.4)
 }
 
 
@@ -90,7 +91,7 @@ def bench_space(name: str, device: torch.device, precision: str, steps: int,
     t0 = time.perf_counter()
     AngleScorer.from_states(space, state0, stateT)(archs)
     angle = len(archs) / (time.perf_counter() - t0)
-    size = ", ".join(f"{k}={v}" for k, v in s["model"].items())
+    size = ", ".join(f"{k}={v}" for k, v in s["model"].items()) or "paper size"
     return [
         {"space": name, "what": "supernet train (img/s)", "value": train,
          "settings": f"{size}, {s['image']}px, batch {b}, {steps} steps"},

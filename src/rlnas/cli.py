@@ -41,21 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a supernet (resumes an existing run)")
     _add_train_args(p)
 
-    p = sub.add_parser("rank", help="score every arch of a run by the angle")
+    p = sub.add_parser("rank", help="score every arch of a run (by its search.scorer)")
     p.add_argument("run")
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt to compare with init.pt (default last.pt)")
-    p.add_argument("--scorer", default="angle",
-                   help="scorer name or rank ensemble a+b (default angle; see `rlnas scorers`)")
+    p.add_argument("--scorer", help="scorer name or rank ensemble a+b (default: the run's "
+                                    "search.scorer; see `rlnas scorers`)")
 
-    p = sub.add_parser("search", help="search a run's space by the angle")
+    p = sub.add_parser("search", help="search a run's space (by its search.scorer)")
     p.add_argument("run")
     p.add_argument("--method", choices=["evolution", "exhaustive", "random"])
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint", default="last.pt")
-    p.add_argument("--scorer", default="angle", help="scorer name or rank ensemble (default angle)")
+    p.add_argument("--scorer", help="scorer name or rank ensemble (default: the run's "
+                                    "search.scorer)")
 
     p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
@@ -87,16 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default RUN/export)")
     p.add_argument("--onnx", action="store_true", help="also write model.onnx (needs rlnas[onnx])")
 
-    p = sub.add_parser("cost", help="params and FLOPs of an NB201 cell")
+    p = sub.add_parser("cost", help="params and FLOPs of an architecture (default: an NB201 cell)")
     p.add_argument("arch")
-    p.add_argument("--channels", type=int, default=16)
-    p.add_argument("--cells", type=int, default=5)
-    p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--space", default="nb201",
+                   help="search space (default nb201); other spaces report their benchmark "
+                        "network (DARTS: ImageNet C=48, 14 cells; MobileNet: 224 px)")
+    p.add_argument("--channels", type=int, default=16, help="nb201 network C")
+    p.add_argument("--cells", type=int, default=5, help="nb201 cells per stage")
+    p.add_argument("--num-classes", type=int, default=10, help="nb201 classes")
+    p.add_argument("--image-size", type=int, default=32, help="nb201 image side")
 
     p = sub.add_parser("demo", help="the whole method on scikit-learn's digits, offline")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the preset, 150)")
+    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the preset, 20)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     p = sub.add_parser("nasbench201", help="NAS-Bench-201 ground-truth tools")
@@ -111,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept archives with fewer than 15,625 cells")
 
     p = sub.add_parser("bench", help="throughput of each space at paper size on this device")
-    p.add_argument("--spaces", nargs="*", help="nb201 darts-cifar darts-imagenet (default all)")
+    p.add_argument("--spaces", nargs="*",
+                   help="nb201 darts-cifar darts-imagenet mobilenet (default all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=10)
@@ -136,23 +141,27 @@ def _main_process() -> bool:
 
 
 def _train(args):
-    from .config import load_config
-    from .engine import train_supernet
+    from .config import load_config, preset_note, search_scorer
+    from .engine import resolve_device, train_supernet
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    res = train_supernet(cfg, out, progress=not args.quiet)
+    note = preset_note(args.config, cfg, resolve_device(cfg["device"]).type)
+    res = train_supernet(cfg, out, progress=not args.quiet,
+                         note=note and f"rlnas {args.command}: {note}")
     if not _main_process():
         return out
     if res.get("already_done"):
         print(f"{out}: training already complete ({res['steps']} steps)")
     else:
-        print(f"{out}: trained {cfg['train']['epochs']} epochs"
+        stop = (f" of {cfg['train']['epochs']} (stopped: the {search_scorer(cfg)} ranking is "
+                f"stable, stability.csv)" if res.get("stopped_early") else "")
+        print(f"{out}: trained {res['epoch']} epochs{stop}"
               f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
               f"train acc on its labels {res['train_acc']:.2f}%, {res['images_per_s']:.0f} img/s")
     return out
 
 
-def _rank(run_dir, checkpoint="last.pt", scorer="angle"):
+def _rank(run_dir, checkpoint="last.pt", scorer=None):
     from .engine import open_run
     from .stages import rank
     res = rank(open_run(run_dir), final=checkpoint, scorer=scorer)
@@ -162,7 +171,7 @@ def _rank(run_dir, checkpoint="last.pt", scorer="angle"):
 
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
-            checkpoint="last.pt", scorer="angle"):
+            checkpoint="last.pt", scorer=None):
     from .engine import open_run
     from .stages import search
     res = search(open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
@@ -190,10 +199,16 @@ def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy
 def _cost(args):
     import numpy as np
     from .spaces import get_space
-    space = get_space("nb201")
+    space = get_space(args.space)
     arch = space.from_str(args.arch)
-    c = space.cost(np.array([arch]), channels=args.channels, cells=args.cells,
-                   num_classes=args.num_classes, image_size=args.image_size)
+    kwargs = {}
+    if args.space == "nb201":
+        kwargs = dict(channels=args.channels, cells=args.cells, num_classes=args.num_classes,
+                      image_size=args.image_size)
+        bad = [f"--{k.replace('_', '-')}" for k, v in kwargs.items() if v < 1]
+        if bad:
+            raise RlnasError(f"{', '.join(bad)} must be a positive integer")
+    c = space.cost(np.array([arch]), **kwargs)
     print(json.dumps({"arch": space.to_str(arch), "params_m": round(float(c["params"][0]), 6),
                       "flops_m": round(float(c["flops"][0]), 5)}))
 
@@ -225,7 +240,9 @@ def dispatch(args):
             _rank(out)  # exhaustive ranking where the space is small (NB201)
         _search(out)
         if cfg["evaluate"]["nasbench201"]:
-            _evaluate([out], cfg["evaluate"]["nasbench201"], progress=not args.quiet)
+            from .config import search_scorer
+            _evaluate([out], cfg["evaluate"]["nasbench201"],
+                      scorers=f"{search_scorer(cfg)},params", progress=not args.quiet)
     elif args.command == "retrain":
         from .config import load_config
         from .retraining import train_network

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
@@ -20,7 +20,7 @@ ALIASES = {
     "epochs": "train.epochs", "batch": "train.batch_size", "batch_size": "train.batch_size",
     "lr": "train.lr", "channels": "model.channels", "cells": "model.cells",
     "root": "data.root", "data": "data.root", "dataset": "data.dataset", "subset": "data.subset",
-    "test_root": "data.test_root",
+    "test_root": "data.test_root", "resolution": "data.resolution",
     "split_file": "data.split_file", "labels": "labels.kind", "num_label_classes": "labels.num_classes",
     "label_seed": "labels.seed", "nasbench201": "evaluate.nasbench201", "method": "search.method",
     "max_params": "search.max_params", "max_flops": "search.max_flops",
@@ -32,6 +32,34 @@ ALIASES = {
 RESUME_MUTABLE = {"device", "precision", "data.root", "data.split_file", "evaluate.nasbench201",
                   "train.ckpt_every_steps", "train.keep_every_epochs", "train.accumulate",
                   "train.grad_sync"}
+
+
+# Paper presets whose full schedule is days of CPU time, and the measured fast recipe to propose
+# instead on a machine without a GPU (benchmarks/RESULTS.md, "A good answer in minutes").
+FAST_RECIPES = {
+    "nb201-cifar10": ("nb201-cifar10-fast",
+                      "Kendall tau 0.72 with NB201 CIFAR-10 test over all 15,625 cells (the paper's "
+                      "recipe: 0.508) in about 3 minutes on 2 CPU cores"),
+    "darts-cifar10": ("darts-cifar10-fast",
+                      "a genotype of separable and dilated convolutions (at CPU budgets the "
+                      "paper's angle picks a parameter-free one)"),
+}
+
+
+def preset_note(preset: str, cfg: Dict[str, Any], device_type: str) -> Optional[str]:
+    """One line for the user before training: on a CPU, a paper preset's long schedule gets the
+    proposal of its fast recipe; a fast recipe says what quality to expect. None otherwise."""
+    name = Path(preset).stem
+    if name in FAST_RECIPES and device_type == "cpu" and cfg["train"]["epochs"] >= 50:
+        fast, quality = FAST_RECIPES[name]
+        return (f"note: {name} is the paper's {cfg['train']['epochs']}-epoch recipe, days on a "
+                f"CPU. For a good answer in minutes use the preset {fast} (same overrides): "
+                f"{quality}; see benchmarks/RESULTS.md.")
+    for paper, (fast, quality) in FAST_RECIPES.items():
+        if name == fast:
+            return (f"note: {fast} is the measured fast recipe for {paper}; expect {quality} "
+                    f"(benchmarks/RESULTS.md).")
+    return None
 
 
 def list_presets() -> List[str]:
@@ -139,6 +167,18 @@ def validate(cfg: Dict[str, Any]):
     sub = cfg["data"].get("subset")
     if sub is not None and (not isinstance(sub, int) or sub < 2):
         raise RlnasError(f"data.subset must be an integer >= 2 or null, got {sub!r}")
+    transform = cfg["data"].get("transform")
+    if transform not in (None, "official", "torchvision"):
+        raise RlnasError(f"data.transform must be official or torchvision, got {transform!r}")
+    res = cfg["data"].get("resolution")
+    if res is not None and (not isinstance(res, int) or isinstance(res, bool) or res < 4):
+        raise RlnasError(f"data.resolution must be an integer >= 4 (pixels) or null, got {res!r}")
+
+
+def search_scorer(cfg: Dict[str, Any]) -> str:
+    """What rank, search and run score by: ``search.scorer`` (runs made before that key existed
+    used the paper's angle)."""
+    return cfg.get("search", {}).get("scorer") or "angle"
 
 
 def dump(cfg: Dict[str, Any]) -> str:

@@ -433,7 +433,8 @@ class DeviceLoader:
     def __init__(self, x_uint8_nhwc: np.ndarray, labels: np.ndarray, batch_size: int,
                  mean: Sequence[float], std: Sequence[float], device="cpu", pad: int = 4,
                  flip: bool = True, augment: bool = True, seed: int = 0,
-                 channels_last: bool = False, cutout: int = 0):
+                 channels_last: bool = False, cutout: int = 0,
+                 resolution: Optional[int] = None):
         x = x_uint8_nhwc if torch.is_tensor(x_uint8_nhwc) else np.asarray(x_uint8_nhwc)
         is_u8 = x.dtype == torch.uint8 if torch.is_tensor(x) else x.dtype == np.uint8
         if len(x.shape) != 4 or int(x.shape[3]) != 3 or not is_u8:
@@ -462,9 +463,11 @@ class DeviceLoader:
         self.cutout = int(cutout)
         if self.cutout < 0:
             raise RlnasError(f"cutout must be >= 0, got {cutout}")
-        self.height, self.width = int(x.shape[1]), int(x.shape[2])
         xt = x if torch.is_tensor(x) else torch.from_numpy(np.ascontiguousarray(x))
         self.x = xt.to(self.device).contiguous()
+        if resolution is not None:
+            self.x = resize_uint8(self.x, int(resolution))
+        self.height, self.width = int(self.x.shape[1]), int(self.x.shape[2])
         self.labels = torch.from_numpy(y.astype(np.int64)).to(self.device)
         self.mean = torch.tensor([float(m) for m in mean], dtype=torch.float32,
                                  device=self.device).view(1, 3, 1, 1)
@@ -581,15 +584,44 @@ class DeviceLoader:
         return self._normalise(self.x[idx])
 
 
+def resize_uint8(x_nhwc: torch.Tensor, size: int) -> torch.Tensor:
+    """Square uint8 images N x H x W x 3 resized to ``size`` (area averaging when shrinking,
+    bilinear when growing), on their own device, once: a cheaper supernet input."""
+    if size < 4:
+        raise RlnasError(f"data.resolution must be >= 4 pixels, got {size}")
+    if tuple(x_nhwc.shape[1:3]) == (size, size):
+        return x_nhwc
+    x = x_nhwc.permute(0, 3, 1, 2).float()
+    mode = "area" if size <= min(x.shape[2:]) else "bilinear"
+    out = torch.cat([torch.nn.functional.interpolate(
+        c, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        for c in x.split(4096)])  # chunks bound the float copy's memory
+    return out.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def crop_padding(size: int) -> int:
+    """Random-crop padding scaled with the image: 4 at 32 px (CIFAR), 2 at 16, 1 at 8."""
+    return max(1, round(size / 8))
+
+
 def make_loader(data, labels, batch_size: int, device="cpu", seed: int = 0, augment: bool = True,
-                channels_last: bool = False, cutout: int = 0, eval_mode: bool = False):
+                channels_last: bool = False, cutout: int = 0, eval_mode: bool = False,
+                resolution: Optional[int] = None, transform: Optional[str] = None):
     """The batch source for ``data``: ``DeviceLoader`` for in-memory images (CIFAR-size; crop
-    padding 4 at 32 px, 2 at 16 px), ``FolderLoader`` for image folders (ImageNet)."""
+    padding 4 at 32 px, 2 at 16 px), ``FolderLoader`` for image folders (ImageNet).
+    ``resolution`` resizes the images once (in-memory data) or sets the crop size (folders);
+    ``transform`` picks the image-folder augmentation (``imagenet.TRANSFORMS``)."""
     from .imagenet import FolderData, FolderLoader
     if isinstance(data, FolderData):
         return FolderLoader(data, labels, batch_size, device=device, seed=seed,
-                            augment=augment and not eval_mode, image_size=data.image_size[0],
-                            channels_last=channels_last)
+                            augment=augment and not eval_mode,
+                            image_size=resolution or data.image_size[0],
+                            channels_last=channels_last, transform=transform or "official")
+    if transform not in (None, "official"):
+        raise RlnasError(f"data.transform={transform} applies to image folders; {data.name} "
+                         "images use the CIFAR-style crop and flip")
+    size = resolution or int(data.x.shape[1])
     return DeviceLoader(data.x, labels, batch_size, data.mean, data.std, device=device,
-                        pad=4 if data.x.shape[1] >= 32 else 2, augment=augment and not eval_mode,
-                        seed=seed, channels_last=channels_last, cutout=cutout)
+                        pad=crop_padding(size), augment=augment and not eval_mode,
+                        seed=seed, channels_last=channels_last, cutout=cutout,
+                        resolution=resolution)

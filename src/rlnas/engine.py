@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ class LoopSpec:
     grad_clip_norm: Optional[float] = None
     grad_clip_value: Optional[float] = None
     wd_conv_only: bool = False
+    wd_classifier: bool = False  # with wd_conv_only: the linear layers are decayed too (MobileNet)
     aux_weight: float = 0.0  # auxiliary-head loss weight (standalone DARTS networks)
     accumulate: int = 1  # micro-batches per step and process
     dist: Dist = field(default_factory=Dist)
@@ -177,8 +179,12 @@ class LoopSpec:
 def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
     params = list(spec.model.parameters())
     if spec.wd_conv_only:  # ImageNet recipes: no decay on BN, biases and the classifier
-        groups = [{"params": [p for p in params if p.ndim == 4]},
-                  {"params": [p for p in params if p.ndim != 4], "weight_decay": 0.0}]
+        linear = {id(p) for m in spec.model.modules() if isinstance(m, nn.Linear)
+                  for p in m.parameters()} if spec.wd_classifier else set()
+        decay = [p for p in params if p.ndim == 4 or id(p) in linear]
+        keep = {id(p) for p in decay}
+        groups = [{"params": decay},
+                  {"params": [p for p in params if id(p) not in keep], "weight_decay": 0.0}]
     else:
         groups = [{"params": params}]
     return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum,
@@ -395,9 +401,12 @@ def model_meta(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
             "num_classes": int(num_classes)}
 
 
-def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None) -> Dict:
+def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None,
+                   note: Optional[str] = None) -> Dict:
     """Train (or resume) the supernet of ``cfg`` in ``run_dir``; under torchrun, one process
-    per device trains the same path on its share of each global batch (rank 0 writes)."""
+    per device trains the same path on its share of each global batch (rank 0 writes).
+    ``note`` is printed (stderr, rank 0) once the data and run directory are checked and
+    training is about to start."""
     run_dir = Path(run_dir)
     saved_cfg = run_dir / "config.yaml"
     resume = check_run_dir(cfg, run_dir)
@@ -427,7 +436,9 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
         info = {"space": cfg["space"], "dataset": data.name, "data": data_desc,
                 "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
                 "dataset_classes": int(data.num_classes),
-                "image_size": int(data.image_size[0]), "device": str(device),
+                "image_size": int(data.image_size[0]),
+                "train_resolution": int(cfg["data"].get("resolution") or data.image_size[0]),
+                "device": str(device),
                 "processes": dist.world}
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
@@ -436,7 +447,9 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     if CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(data, labels, t["batch_size"], device=device, seed=cfg["seed"],
-                         augment=cfg["data"]["augment"], channels_last=CHANNELS_LAST)
+                         augment=cfg["data"]["augment"], channels_last=CHANNELS_LAST,
+                         resolution=cfg["data"].get("resolution"),
+                         transform=cfg["data"].get("transform"))
     num_cells = model.num_search_cells
     seed = cfg["seed"]
     meta = model_meta(cfg, k)
@@ -445,7 +458,8 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                     weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
                     lr_schedule=t["lr_schedule"], label_smoothing=t["label_smoothing"],
                     grad_clip_norm=t["grad_clip_norm"], grad_clip_value=t["grad_clip_value"],
-                    wd_conv_only=t["wd_conv_only"], accumulate=t["accumulate"], dist=dist,
+                    wd_conv_only=t["wd_conv_only"], wd_classifier=t.get("wd_classifier", False),
+                    accumulate=t["accumulate"], dist=dist,
                     grad_sync=t["grad_sync"],
                     path_fn=lambda step: space.sample_training_path(seed, step, num_cells),
                     ckpt_dir=run_dir / "ckpt", ckpt_every_steps=t["ckpt_every_steps"],
@@ -461,10 +475,13 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
                   else {k: v.detach().clone() for k, v in model.state_dict().items()})
         spec.epoch_callback = StabilityStop(space, state0, model, t["stop_when_stable"],
                                             t["stability_every"], run_dir / "stability.csv",
-                                            ckpt.get("stability_prev"), dist.main)
+                                            ckpt.get("stability_prev"), dist.main,
+                                            variant=training_variant(cfg))
     total = loader.steps_per_epoch * t["epochs"]
     if start >= total:
         return {"resumed": True, "already_done": True, "steps": total}
+    if note and dist.main:
+        print(note, file=sys.stderr)
     last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                     epoch_stats=epoch_stats)
     return dict(last, resumed=bool(start), steps=total)
@@ -511,19 +528,29 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
     return {}
 
 
+def training_variant(cfg: Dict[str, Any]) -> str:
+    """The angle variant that follows a run over training: its search scorer where that is one
+    (``rlnas.angle.VARIANTS``), else the paper's angle."""
+    from .angle import VARIANTS
+    name = config_mod.search_scorer(cfg)
+    return name if name in VARIANTS else "angle"
+
+
 class StabilityStop:
     """Stop supernet training once the angle ranking has settled (an extension of the paper).
 
-    Every ``every`` epochs the angle of a fixed set of archs (all of them where the space is
-    enumerable, else 2,000 seeded samples) is computed from W0 and the current weights; training
-    stops when Kendall's tau with the previous check is >= 1 - ``tol``. The previous ranking
+    Every ``every`` epochs the angle (the run's variant, ``training_variant``) of a fixed set of
+    archs (all of them where the space is enumerable, else 2,000 seeded samples) is computed from
+    W0 and the current weights; training stops when Kendall's tau with the previous check is
+    >= 1 - ``tol``. The previous ranking
     travels in the checkpoint, so a resumed run decides exactly as an uninterrupted one."""
 
-    def __init__(self, space, state0, model, tol, every, log_path, prev=None, write=True):
+    def __init__(self, space, state0, model, tol, every, log_path, prev=None, write=True,
+                 variant="angle"):
         if not (0 <= float(tol) < 1) or int(every) < 1:
             raise RlnasError(f"train.stop_when_stable must be in [0, 1) and train.stability_every "
                              f">= 1, got {tol!r} and {every!r}")
-        self.space, self.state0, self.model = space, state0, model
+        self.space, self.state0, self.model, self.variant = space, state0, model, variant
         self.tol, self.every, self.log_path, self.write = float(tol), int(every), log_path, write
         archs = space.enumerate()
         if archs is None:
@@ -536,7 +563,7 @@ class StabilityStop:
         if epoch % self.every:
             return False
         stateT = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        angles = AngleScorer.from_states(self.space, self.state0, stateT)(self.archs)
+        angles = AngleScorer.from_states(self.space, self.state0, stateT, self.variant)(self.archs)
         tau = None if self.prev is None else float(kendalltau(self.prev, angles).statistic)
         self.prev = angles
         extra["stability_prev"] = torch.from_numpy(angles)

@@ -11,11 +11,15 @@ Evolution follows the SPOS / RLNAS searcher:
 * each generation: ``mutations`` mutants of random top-k parents (each gene redrawn with
   probability ``mutation_prob`` from ``space.mutation_choices``), ``crossovers`` uniform crossovers
   of two random top-k parents, then uniform random archs up to ``population``. A candidate that is
-  already visited, invalid or violates the constraint is retried, at most 10x the number wanted;
+  already visited, invalid or violates the constraint is retried, at most 10x the number wanted.
+  With ``crossover_first`` (the official MobileNet searcher) the crossovers come first and the
+  mutations fill up to ``population`` minus the crossovers made;
 * the final pick is the best arch of the top-k pool.
 
 Constraints (``Constraint``) bound params / FLOPs in millions as reported by ``space.cost`` and are
-checked *before* scoring: a violating arch is never scored.
+checked *before* scoring: a violating arch is never scored. A bound no arch meets is an error
+before the search starts: found by enumeration, or from ``space.cost_bounds`` (the exact min / max
+of each cost) where a space too large to enumerate offers it.
 """
 from __future__ import annotations
 
@@ -36,7 +40,10 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 ProgressFn = Callable[[int, float], None]
 
 _RETRY_FACTOR = 10          # tries allowed per wanted mutation / crossover / random arch
-_INIT_RETRY_FACTOR = 100    # tries allowed per arch of the initial population (rejection sampling)
+# tries allowed per arch of the initial population (rejection sampling), as the official
+# searchers (max_iters = 1000 x num): under the MobileNet space's 475 M FLOPs limit only about
+# 1 uniform arch in 400 is legal
+_INIT_RETRY_FACTOR = 1000
 
 
 # ------------------------------------------------------------------------------------------
@@ -52,6 +59,7 @@ class EvolutionSettings:
     crossovers: int = 50
     mutation_prob: float = 0.1
     generations: int = 20
+    crossover_first: bool = False  # MobileNet order: crossovers, then mutations up to population
 
     def __post_init__(self):
         for name in ("population", "topk", "mutations", "crossovers", "generations"):
@@ -72,10 +80,15 @@ class EvolutionSettings:
         if not (0.0 <= prob <= 1.0):
             raise RlnasError(f"evolution setting mutation_prob must be in [0, 1], got {self.mutation_prob!r}")
         self.mutation_prob = prob
+        if not isinstance(self.crossover_first, (bool, np.bool_)):
+            raise RlnasError(f"evolution setting crossover_first must be true or false, got "
+                             f"{self.crossover_first!r}")
+        self.crossover_first = bool(self.crossover_first)
 
     @classmethod
     def for_space(cls, name: Optional[str]) -> "EvolutionSettings":
-        """Paper presets: 'nb201' (100/30/50/50), 'darts' (50/10/25/25), else SPOS defaults (50/10/25/25)."""
+        """Paper presets: 'nb201' (100/30/50/50), 'darts' (50/10/25/25), 'mobilenet' (50/10, 25
+        crossovers first, then mutations up to 50), else SPOS defaults (50/10/25/25)."""
         key = (name or "").lower()
         if key == "nb201":
             return cls(population=100, topk=30, mutations=50, crossovers=50, mutation_prob=0.1,
@@ -83,6 +96,9 @@ class EvolutionSettings:
         if key == "darts":
             return cls(population=50, topk=10, mutations=25, crossovers=25, mutation_prob=0.1,
                        generations=20)
+        if key == "mobilenet":
+            return cls(population=50, topk=10, mutations=25, crossovers=25, mutation_prob=0.1,
+                       generations=20, crossover_first=True)
         return cls(population=50, topk=10, mutations=25, crossovers=25, mutation_prob=0.1,
                    generations=20)
 
@@ -177,13 +193,21 @@ class Constraint:
             return None
         archs = space.enumerate()
         if archs is None:
-            return None
-        archs, masks = self._bound_masks(space, archs)
-        ok = np.ones(len(archs), dtype=bool)
-        for *_, m in masks:
-            ok &= m
-        count = int(ok.sum())
-        if count:
+            bounds = getattr(space, "cost_bounds", None)
+            if bounds is None:
+                return None
+            extremes = bounds(**self.cost_kwargs)  # {key: (min, max)}: one bound at a time
+            masks = [(name, key, is_max, value, c, c <= value if is_max else c >= value)
+                     for name, key, is_max, value in self._bounds()
+                     for c in [np.asarray(extremes[key], dtype=np.float64)]]
+            count = None
+        else:
+            archs, masks = self._bound_masks(space, archs)
+            ok = np.ones(len(archs), dtype=bool)
+            for *_, m in masks:
+                ok &= m
+            count = int(ok.sum())
+        if count or (count is None and all(m.any() for *_, m in masks)):
             return count
         for name, key, is_max, value, c, m in masks:
             if not m.any():
@@ -298,6 +322,8 @@ class _Legality:
                 self.constraint.check_feasible(space)      # raises with the explaining message
             self.legal_array = enum[mask]
             self.legal_set = set(map(tuple, self.legal_array.tolist()))
+        elif self.constraint.is_active:
+            self.constraint.check_feasible(space)          # raises where cost_bounds rule it out
         self._cache: Dict[Arch, bool] = {}
 
     def filter(self, archs: Sequence[Arch]) -> List[bool]:
@@ -446,13 +472,21 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
             p2 = parents[int(rng.integers(len(parents)))]
             return _as_tuple(space.crossover(p1, p2, rng))
 
-        before = len(pending)
-        _collect(mutant, settings.mutations, _RETRY_FACTOR * settings.mutations, legality,
-                 visited, pending)
-        n_mut = len(pending) - before
-        _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
-                 visited, pending)
-        n_cross = len(pending) - before - n_mut
+        if settings.crossover_first:
+            _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
+                     visited, pending)
+            n_cross = len(pending)
+            need = settings.population - n_cross
+            _collect(mutant, need, _RETRY_FACTOR * need, legality, visited, pending)
+            n_mut = len(pending) - n_cross
+        else:
+            before = len(pending)
+            _collect(mutant, settings.mutations, _RETRY_FACTOR * settings.mutations, legality,
+                     visited, pending)
+            n_mut = len(pending) - before
+            _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
+                     visited, pending)
+            n_cross = len(pending) - before - n_mut
         need = settings.population - len(pending)
         _collect(random_arch, need, _RETRY_FACTOR * max(need, 1), legality, visited, pending)
         if len(pending) < settings.population:

@@ -7,11 +7,14 @@ array given to the loader (random or true): the folder's own class index is neve
 training, unlike the official ``ImageNetWithRandomLabels`` wrapper whose random labels
 torchvision never read (spec section 9, item 1).
 
-Training augmentation (spec 2, the official supernet and DARTS retraining pipeline): a square
-random-resized crop (area 8-100 % of the image, aspect ratio 1, zero padding where the square
-does not fit), resized to ``image_size`` (bilinear), AlexNet PCA lighting (std 0.1) and a
-horizontal flip, then ToTensor with NO mean/std normalisation. Evaluation: resize the short side
-to 256/224 x ``image_size``, centre crop.
+Training augmentation, ``transform="official"`` (spec 2, the official supernet and DARTS
+retraining pipeline): a square random-resized crop (area 8-100 % of the image, aspect ratio 1,
+zero padding where the square does not fit), resized to ``image_size`` (bilinear), AlexNet PCA
+lighting (std 0.1) and a horizontal flip, then ToTensor with NO mean/std normalisation.
+``transform="torchvision"`` (spec 6.3, the official MobileNet retraining): torchvision's
+RandomResizedCrop (area 8-100 %, aspect ratio 3/4-4/3, ten tries then a centre crop) and flip,
+no lighting, then the ImageNet mean/std normalisation. Evaluation: resize the short side to
+256/224 x ``image_size``, centre crop (normalised with the torchvision transform).
 """
 from __future__ import annotations
 
@@ -33,6 +36,9 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _EIGVAL = np.array([0.2175, 0.0188, 0.0045])
 _EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
                     [-0.5836, -0.6948, 0.4203]])
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TRANSFORMS = ("official", "torchvision")
 
 
 @dataclass
@@ -90,22 +96,48 @@ def _mix(*parts: int) -> np.random.Generator:
     return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
 
 
-def _train_draws(img, rng: np.random.Generator, size: int, lighting: float):
-    """The CPU half of the official training transform: square random-resized crop (zero
-    padding where the square does not fit), resized to ``size``, horizontal flip; returns
-    (uint8 HWC image, the image's PCA-lighting offset (3 floats)). Flipping before the lighting
-    is exact (the offset is constant per channel). The draws are made in one fixed order, so the
-    result is a pure function of ``rng``'s seed."""
+def _rrc_box(w: int, h: int, rng: np.random.Generator) -> Tuple[int, int, int, int]:
+    """torchvision's RandomResizedCrop box (scale 0.08-1, ratio 3/4-4/3, ten tries, then a
+    centre crop of the clamped ratio): (x0, y0, crop width, crop height)."""
+    area = w * h
+    log_ratio = (math.log(3 / 4), math.log(4 / 3))
+    for _ in range(10):
+        target = area * rng.uniform(0.08, 1.0)
+        ratio = math.exp(rng.uniform(*log_ratio))
+        cw, ch = int(round(math.sqrt(target * ratio))), int(round(math.sqrt(target / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            return int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1)), cw, ch
+    ratio = w / h
+    if ratio < 3 / 4:
+        cw, ch = w, int(round(w / (3 / 4)))
+    elif ratio > 4 / 3:
+        cw, ch = int(round(h * (4 / 3))), h
+    else:
+        cw, ch = w, h
+    return (w - cw) // 2, (h - ch) // 2, cw, ch
+
+
+def _train_draws(img, rng: np.random.Generator, size: int, lighting: float,
+                 transform: str = "official"):
+    """The CPU half of the training transform: the official square random-resized crop (zero
+    padding where the square does not fit) or torchvision's RandomResizedCrop, resized to
+    ``size``, horizontal flip; returns (uint8 HWC image, the image's PCA-lighting offset
+    (3 floats)). Flipping before the lighting is exact (the offset is constant per channel). The
+    draws are made in one fixed order, so the result is a pure function of ``rng``'s seed."""
     from PIL import Image
     img = img.convert("RGB")
     w, h = img.size
-    side = max(1, int(round(math.sqrt(rng.uniform(0.08, 1.0) * w * h))))
-    if side > w or side > h:  # zero-pad so that the square fits
-        canvas = Image.new("RGB", (max(w, side), max(h, side)))
-        canvas.paste(img, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
-        img, (w, h) = canvas, canvas.size
-    x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
-    img = img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
+    if transform == "torchvision":
+        x0, y0, cw, ch = _rrc_box(w, h, rng)
+        img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((size, size), Image.BILINEAR)
+    else:
+        side = max(1, int(round(math.sqrt(rng.uniform(0.08, 1.0) * w * h))))
+        if side > w or side > h:  # zero-pad so that the square fits
+            canvas = Image.new("RGB", (max(w, side), max(h, side)))
+            canvas.paste(img, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
+            img, (w, h) = canvas, canvas.size
+        x0, y0 = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        img = img.crop((x0, y0, x0 + side, y0 + side)).resize((size, size), Image.BILINEAR)
     offset = np.zeros(3, np.float32)
     if lighting:
         alpha = rng.normal(0, lighting, 3)
@@ -127,29 +159,45 @@ def _eval_crop(img, size: int) -> np.ndarray:
     return np.asarray(img.crop((x0, y0, x0 + size, y0 + size)), dtype=np.uint8)
 
 
-def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None,
-                 channels_last: bool = False) -> torch.Tensor:
+def finish_batch(x_u8_nhwc: torch.Tensor, offsets=None, channels_last: bool = False,
+                 normalise: Optional[Tuple[Sequence[float], Sequence[float]]] = None
+                 ) -> torch.Tensor:
     """The float half: ToTensor (x / 255, N x 3 x H x W float32) plus each image's lighting
-    offset, in one conversion pass and two in-place passes. Run where ``x_u8_nhwc`` lives: on
-    a GPU only uint8 crosses the bus."""
+    offset, then ``(x - mean) / std`` where ``normalise`` = (mean, std) is given, in one
+    conversion pass and in-place passes. Run where ``x_u8_nhwc`` lives: on a GPU only uint8
+    crosses the bus."""
     n, h, w, _ = x_u8_nhwc.shape
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.empty((n, 3, h, w), dtype=torch.float32, device=x_u8_nhwc.device, memory_format=fmt)
     x.copy_(x_u8_nhwc.permute(0, 3, 1, 2)).div_(255.0)
     if offsets is not None:
         x.add_(offsets.to(x.device, non_blocking=True)[:, :, None, None])
+    if normalise is not None:
+        mean, std = (torch.tensor(v, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+                     for v in normalise)
+        x.sub_(mean).div_(std)
     return x
 
 
-def train_transform(img, rng: np.random.Generator, size: int, lighting: float = 0.1):
-    """The official square random-resized crop + PCA lighting + flip; float32 CHW in [0, 1]
-    (without lighting). One image through the same two halves the loader uses."""
-    a, offset = _train_draws(img, rng, size, lighting)
-    return finish_batch(torch.tensor(a.copy())[None], torch.from_numpy(offset)[None])[0]
+def _normalisation(transform: str):
+    if transform not in TRANSFORMS:
+        raise RlnasError(f"unknown image transform {transform!r}; known: {', '.join(TRANSFORMS)}")
+    return (IMAGENET_MEAN, IMAGENET_STD) if transform == "torchvision" else None
 
 
-def eval_transform(img, size: int):
-    return finish_batch(torch.tensor(_eval_crop(img, size))[None])[0]
+def train_transform(img, rng: np.random.Generator, size: int, lighting: float = 0.1,
+                    transform: str = "official"):
+    """The training transform (module docstring); float32 CHW. One image through the same two
+    halves the loader uses."""
+    norm = _normalisation(transform)
+    a, offset = _train_draws(img, rng, size, lighting if norm is None else 0.0, transform)
+    return finish_batch(torch.tensor(a.copy())[None], torch.from_numpy(offset)[None],
+                        normalise=norm)[0]
+
+
+def eval_transform(img, size: int, transform: str = "official"):
+    return finish_batch(torch.tensor(_eval_crop(img, size))[None],
+                        normalise=_normalisation(transform))[0]
 
 
 def default_threads() -> int:
@@ -175,7 +223,8 @@ class FolderLoader:
     def __init__(self, data: FolderData, labels: np.ndarray, batch_size: int, device="cpu",
                  seed: int = 0, augment: bool = True, image_size: int = 224,
                  lighting: float = 0.1, threads: Optional[int] = None,
-                 channels_last: bool = False, prefetch: bool = True):
+                 channels_last: bool = False, prefetch: bool = True,
+                 transform: str = "official"):
         labels = np.asarray(labels)
         if labels.shape != (len(data),):
             raise RlnasError(f"{len(data)} images but {labels.shape} labels")
@@ -183,7 +232,9 @@ class FolderLoader:
         self.num_samples = len(data)
         self.batch_size = int(batch_size)
         self.steps_per_epoch = math.ceil(self.num_samples / self.batch_size)
-        self.seed, self.augment, self.size, self.lighting = int(seed), augment, image_size, lighting
+        self.transform, self.normalise = transform, _normalisation(transform)
+        self.seed, self.augment, self.size = int(seed), augment, image_size
+        self.lighting = lighting if self.normalise is None else 0.0  # torchvision: no lighting
         self.labels = torch.from_numpy(labels.astype(np.int64))  # gathered on the host
         self.channels_last = channels_last
         self.threads = int(threads or default_threads())
@@ -244,7 +295,8 @@ class FolderLoader:
         paths = [self.data.paths[i] for i in idx]
         if self.augment:  # each image's draws depend on (seed, step, position in global batch)
             out = self._decode(paths, lambda i, img: _train_draws(
-                img, _mix(self.seed, 2, step, sl.start + i), self.size, self.lighting))
+                img, _mix(self.seed, 2, step, sl.start + i), self.size, self.lighting,
+                self.transform))
             x = self._stack([o[0] for o in out])
             offsets = self._pinned(torch.from_numpy(
                 np.array([o[1] for o in out], np.float32).reshape(-1, 3)))
@@ -253,7 +305,7 @@ class FolderLoader:
             offsets = None
         y = self._pinned(self.labels[torch.from_numpy(idx)])
         if self.device.type == "cpu":
-            return finish_batch(x, offsets, self.channels_last), None, y
+            return finish_batch(x, offsets, self.channels_last, self.normalise), None, y
         return x, offsets, y
 
     def batch(self, step: int, part: int = 0, parts: int = 1):
@@ -269,6 +321,7 @@ class FolderLoader:
                 self._pending[nxt] = self._assembler.submit(self._assemble, *nxt)
         x, offsets, y = job.result() if job is not None else self._assemble(*key)
         if x.dtype == torch.uint8:  # on the device: uint8 in, floats made there
-            x = finish_batch(x.to(self.device, non_blocking=True), offsets, self.channels_last)
+            x = finish_batch(x.to(self.device, non_blocking=True), offsets, self.channels_last,
+                             self.normalise)
             y = y.to(self.device, non_blocking=True)
         return x, y

@@ -20,12 +20,12 @@ from scipy.stats import kendalltau
 from .angle import AngleScorer
 from .benchmark import correlation_report, load_nb201_table, scatter_plot
 from .files import atomic_write, atomic_write_text, write_json_atomic
-from .engine import Run, prepare_training_data
+from .engine import Run, prepare_training_data, training_variant
 from .errors import RlnasError
 from .scorers import get_scorer, scorer_info
 from .sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
                           format_size_report, plot_constrained, size_controlled_report)
-from .stages import cost_kwargs, score_context
+from .stages import cost_kwargs, needs_data, score_context
 
 STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
 
@@ -33,11 +33,6 @@ STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
 def topk_list(n: int) -> List[int]:
     ks = [10, 50, 100, max(1, round(0.01 * n)), max(1, round(0.05 * n))]
     return sorted({k for k in ks if k <= n})
-
-
-def _needs_data(scorer: str) -> bool:
-    from .proxies import PROXY_NAMES
-    return any(part in PROXY_NAMES for part in scorer.split("+"))
 
 
 def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("angle",),
@@ -83,7 +78,7 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
                 scores[name], seconds[name] = run_free[key]
                 continue
             options = dict(proxy)
-            if _needs_data(name):
+            if needs_data(name):
                 if data is None:
                     data = prepare_training_data(run.cfg)[0]
                 options["data"] = data
@@ -233,7 +228,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
                       "under it and the best one (oracle).", "", format_constrained(cons), ""]
     over = result["per_run"][0].get("over_training") or []
     if over:
-        lines += ["## Angle ranking over training (first run)", "",
+        lines += [f"## {over[0].get('scorer', 'angle')} ranking over training (first run)", "",
                   "| checkpoint | epoch | tau vs previous | " +
                   " | ".join(f"tau vs {c}" for c in result["columns"]) + " |",
                   "|" + "---|" * (3 + len(result["columns"]))]
@@ -268,15 +263,18 @@ def checkpoints_by_epoch(run: Run) -> List[tuple]:
 
 
 def angle_over_training(run: Run, table=None, cols=()) -> List[Dict[str, Any]]:
-    """Angle ranking of every kept checkpoint: tau with the previous one and with the table."""
+    """Angle ranking of every kept checkpoint (the run's angle variant, see ``training_variant``):
+    tau with the previous one and with the table."""
     space = run.space
+    variant = training_variant(run.cfg)
     archs = space.enumerate()
     state0 = run.checkpoint_state("init.pt")
     strs = [space.to_str(tuple(a)) for a in archs] if table is not None else None
     rows, prev = [], None
     for epoch, name in checkpoints_by_epoch(run):
-        angles = AngleScorer.from_states(space, state0, run.checkpoint_state(name))(archs)
-        row = {"checkpoint": name, "epoch": epoch,
+        angles = AngleScorer.from_states(space, state0, run.checkpoint_state(name),
+                                         variant)(archs)
+        row = {"checkpoint": name, "epoch": epoch, "scorer": variant,
                "tau_previous": None if prev is None else float(kendalltau(prev, angles).statistic),
                "tau": {}}
         for c in cols:

@@ -95,7 +95,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         atomic_write_text(run_dir / "run.json", json.dumps(
             {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
              "test": test.source, "labels": "true labels", "num_images": int(len(data.y)),
-             "num_classes": int(data.num_classes), "image_size": int(data.image_size[0]),
+             "num_classes": int(data.num_classes),
+             "image_size": int(d.get("resolution") or data.image_size[0]),
              "device": str(device), "processes": dist.world}, indent=2) + "\n")
     dist.barrier()
     torch.manual_seed(cfg["seed"])
@@ -105,10 +106,12 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         model = model.to(memory_format=torch.channels_last)
     loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
                          augment=d["augment"], channels_last=channels_last,
-                         cutout=int(d.get("cutout") or 0))
+                         cutout=int(d.get("cutout") or 0), resolution=d.get("resolution"),
+                         transform=d.get("transform"))
     test.mean, test.std = data.mean, data.std  # normalise test images as training ones
     test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
-                              eval_mode=True)
+                              eval_mode=True, resolution=d.get("resolution"),
+                              transform=d.get("transform"))
 
     def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
         if hasattr(model, "drop_path_prob"):
@@ -130,6 +133,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                     lr_schedule=t["lr_schedule"], warmup_epochs=t.get("warmup_epochs", 0),
                     label_smoothing=t["label_smoothing"], grad_clip_norm=t["grad_clip_norm"],
                     grad_clip_value=t["grad_clip_value"], wd_conv_only=t["wd_conv_only"],
+                    wd_classifier=t.get("wd_classifier", False),
                     aux_weight=t.get("aux_weight", 0.0), accumulate=t["accumulate"], dist=dist,
                     grad_sync=t["grad_sync"], before_epoch=before_epoch,
                     epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",

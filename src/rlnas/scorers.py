@@ -94,12 +94,22 @@ def _load_plugins():
 
 
 # --- built-in scorers -------------------------------------------------------------------------
-@register_scorer("angle", needs_run=True)
-def _angle(ctx: ScoreContext) -> ScoreFn:
-    """RLNAS angle between the supernet's initial and trained weights of each arch."""
-    from .angle import AngleScorer
-    return AngleScorer.from_states(ctx.space, ctx.run.checkpoint_state("init.pt"),
-                                   ctx.run.checkpoint_state(ctx.checkpoint))
+def _angle_factory(variant: str):
+    def factory(ctx: ScoreContext) -> ScoreFn:
+        from .angle import AngleScorer
+        return AngleScorer.from_states(ctx.space, ctx.run.checkpoint_state("init.pt"),
+                                       ctx.run.checkpoint_state(ctx.checkpoint), variant)
+    return factory
+
+
+ANGLE_SCORERS = {
+    "angle": "RLNAS angle between the supernet's initial and trained weights of each arch",
+    "angle_cell": "the paper's angle without the fixed stem/reduction/head part",
+    "angle_mean": "mean angle of the searchable pieces an arch uses (path multiplicities)",
+    "angle_sum": "sum of the piece angles an arch uses / sqrt(pieces used)",
+}
+for _name, _doc in ANGLE_SCORERS.items():
+    register_scorer(_name, needs_run=True, description=_doc)(_angle_factory(_name))
 
 
 @register_scorer("params")

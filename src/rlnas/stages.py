@@ -12,8 +12,9 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from .benchmark import scatter_plot
+from .config import search_scorer
 from .files import atomic_write_text, write_json_atomic
-from .engine import Run
+from .engine import Run, prepare_training_data
 from .errors import RlnasError
 from .evolution import Constraint, EvolutionSettings, run_search
 from .scorers import ScoreContext, get_scorer
@@ -30,20 +31,39 @@ def score_context(run: Run, final: str = "last.pt", **options) -> ScoreContext:
                         seed=run.cfg["seed"], options=options)
 
 
+def needs_data(scorer: str) -> bool:
+    """True when a scorer (or a member of an ensemble) is a zero-cost proxy: it scores networks
+    on a batch of the run's training images."""
+    from .proxies import PROXY_NAMES
+    return any(part.strip() in PROXY_NAMES for part in scorer.split("+"))
+
+
+def scorer_for(run: Run, scorer: str, final: str = "last.pt"):
+    """The score function of ``scorer`` on ``run``, with the run's images where it needs them."""
+    options = {"data": prepare_training_data(run.cfg)[0]} if needs_data(scorer) else {}
+    return get_scorer(scorer, score_context(run, final, **options))
+
+
+def run_scorer(run: Run, scorer: Optional[str] = None) -> str:
+    """The scorer asked for, else the one the run's config names."""
+    return scorer or search_scorer(run.cfg)
+
+
 def ranking_path(run: Run, scorer: str) -> Path:
-    return run.path / ("ranking.csv" if scorer == "angle" else f"ranking-{scorer}.csv")
+    return run.path / ("ranking.csv" if scorer == run_scorer(run) else f"ranking-{scorer}.csv")
 
 
-def rank(run: Run, final: str = "last.pt", scorer: str = "angle",
+def rank(run: Run, final: str = "last.pt", scorer: Optional[str] = None,
          out: Optional[Path] = None) -> Dict[str, Any]:
-    """Score every arch of an enumerable space; write ``ranking.csv`` (angle) or
-    ``ranking-<scorer>.csv``, best first, with a column named after the scorer."""
+    """Score every arch of an enumerable space; write ``ranking.csv`` (the run's scorer) or
+    ``ranking-<scorer>.csv`` (another one), best first, with a column named after the scorer."""
+    scorer = run_scorer(run, scorer)
     space = run.space
     archs = space.enumerate()
     if archs is None:
         raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
     t0 = time.perf_counter()
-    fn = get_scorer(scorer, score_context(run, final))
+    fn = scorer_for(run, scorer, final)
     t1 = time.perf_counter()
     scores = np.asarray(fn(archs), dtype=np.float64)
     t2 = time.perf_counter()
@@ -77,19 +97,22 @@ def read_ranking(path: Path, column: str = "angle"):
 
 
 def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
-           max_params=None, max_flops=None, seed: Optional[int] = None, scorer: str = "angle",
-           progress=None) -> Dict[str, Any]:
-    """Search the run's space by a scorer (the angle by default); write ``result.json``."""
+           max_params=None, max_flops=None, seed: Optional[int] = None,
+           scorer: Optional[str] = None, progress=None) -> Dict[str, Any]:
+    """Search the run's space by a scorer (the run's ``search.scorer`` by default); write
+    ``result.json``."""
+    scorer = run_scorer(run, scorer)
     s = run.cfg["search"]
     method = method or s["method"]
     space = run.space
-    fn = get_scorer(scorer, score_context(run, final))
+    fn = scorer_for(run, scorer, final)
     constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
                             max_flops=max_flops if max_flops is not None else s["max_flops"],
                             cost_kwargs=cost_kwargs(run))
     settings = EvolutionSettings(population=s["population"], topk=s["topk"],
                                  mutations=s["mutations"], crossovers=s["crossovers"],
-                                 mutation_prob=s["mutation_prob"], generations=s["generations"])
+                                 mutation_prob=s["mutation_prob"], generations=s["generations"],
+                                 crossover_first=bool(s.get("crossover_first", False)))
     result = run_search(method, space, fn, constraint=constraint,
                         seed=run.cfg["seed"] if seed is None else seed, settings=settings,
                         num_samples=s["num_samples"], progress=progress)
