@@ -53,7 +53,8 @@ RT=(root="$DATA/cifar10" subset=10000 test_root="$DATA/cifar10/train_5.npz" chan
     lr=0.05 eval.every_epochs=3)
 jobs_file="$OUT/retrain.jobs"
 : > "$jobs_file"
-for name in "${!ARCH[@]}"; do
+# the found genotype first, so that an interrupted run has measured what matters most
+for name in found-angle_sum rldarts largest found-angle random0 random1 random2; do
   for seed in $SEEDS; do
     dir="$OUT/rt-$name-s$seed"
     [[ -f "$dir/retrain.json" ]] && continue

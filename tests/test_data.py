@@ -91,6 +91,49 @@ def test_cifar10_pickle_errors(fake_cifar10):
         load_dataset("cifar10", parent, "test")
 
 
+@pytest.mark.parametrize("protocol, numpy1_names", [
+    (0, False), (2, False), (pickle.DEFAULT_PROTOCOL, False), (pickle.HIGHEST_PROTOCOL, False),
+    (2, True),  # as the official batches were written: NumPy 1.x's numpy.core module names
+], ids=["protocol-0", "protocol-2", "default", "highest", "protocol-2-numpy1-names"])
+def test_cifar10_batches_load_under_the_restricted_unpickler(tmp_path, protocol, numpy1_names):
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    xs, ys = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, 3)]
+        raw = pickle.dumps({b"batch_label": b"x", b"data": data, b"labels": labels,
+                            b"filenames": [b"a", b"b", b"c"]}, protocol=protocol)
+        if numpy1_names:
+            raw = raw.replace(b"numpy._core.", b"numpy.core.")
+            assert b"numpy.core.multiarray" in raw
+        (folder / name).write_bytes(raw)
+        if name != "test_batch":
+            xs.append(_chw_to_hwc(data, 32))
+            ys.append(labels)
+    tr = load_dataset("cifar10", tmp_path, "train")
+    assert np.array_equal(tr.x, np.concatenate(xs)) and tr.y.tolist() == sum(ys, [])
+
+
+@pytest.mark.parametrize("dataset, folder, name", [
+    ("cifar10", "cifar-10-batches-py", "test_batch"),
+    ("imagenet16-120", "ImageNet16", "val_data"),
+])
+def test_crafted_batch_pickle_is_refused_without_running_it(tmp_path, dataset, folder, name):
+    """The classic exploit: a protocol-0 pickle whose top object is os.system('touch MARKER')."""
+    marker = tmp_path / "MARKER"
+    d = tmp_path / folder
+    d.mkdir()
+    bad = d / name
+    bad.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    with pytest.raises(RlnasError) as ei:
+        load_dataset(dataset, tmp_path, "test")
+    assert str(ei.value) == (f"refusing to unpickle {bad}: it references os.system, which a "
+                             "CIFAR/ImageNet16 batch never holds")
+    assert not marker.exists()
+
+
 def test_cifar100_pickles(tmp_path):
     rng = np.random.default_rng(2)
     folder = tmp_path / "cifar-100-python"
@@ -164,8 +207,12 @@ def test_npz_folder_and_file(tmp_path):
     te = load_dataset("cifar10", tmp_path, "test")
     assert np.array_equal(te.x, t1["x"]) and np.array_equal(te.y, t1["y"])
     _write_npz(tmp_path / "test_b.npz", 4, 98)
-    with pytest.raises(RlnasError, match="test_a.npz.*test_b.npz"):
+    with pytest.raises(RlnasError) as ei:
         load_dataset("cifar10", tmp_path, "test")
+    # it names data.test_root, never data.root: the folder stays the training data
+    assert str(ei.value) == (
+        f"{tmp_path} holds 2 test files (test_a.npz, test_b.npz); choose one with "
+        f"data.test_root={tmp_path / 'test_a.npz'} (keep data.root the training folder)")
     single = load_dataset("cifar10", tmp_path / "test_b.npz", "test")
     assert len(single) == 4
     c100 = load_dataset("cifar100", tmp_path / "test_b.npz", "test")

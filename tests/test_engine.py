@@ -1,12 +1,14 @@
 """Supernet training, exact resume, checkpoints, run directories and the CLI end to end."""
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from rlnas.checkpoint import load_checkpoint
+from rlnas.checkpoint import load_checkpoint, save_checkpoint
 from rlnas.cli import main
 from rlnas.config import load_config
 from rlnas.engine import open_run, train_supernet
@@ -65,11 +67,83 @@ def test_resume_after_kill_is_bit_identical(tiny_data, tmp_path):
     _states_equal(a["model"], b["model"])
     sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
     assert all(torch.equal(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"]) for k in sa)
-    ma = list(csv.DictReader(open(tmp_path / "a" / "metrics.csv")))
-    mb = list(csv.DictReader(open(tmp_path / "b" / "metrics.csv")))
-    assert [r["loss"] for r in ma] == [r["loss"] for r in mb]
+    # every logged number but the timings, path_digest of the resumed epoch 2 included
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
     # a finished run is not retrained
     assert train_supernet(cfg, tmp_path / "b", progress=False)["already_done"]
+
+
+def _metrics(run):
+    """metrics.csv without its timing columns."""
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    return [{k: v for k, v in r.items() if k not in ("images_per_s", "seconds")} for r in rows]
+
+
+def test_a_checkpoint_without_path_digest_still_resumes(tiny_data, tmp_path):
+    """Checkpoints written before path_digest was saved resume exactly; only the digest logged
+    for the resumed epoch restarts from that step."""
+    cfg = tiny_cfg(tiny_data, "train.ckpt_every_steps=2", "epochs=3")
+    train_supernet(cfg, tmp_path / "a", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(cfg, tmp_path / "b", progress=False, stop_at_step=5)
+    last = tmp_path / "b" / "ckpt" / "last.pt"
+    old = load_checkpoint(last)
+    assert old["step"] == 4 and old["path_digest"] != 0  # mid-epoch 2: the digest so far
+    del old["path_digest"]
+    save_checkpoint(last, old)
+    train_supernet(cfg, tmp_path / "b", progress=False)
+    a, b = (load_checkpoint(tmp_path / r / "ckpt" / "last.pt") for r in "ab")
+    _states_equal(a["model"], b["model"])
+    ma, mb = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert [r["path_digest"] for r in ma] != [r["path_digest"] for r in mb]
+    for r in ma + mb:
+        del r["path_digest"]
+    assert ma == mb
+
+
+def _hold_lock(run):
+    """A process that holds ``run``'s lock as `rlnas train` does, until it is killed."""
+    code = ("import sys, time; from rlnas.files import run_lock\n"
+            "with run_lock(sys.argv[1], 'train'):\n"
+            "    print('locked', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_locked_run_is_refused_naming_its_holder_and_a_stale_lock_is_not(tiny_data, tmp_path,
+                                                                           capsys):
+    run = tmp_path / "run"
+    args = ["train", "nb201-cifar10", f"root={tiny_data}", "channels=4", "cells=1", "epochs=1",
+            "batch=48", "data.nb201_half=false", "--out", str(run), "-q"]
+    holder = _hold_lock(run)
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert f"run {run} is in use by `rlnas train` (pid {holder.pid} " in err
+        assert not (run / "config.yaml").exists()  # refused before writing anything
+    finally:
+        holder.kill()  # SIGKILL: the holder cannot release its lock itself
+        holder.wait()
+    assert main(args) == 0  # the kernel dropped the dead holder's lock; its file is no run data
+    assert load_checkpoint(run / "ckpt" / "last.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("where, match", [
+    ("file", "cannot use run directory {out}: it is a file, not a folder"),
+    ("file/run", "cannot create run directory {out}: Not a directory"),
+])
+def test_a_run_directory_that_cannot_be_made_is_a_one_line_error(where, match, tiny_data,
+                                                                 tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder\n")
+    out = tmp_path / where
+    assert main(["train", "nb201-cifar10", f"root={tiny_data}", "channels=4", "cells=1",
+                 "--out", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"rlnas train: error: {match.format(out=out)}"
+    assert (tmp_path / "file").read_text() == "not a folder\n"
 
 
 def test_resume_refuses_a_different_model(tiny_data, tmp_path):

@@ -15,16 +15,25 @@ Two kinds of fake archives are used; neither is real benchmark data.
 * Stand-in modules (always run): small stand-ins injected into ``sys.modules`` as
   ``nas_201_api`` / ``nats_bench``, exposing only the API surface the converter uses
   (``NASBench201API(dict, verbose)``, ``nats_bench.create``, ``len``, ``arch``,
-  ``get_more_info``, ``get_cost_info``, ``clear_params``) on a simplified layout of
-  their own. They test the conversion logic, the full-size (15,625 archs) path and the
-  error paths without the optional packages; they say nothing about the official format.
+  ``get_more_info``, ``get_cost_info``, ``clear_params``, and ``api_utils`` /
+  ``api_topology.pickle_load``, through which ``create`` reads its bz2-pickled spec as the
+  real package reads its archive) on a simplified layout of their own. They test the
+  conversion logic, the full-size (15,625 archs) path and the error paths without the
+  optional packages; they say nothing about the official format.
+
+* Crafted pickles (``Payload``): their unpickling would run ``touch MARKER``; the safe loads
+  must refuse them before that happens, and ``trust_pickle=True`` is the only way past.
 """
 
 from __future__ import annotations
 
+import bz2
 import collections
 import csv
+import fractions
 import itertools
+import os
+import pickle
 import json
 import sys
 import types
@@ -146,12 +155,13 @@ def make_nb201_pth(folder: Path, n=3, evaluated=None, name=NB201_NAME) -> Path:
     return path
 
 
-def make_nats(folder: Path, n=3, single_file=False) -> Path:
+def make_nats(folder: Path, n=3, single_file=False, weights=False) -> Path:
+    """A NATS-tss -simple folder or single file (weights=True: a -full one, pickled tensors)."""
     nb = pytest.importorskip("nats_bench")
     archs = all_archs(n)
     infos = {
-        i: {"12": build_archresults(nb, i, archs[i], "12", False),
-            "200": build_archresults(nb, i, archs[i], "200", False)}
+        i: {"12": build_archresults(nb, i, archs[i], "12", weights),
+            "200": build_archresults(nb, i, archs[i], "200", weights)}
         for i in range(n)
     }
     if single_file:
@@ -214,16 +224,42 @@ def test_real_nb201_pth(tmp_path):
     assert not out.read_text().startswith("#")
 
 
-def test_real_nb201_pth_with_numpy_scalars_needs_a_full_unpickle(tmp_path):
+def test_real_nb201_pth_with_numpy_scalars_loads_weights_only(tmp_path, monkeypatch):
     """Why the converter loads the .pth itself: with torch >= 2.6 (weights_only=True by
-    default) NASBench201API(path) refuses a file holding NumPy scalars, as the official ones do."""
+    default) NASBench201API(path) refuses a file holding NumPy scalars, as the official ones do;
+    the converter's own load admits them, still weights_only."""
     api = pytest.importorskip("nas_201_api")
     src = make_nb201_pth(tmp_path, n=1)
     major_minor = tuple(int(x) for x in torch.__version__.split(".")[:2])
     if major_minor >= (2, 6):
         with pytest.raises(Exception, match="[Ww]eights.only"):
             api.NASBench201API(str(src), verbose=False)
+    modes, load = [], torch.load
+
+    def spy(*args, **kwargs):
+        modes.append(kwargs.get("weights_only"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
     assert nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)["rows"] == 1
+    assert modes == [True]
+
+
+def test_real_nb201_pth_saved_with_numpy_1_names_loads(tmp_path):
+    """The official files were written under NumPy 1.x: their scalars name
+    numpy.core.multiarray.scalar, not NumPy 2's numpy._core.multiarray.scalar."""
+    pytest.importorskip("nas_201_api")
+    src = make_nb201_pth(tmp_path, n=1)
+    legacy = tmp_path / "legacy" / NB201_NAME
+    legacy.parent.mkdir()
+    # the legacy (non-zip) format is one pickle stream whose GLOBAL opcodes are plain text
+    torch.save(torch.load(src, weights_only=False), legacy, _use_new_zipfile_serialization=False)
+    raw = legacy.read_bytes()
+    legacy.write_bytes(raw.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    assert b"numpy.core.multiarray\nscalar" in legacy.read_bytes()
+    out = tmp_path / "t.csv"
+    assert nc.convert(legacy, out, progress=False, allow_partial=True)["rows"] == 1
+    check_table(out, 1, "200")
 
 
 def test_real_nb201_hp12_reads_the_12_epoch_results(tmp_path):
@@ -279,6 +315,46 @@ def test_real_nats_folder_missing_arch_file(tmp_path, monkeypatch):
         nc.convert(src, tmp_path / "x.csv", progress=False)
     summary = nc.convert(src, tmp_path / "x.csv", progress=False, allow_partial=True)
     assert summary["rows"] == 2 and read_index_column(tmp_path / "x.csv") == [0, 2]
+
+
+def write_bz2_pickle(path: Path, obj) -> Path:
+    path.write_bytes(bz2.compress(pickle.dumps(obj)))
+    return path
+
+
+@pytest.mark.parametrize("target", ["single-file", "meta", "arch-file"])
+def test_real_nats_crafted_pickle_is_refused(tmp_path, target):
+    """The payload in the single file, the folder's meta, or a per-arch file read lazily
+    mid-conversion: refused with the --trust-pickle error, nothing run, nothing written."""
+    nb = pytest.importorskip("nats_bench")
+    original = nb.api_utils.pickle_load
+    single = target == "single-file"
+    src = make_nats(tmp_path, n=3, single_file=single)
+    marker = tmp_path / "MARKER"
+    bad = {"single-file": src, "meta": src / "meta.pickle.pbz2",
+           "arch-file": src / "000001.pickle.pbz2"}[target]
+    write_bz2_pickle(bad, {"200" if target == "arch-file" else "meta_archs": Payload(marker)})
+    with pytest.raises(RlnasError) as ei:
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    msg = str(ei.value)
+    assert msg.startswith(f"cannot read {bad} safely: it references posix.system")
+    assert "pass --trust-pickle" in msg and "trusted source" in msg and "\n" not in msg
+    assert not marker.exists() and not (tmp_path / "t.csv").exists()
+    assert nb.api_utils.pickle_load is original and nb.api_topology.pickle_load is original
+
+
+def test_real_nats_full_archive_needs_trust_pickle(tmp_path):
+    """A -full archive pickles its weights as tensors, which plain pickle rebuilds through
+    torch.load: the safe load refuses it; trust_pickle=True reads it as nats_bench does."""
+    pytest.importorskip("nats_bench")
+    src = make_nats(tmp_path, n=2, single_file=True, weights=True)
+    with pytest.raises(RlnasError, match=r"safely: it references torch\..*--trust-pickle"):
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    assert not (tmp_path / "t.csv").exists()
+    summary = nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True,
+                         trust_pickle=True)
+    assert summary["rows"] == 2
+    check_table(tmp_path / "t.csv", 2, "200")
 
 
 def test_real_wrong_kind_nats_reader_on_pth(tmp_path):
@@ -357,16 +433,27 @@ def standin_nas_201_api():
     return mod
 
 
-def standin_nats_bench():
-    """create() reads a JSON spec (the folder's spec.json, or the file) and makes the data."""
+def standin_nats_bench(with_pickle_load=True):
+    """create() reads a bz2-pickled spec (the folder's spec.pickle.pbz2, or the file) through
+    api_topology.pickle_load, looked up at call time as the real module does, and makes the
+    data; ``with_pickle_load=False``: a module without that reader."""
     mod = types.ModuleType("nats_bench")
     mod.version = lambda: "stand-in"
+
+    def pickle_load(file_path, ext=".pbz2"):  # the real one: bz2 + plain pickle.load
+        with bz2.BZ2File(file_path, "rb") as fh:
+            return pickle.load(fh)
+
+    if with_pickle_load:
+        mod.api_utils = types.SimpleNamespace(pickle_load=pickle_load)
+        mod.api_topology = types.SimpleNamespace(pickle_load=pickle_load)
 
     def create(path, space, fast_mode=False, verbose=True):
         assert space == "tss" and verbose is False and isinstance(path, str)
         p = Path(path)
         assert fast_mode == p.is_dir()
-        spec = json.loads((p / "spec.json" if p.is_dir() else p).read_text())
+        reader = mod.api_topology.pickle_load if with_pickle_load else pickle_load
+        spec = reader(str(p / "spec.pickle.pbz2" if p.is_dir() else p))
         archs = spec.get("archs") or all_archs(spec["n"])
         infos, costs = standin_infos(len(archs), spec.get("missing", ()), spec.get("no_costs", ()))
         return StandinAPI(archs, infos, costs)
@@ -393,7 +480,7 @@ def standin_pth(folder: Path, n=3, name=NB201_NAME, **kw) -> Path:
 def standin_nats_dir(folder: Path, **spec) -> Path:
     d = folder / NATS_DIR
     d.mkdir()
-    (d / "spec.json").write_text(json.dumps(spec))
+    write_bz2_pickle(d / "spec.pickle.pbz2", spec)
     return d
 
 
@@ -494,8 +581,7 @@ def test_standin_no_complete_arch(tmp_path, standins):
 
 
 def test_standin_pbz2_file_is_read_without_fast_mode(tmp_path, standins):
-    src = tmp_path / NATS_FILE
-    src.write_text(json.dumps({"n": 2}))
+    src = write_bz2_pickle(tmp_path / NATS_FILE, {"n": 2})
     summary = nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
     assert summary["kind"] == "nats-tss" and summary["rows"] == 2
     assert json.loads(nc.meta_path_for(tmp_path / "t.csv").read_text())["fast_mode"] is False
@@ -541,6 +627,77 @@ def test_overwrites_existing_output_atomically(tmp_path, standins):
     nc.convert(src, out, progress=False, allow_partial=True)
     standin_check(out, range(2))
     assert files_in(tmp_path) == sorted([NB201_NAME, "t.csv", "t.csv.meta.json"])
+
+
+# --------------------------------------------------------------------------------------
+# Crafted pickles: refused by default, read only with trust_pickle=True
+# --------------------------------------------------------------------------------------
+
+
+class Payload:
+    """Unpickling this runs ``touch MARKER`` (os.system is posix.system on Linux)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pth_is_refused_without_running_it(tmp_path, standins):
+    src = standin_pth(tmp_path, n=2)
+    marker = tmp_path / "MARKER"
+    data = torch.load(src, weights_only=False)
+    data["meta_archs"] = [Payload(marker), all_archs(2)[1]]
+    torch.save(data, src)
+    with pytest.raises(RlnasError) as ei:
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    assert str(ei.value) == (
+        f"cannot read {src} safely: it references posix.system, which only a full unpickle can "
+        "build (and a full unpickle can run any code); pass --trust-pickle (trust_pickle=True) "
+        "only for a file from a trusted source such as the official download")
+    assert not marker.exists() and files_in(tmp_path) == [NB201_NAME]
+
+
+def test_pth_with_other_objects_needs_trust_pickle(tmp_path, standins):
+    """A harmless global outside the safe set: refused by default, read with trust_pickle."""
+    src = standin_pth(tmp_path, n=2)
+    data = torch.load(src, weights_only=False)
+    data["note"] = fractions.Fraction(1, 3)
+    torch.save(data, src)
+    with pytest.raises(RlnasError, match=r"safely: it references fractions\.Fraction.*--trust-pickle"):
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    assert files_in(tmp_path) == [NB201_NAME]
+    summary = nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True,
+                         trust_pickle=True)
+    assert summary["rows"] == 2
+    standin_check(tmp_path / "t.csv", range(2))
+
+
+@pytest.mark.parametrize("folder", [False, True], ids=["pbz2-file", "folder"])
+def test_standin_crafted_nats_pickle_is_refused(tmp_path, standins, folder):
+    marker = tmp_path / "MARKER"
+    if folder:
+        src = standin_nats_dir(tmp_path, n=2)
+        write_bz2_pickle(src / "spec.pickle.pbz2", {"n": Payload(marker)})
+    else:
+        src = write_bz2_pickle(tmp_path / NATS_FILE, {"n": Payload(marker)})
+    with pytest.raises(RlnasError, match=r"safely: it references posix\.system.*--trust-pickle"):
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    assert not marker.exists() and not (tmp_path / "t.csv").exists()
+    loader = sys.modules["nats_bench"].api_topology.pickle_load
+    assert loader.__module__ == __name__  # the stand-in's own reader is back in place
+
+
+def test_standin_nats_without_pickle_load_is_refused_unless_trusted(tmp_path, standins, monkeypatch):
+    """Fail closed: a nats_bench whose reader cannot be swapped is not read by default."""
+    monkeypatch.setitem(sys.modules, "nats_bench", standin_nats_bench(with_pickle_load=False))
+    src = write_bz2_pickle(tmp_path / NATS_FILE, {"n": 2})
+    with pytest.raises(RlnasError, match="no api_utils/api_topology.pickle_load.*--trust-pickle"):
+        nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
+    summary = nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True,
+                         trust_pickle=True)
+    assert summary["rows"] == 2
 
 
 # --------------------------------------------------------------------------------------

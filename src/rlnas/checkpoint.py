@@ -7,7 +7,7 @@ from typing import Any, Dict
 import torch
 
 from .errors import RlnasError
-from .files import atomic_write
+from .files import atomic_write, os_error_text
 
 FORMAT = "rlnas-checkpoint-1"
 
@@ -25,6 +25,8 @@ def load_checkpoint(path, expect: Dict[str, Any] | None = None) -> Dict[str, Any
         raise RlnasError(f"checkpoint {path} not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as exc:  # unreadable: the reason, not "corrupt"
+        raise RlnasError(f"cannot read checkpoint {path}: {os_error_text(exc)}") from None
     except Exception as err:  # truncated zip, garbage bytes, foreign pickle
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RlnasError(f"checkpoint {path} is corrupt or not an rlnas checkpoint ({first[:120]})") \

@@ -12,7 +12,8 @@
     rlnas demo                                         the whole method offline, in minutes
 
 Under torchrun (`torchrun --nproc_per_node=N -m rlnas train ...`) training uses N processes.
-Errors in the user's input are printed as one line and exit with status 2.
+Errors in the user's input, and errors of the system (a read-only folder, a full disk), are
+printed as one line and exit with status 2.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from .errors import RlnasError
+from .files import os_error_text
 
 
 def _add_train_args(p):
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rank", help="score every arch of a run (by its search.scorer)")
     p.add_argument("run")
     p.add_argument("--checkpoint", default="last.pt",
-                   help="trained checkpoint in RUN/ckpt to compare with init.pt (default last.pt)")
+                   help="trained checkpoint in RUN/ckpt to compare with init.pt, by file name "
+                        "(default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble a+b (default: the run's "
                                     "search.scorer; see `rlnas scorers`)")
 
@@ -54,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint", default="last.pt")
+    p.add_argument("--checkpoint", default="last.pt",
+                   help="trained checkpoint in RUN/ckpt, by file name (default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble (default: the run's "
                                     "search.scorer)")
 
@@ -113,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hp", default="200", choices=["200", "12"], help="training epochs (200)")
     c.add_argument("--allow-partial", action="store_true",
                    help="accept archives with fewer than 15,625 cells")
+    c.add_argument("--trust-pickle", action="store_true",
+                   help="allow the official .pth / NATS archives to be unpickled with arbitrary "
+                        "code execution; only for files you trust; needed where the official "
+                        "format holds objects weights_only cannot load")
 
     p = sub.add_parser("bench", help="throughput of each space at paper size on this device")
     p.add_argument("--spaces", nargs="*",
@@ -161,10 +169,17 @@ def _train(args):
     return out
 
 
-def _rank(run_dir, checkpoint="last.pt", scorer=None):
+def _open_run(path):
+    """open_run, with "a file" rather than "not found" for a path that is a file."""
     from .engine import open_run
+    if Path(path).exists() and not Path(path).is_dir():
+        raise RlnasError(f"{path} is a file, not a run directory")
+    return open_run(path)
+
+
+def _rank(run_dir, checkpoint="last.pt", scorer=None):
     from .stages import rank
-    res = rank(open_run(run_dir), final=checkpoint, scorer=scorer)
+    res = rank(_open_run(run_dir), final=checkpoint, scorer=scorer)
     print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
           f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
           f"{res['best_arch']} ({res['scorer']} {res['best_score']:.4f})")
@@ -172,9 +187,8 @@ def _rank(run_dir, checkpoint="last.pt", scorer=None):
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
             checkpoint="last.pt", scorer=None):
-    from .engine import open_run
     from .stages import search
-    res = search(open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
+    res = search(_open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
                  max_flops=max_flops, seed=seed, scorer=scorer)
     best = res["top"][0]
     print(f"{Path(run_dir) / 'result.json'}: {res['method']} search, {res['evaluations']} archs "
@@ -185,9 +199,8 @@ def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
 
 def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
               progress=True):
-    from .engine import open_run
     from .report import evaluate_runs, format_markdown
-    runs = [open_run(r) for r in run_dirs]
+    runs = [_open_run(r) for r in run_dirs]
     names = [s.strip() for s in scorers.split(",") if s.strip()]
     res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
                         out_dir=out, progress=progress)
@@ -270,7 +283,7 @@ def dispatch(args):
     elif args.command == "nasbench201":
         from .nb201convert import convert
         s = convert(args.source, args.out, kind=args.kind, hp=args.hp,
-                    allow_partial=args.allow_partial)
+                    allow_partial=args.allow_partial, trust_pickle=args.trust_pickle)
         print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
               f"({s['seconds']:.0f} s); semantics in {s['meta']}")
     elif args.command == "bench":
@@ -278,8 +291,11 @@ def dispatch(args):
         table = run_bench(args.spaces, args.device, args.precision, args.steps, args.batch)
         print(table)
         if args.record:
-            with open(args.record, "a") as f:
-                f.write("\n" + table)
+            try:
+                with open(args.record, "a") as f:
+                    f.write("\n" + table)
+            except OSError as exc:  # the table is printed; say why it is not recorded
+                raise RlnasError(f"cannot append to {args.record}: {os_error_text(exc)}") from None
     elif args.command == "sample":
         import numpy as np
         from .spaces import get_space
@@ -292,12 +308,38 @@ def dispatch(args):
             print(f"{name:28s} {PRESET_DIR / (name + '.yaml')}")
 
 
+def environment_error(exc: BaseException) -> str:
+    """One line for an error of the system rather than of rlnas: for an OS error the path it
+    names (if any) and the reason; else out of memory."""
+    if isinstance(exc, OSError):
+        if exc.filename is None:
+            return os_error_text(exc)
+        where = str(exc.filename) + (f" -> {exc.filename2}" if exc.filename2 else "")
+        return f"{where}: {os_error_text(exc)}"
+    detail = f" ({os_error_text(exc)})" if str(exc).strip() else ""
+    return f"out of memory{detail}; try a smaller train.batch_size"
+
+
+def _oom_types():
+    """Out-of-memory exceptions: Python's, and torch's for a device (a RuntimeError subclass)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    return (MemoryError,) + ((oom,) if isinstance(oom, type) else ())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         dispatch(args)
     except RlnasError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `rlnas presets | head`: the reader left; nothing to report
+        # stdout's buffered rest would fail again at exit, with a traceback of its own
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (OSError,) + _oom_types() as err:  # read-only folders, full disks, out of memory
+        print(f"rlnas {args.command}: error: {environment_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"rlnas {args.command}: interrupted; `rlnas train` on the same run resumes it",

@@ -2,10 +2,16 @@
 
 The resolved tree is saved as ``config.yaml`` in the run directory, so every later stage (rank,
 search, evaluate) and a resumed run sees exactly the settings the supernet was trained with.
+
+Numbers may be written as Python reads them (``lr=1e-3``, ``1E6``, ``.5``, ``epochs=1_000``),
+in overrides and in YAML files alike, although YAML 1.1 reads ``1e-3`` as text. Every numeric
+key has its range in :data:`NUMERIC_RANGES`, which :func:`validate` enforces.
 """
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -32,6 +38,101 @@ ALIASES = {
 RESUME_MUTABLE = {"device", "precision", "data.root", "data.split_file", "evaluate.nasbench201",
                   "train.ckpt_every_steps", "train.keep_every_epochs", "train.accumulate",
                   "train.grad_sync"}
+
+
+@dataclass(frozen=True)
+class NumRange:
+    """The values a numeric config key takes: ``lo`` / ``hi`` bounds (None: unbounded; ``*_open``:
+    the bound itself excluded), integers only or any finite number, null or not."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    nullable: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.integer and self.lo == 1 and self.hi is None and not self.lo_open:
+            text = "a positive integer"
+        elif self.hi is None:
+            text = f"{kind} {'>' if self.lo_open else '>='} {self.lo}"
+        else:
+            text = (f"{kind} in {'(' if self.lo_open else '['}{self.lo}, "
+                    f"{self.hi}{')' if self.hi_open else ']'}")
+        return text + (" or null" if self.nullable else "")
+
+    def check(self, key: str, value) -> None:
+        """RlnasError naming the key, the value and the range unless ``value`` is in range."""
+        if value is None and self.nullable:
+            return
+        shown = f"{key}={'null' if value is None else repr(value)}"
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (self.integer and not isinstance(value, int))):
+            raise RlnasError(f"{shown}: expected {self.describe()}")
+        if not math.isfinite(value):
+            raise RlnasError(f"{shown} is not a finite number: expected {self.describe()}")
+        low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if low or high:
+            raise RlnasError(f"{shown} is out of range: expected {self.describe()}")
+
+
+def _int(lo, hi=None, null=False) -> NumRange:
+    return NumRange(lo, hi, integer=True, nullable=null)
+
+
+_POSITIVE = NumRange(0, lo_open=True)
+_POSITIVE_OR_NULL = NumRange(0, lo_open=True, nullable=True)
+_NON_NEGATIVE = NumRange(0)
+_PROBABILITY = NumRange(0, 1, hi_open=True)  # 1 would drop / smooth away everything
+_SEED = _int(0, 2**32 - 1)  # NumPy's RandomState (the label generator) takes seeds < 2**32
+_MODEL_SIZE = _int(1)
+
+# Every numeric key of the presets and examples/*.yaml, with the values it may take
+# (tests/test_config.py checks that none is missing). Keys not listed here are not numbers.
+NUMERIC_RANGES: Dict[str, NumRange] = {
+    "seed": _SEED,
+    "data.subset": _int(2, null=True),
+    "data.resolution": _int(4, null=True),  # pixels
+    "data.cutout": _int(0),  # side of the square; 0 = off
+    "labels.num_classes": _int(2, null=True),  # null = the dataset's classes
+    "labels.seed": _SEED,
+    "model.channels": _MODEL_SIZE,
+    "model.cells": _MODEL_SIZE,
+    "model.layers": _MODEL_SIZE,
+    "model.stem_multiplier": _MODEL_SIZE,
+    "model.dropout": _PROBABILITY,
+    "model.drop_path": _PROBABILITY,
+    "train.epochs": _int(1),
+    "train.batch_size": _int(1),
+    "train.accumulate": _int(1),
+    "train.lr": _POSITIVE,
+    "train.lr_min": _NON_NEGATIVE,
+    "train.momentum": _PROBABILITY,
+    "train.weight_decay": _NON_NEGATIVE,
+    "train.label_smoothing": _PROBABILITY,
+    "train.grad_clip_norm": _POSITIVE_OR_NULL,  # null = no clipping
+    "train.grad_clip_value": _POSITIVE_OR_NULL,
+    "train.aux_weight": _NON_NEGATIVE,
+    "train.warmup_epochs": _int(0),
+    "train.ckpt_every_steps": _int(0),  # 0 = at epoch ends only
+    "train.keep_every_epochs": _int(0),  # 0 = keep none
+    "train.stop_when_stable": NumRange(0, 1, hi_open=True, nullable=True),  # tau >= 1 - this
+    "train.stability_every": _int(1),
+    "search.population": _int(1),
+    "search.topk": _int(1),
+    "search.mutations": _int(1),
+    "search.crossovers": _int(1),
+    "search.generations": _int(1),
+    "search.mutation_prob": NumRange(0, 1),
+    "search.num_samples": _int(1),
+    "search.max_params": _POSITIVE_OR_NULL,  # M params; null = no limit
+    "search.max_flops": _POSITIVE_OR_NULL,
+    "search.report_top": _int(1),
+    "eval.every_epochs": _int(0),  # 0 = after the last epoch only
+}
 
 
 # Paper presets whose full schedule is days of CPU time, and the measured fast recipe to propose
@@ -110,6 +211,47 @@ def _parse_value(text: str):
         return text
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _text_number(text: str):
+    """``text`` as Python reads a number (1e-3, 1E6, .5, 1_000), else None. YAML 1.1 (PyYAML)
+    reads exponents without a dot as text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _numeric_value(key: str, value, old):
+    """The value of numeric ``key`` (in NUMERIC_RANGES, or whose preset value ``old`` is a
+    number), a number read from text where YAML left one as text; None stays None and
+    anything else that is not a number is returned as is, for ``validate`` to refuse."""
+    rng = NUMERIC_RANGES.get(key)
+    if isinstance(value, str):
+        number = _text_number(value.strip())
+        value = value if number is None else number
+    if not _is_number(value):
+        return value
+    if isinstance(value, float) and value.is_integer() and (
+            (rng is not None and rng.integer) or (rng is None and isinstance(old, int))):
+        return int(value)  # epochs=1e3
+    if isinstance(value, int) and isinstance(old, float):
+        return float(value)  # lr=1 keeps the key a float in config.yaml
+    return value
+
+
+def _set(cfg: Dict[str, Any], key: str, value) -> None:
+    node = cfg
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node[p]
+    node[parts[-1]] = value
+
+
 def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
     cfg = copy.deepcopy(cfg)
     known = flatten(cfg)
@@ -122,19 +264,18 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
             raise RlnasError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
         value = _parse_value(raw)
         old = known[key]
-        if isinstance(old, str) and value is not None and not isinstance(value, str):
+        if key in NUMERIC_RANGES or _is_number(old):
+            value = _numeric_value(key, value, old)
+            if value is not None and not _is_number(value):
+                rng = NUMERIC_RANGES.get(key)
+                what = rng.describe() if rng else f"a number like {old!r}"
+                raise RlnasError(f"{key}={raw!r}: expected {what}")
+        elif isinstance(old, str) and value is not None and not isinstance(value, str):
             value = raw  # e.g. labels=true is the word, not the boolean
-        elif old is not None and value is not None:
-            if isinstance(old, bool) != isinstance(value, bool) or (
-                    isinstance(old, (int, float)) and not isinstance(value, (int, float))):
-                raise RlnasError(f"{key}={raw!r}: expected a value like {old!r}")
-            if isinstance(old, float) and isinstance(value, int):
-                value = float(value)
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node[p]
-        node[parts[-1]] = value
+        elif (old is not None and value is not None
+              and isinstance(old, bool) != isinstance(value, bool)):
+            raise RlnasError(f"{key}={raw!r}: expected a value like {old!r}")
+        _set(cfg, key, value)
         known[key] = value
     return cfg
 
@@ -142,6 +283,9 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
 def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
     path = resolve_preset(preset)
     cfg = load_yaml(path)
+    for key, value in flatten(cfg).items():  # a YAML file's `lr: 1e-3` is text too
+        if key in NUMERIC_RANGES and isinstance(value, str):
+            _set(cfg, key, _numeric_value(key, value, None))
     cfg = apply_overrides(cfg, overrides)
     validate(cfg)
     return cfg
@@ -151,12 +295,13 @@ def validate(cfg: Dict[str, Any]):
     """Catch values that would fail late with an unclear message."""
     from .spaces import get_space
     get_space(cfg.get("space", ""))
-    t, m = cfg["train"], cfg["model"]
-    sizes = [(f"model.{k}", v) for k, v in m.items()
-             if isinstance(v, int) and not isinstance(v, bool)]
-    for key, v in [("train.epochs", t["epochs"]), ("train.batch_size", t["batch_size"])] + sizes:
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise RlnasError(f"{key} must be a positive integer, got {v!r}")
+    for key, value in flatten(cfg).items():
+        rng = NUMERIC_RANGES.get(key)
+        if rng is None and key.startswith("model.") and type(value) is int:  # not bool
+            rng = _MODEL_SIZE  # a user space's own sizes, as the known ones
+        if rng is not None:
+            rng.check(key, value)
+    t = cfg["train"]
     if t.get("lr_schedule", "cosine") not in ("cosine", "linear", "linear_warmup"):
         raise RlnasError("train.lr_schedule must be cosine, linear or linear_warmup, got "
                          f"{t['lr_schedule']!r}")
@@ -164,15 +309,14 @@ def validate(cfg: Dict[str, Any]):
         raise RlnasError(f"labels.kind must be 'random' or 'true', got {cfg['labels']['kind']!r}")
     if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
         raise RlnasError(f"precision must be auto, fp32, bf16 or fp16, got {cfg['precision']!r}")
-    sub = cfg["data"].get("subset")
-    if sub is not None and (not isinstance(sub, int) or sub < 2):
-        raise RlnasError(f"data.subset must be an integer >= 2 or null, got {sub!r}")
     transform = cfg["data"].get("transform")
     if transform not in (None, "official", "torchvision"):
         raise RlnasError(f"data.transform must be official or torchvision, got {transform!r}")
-    res = cfg["data"].get("resolution")
-    if res is not None and (not isinstance(res, int) or isinstance(res, bool) or res < 4):
-        raise RlnasError(f"data.resolution must be an integer >= 4 (pixels) or null, got {res!r}")
+    warmup = t.get("warmup_epochs", 0)
+    if t.get("lr_schedule") == "linear_warmup" and warmup >= t["epochs"]:
+        # the schedule decays over epochs - warmup_epochs: none left
+        raise RlnasError(f"train.warmup_epochs={warmup} must be below train.epochs={t['epochs']} "
+                         "with lr_schedule linear_warmup")
 
 
 def search_scorer(cfg: Dict[str, Any]) -> str:

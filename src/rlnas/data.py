@@ -2,7 +2,9 @@
 device-resident batch loader whose every batch is a pure function of (seed, step).
 
 Images are kept as uint8 arrays of shape N x H x W x 3 (HWC, RGB) with int64 labels. Every bad
-input raises :class:`rlnas.errors.RlnasError` with a one-line message.
+input raises :class:`rlnas.errors.RlnasError` with a one-line message. The pickled CIFAR and
+ImageNet16 batches are read by :class:`RestrictedUnpickler`, which builds plain containers,
+numbers, strings and NumPy arrays only: a crafted file under ``root=`` cannot run code.
 """
 from __future__ import annotations
 
@@ -85,10 +87,55 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+# Everything a CIFAR / ImageNet16 pickled batch (Python 2 or 3, NumPy 1.x or 2.x, any protocol)
+# names besides plain dicts, lists, tuples, str, bytes and numbers: NumPy's array, dtype and
+# scalar rebuilders and ``_codecs.encode`` (bytes in protocol-2 pickles). A pickle naming
+# anything else is not such a file, and unpickling it could run arbitrary code.
+NUMPY_PICKLE_GLOBALS = frozenset(
+    [(f"numpy.{core}.multiarray", name) for core in ("core", "_core")
+     for name in ("_reconstruct", "scalar")]
+    + [(f"numpy.{core}.numeric", "_frombuffer") for core in ("core", "_core")]
+    + [("numpy", "ndarray"), ("numpy", "dtype")])
+_BUILTIN_PICKLE_GLOBALS = frozenset(  # protocols < 4 name these; __builtin__ in Python 2 pickles
+    [(module, name) for module in ("builtins", "__builtin__")
+     for name in ("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str",
+                  "int", "float", "complex", "bool")]
+    + [("_codecs", "encode"), ("codecs", "encode")])
+DATA_PICKLE_GLOBALS = NUMPY_PICKLE_GLOBALS | _BUILTIN_PICKLE_GLOBALS
+
+
+class UnsafePickleError(RlnasError):
+    """A pickle references a global outside the allowed set: ``path``, ``name`` (module.name)."""
+
+    def __init__(self, message: str, path, name: str):
+        super().__init__(message)
+        self.path, self.name = path, name
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain containers, numbers, strings and the globals in
+    ``allowed``; any other global raises UnsafePickleError naming the file and the global,
+    before anything is called."""
+
+    def __init__(self, file, path, allowed=DATA_PICKLE_GLOBALS,
+                 holds: str = "a CIFAR/ImageNet16 batch", **kwargs):
+        super().__init__(file, **kwargs)
+        self._path, self._allowed, self._holds = path, allowed, holds
+
+    def find_class(self, module, name):
+        if (module, name) not in self._allowed:
+            raise UnsafePickleError(f"refusing to unpickle {self._path}: it references "
+                                    f"{module}.{name}, which {self._holds} never holds",
+                                    self._path, f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _load_pickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = RestrictedUnpickler(f, path, encoding="bytes").load()
+    except RlnasError:
+        raise
     except Exception as exc:  # truncated / not a pickle / unreadable
         raise RlnasError(f"cannot read pickle {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(obj, dict):
@@ -202,7 +249,7 @@ def _load_cifar(name: str, root: Path, split: str) -> ImageData:
         if split == "test" and len(files) > 1:
             raise RlnasError(
                 f"{root} holds {len(files)} test files ({', '.join(f.name for f in files)}); "
-                f"pass the one to use as the root, e.g. {files[0]}")
+                f"choose one with data.test_root={files[0]} (keep data.root the training folder)")
         xs, ys = [], []
         for p in files:
             x, y = _load_npz(p, 32, k)

@@ -30,7 +30,7 @@ from . import config as config_mod
 from .angle import AngleScorer
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
-from .files import atomic_write_text
+from .files import LOCK_NAME, atomic_write_text, make_dir, os_error_text, run_lock
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels
 from .spaces import get_space
@@ -192,7 +192,8 @@ def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
 
 
 def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
-             stop_at_step: Optional[int] = None, epoch_stats=None) -> Dict[str, float]:
+             stop_at_step: Optional[int] = None, epoch_stats=None,
+             path_digest: int = 0) -> Dict[str, float]:
     """Train from ``start_step`` to the end; returns the last epoch's metrics.
 
     The global batch of a step is split into ``world x accumulate`` contiguous parts; each loss is
@@ -204,8 +205,12 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     find_unused_parameters=True instead).
 
     ``stop_at_step`` raises KeyboardInterrupt before that step (used by tests to simulate a
-    kill between checkpoints). ``epoch_stats`` (loss sum, correct, seen) restores the running
-    metrics of a partly done epoch so that a resumed run logs the same numbers."""
+    kill between checkpoints). ``epoch_stats`` (loss sum, correct, seen) and ``path_digest``
+    restore the running metrics of a partly done epoch so that a resumed run logs the same
+    numbers.
+
+    Training stops with an RlnasError at the first non-finite loss (``_Guard``): nothing is
+    written from that step on, so ``ckpt/last.pt`` stays the last finite state."""
     model, loader, dev, dist = spec.model, spec.loader, spec.device, spec.dist
     optimizer = optimizer or make_optimizer(spec)
     net = model
@@ -224,97 +229,109 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     loss_sum = torch.tensor(stats[0], device=dev)
     correct = torch.tensor(stats[1], device=dev)
     seen = torch.tensor(float(stats[2]), device=dev)
-    t0, digest = time.time(), 0
+    t0, digest = time.time(), int(path_digest)
+    guard = _Guard(spec, start_step)
     model.train()
-    for step in range(start_step, total):
-        if stop_at_step is not None and step == stop_at_step:
-            raise KeyboardInterrupt(f"stopped at step {step}")
-        epoch = step // spe
-        lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
-                           spec.warmup_epochs)
-        if spec.before_epoch and (step % spe == 0 or step == start_step):
-            spec.before_epoch(epoch)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        path = spec.path_fn(step) if spec.path_fn else None
-        if path is not None:
-            digest = zlib.crc32(np.ascontiguousarray(path).tobytes(), digest)
-        n_global = loader.part_slice(step).stop
-        optimizer.zero_grad(set_to_none=True)
-        for m in range(spec.accumulate):
-            x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
-            ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
-            sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
-                    else contextlib.nullcontext())
-            with ctx, sync:
-                out = net(x, path) if path is not None else net(x)
-                if isinstance(out, tuple):  # (logits, auxiliary logits)
-                    out, aux = out
-                else:
-                    aux = None
-                loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
-                if aux is not None:
-                    loss = loss + spec.aux_weight * F.cross_entropy(
-                        aux, y, label_smoothing=spec.label_smoothing)
-                # weight by the part's share; DDP averages over ranks, so undo that
-                share = y.shape[0] / n_global * (dist.world if net is not model else 1)
-                (scaler.scale(loss * share) if scaler else loss * share).backward()
-            if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
-                loss_sum += loss.detach().float() * y.shape[0]
-                correct += (out.detach().argmax(1) == y).sum()
-                seen += y.shape[0]
-        if dist.world > 1 and net is model:
-            _allreduce_grads(model)
-        if scaler:
-            scaler.unscale_(optimizer)
-        if spec.grad_clip_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
-        if spec.grad_clip_value:
-            nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if bar is not None:
-            bar.update(1)
-        done = step + 1
-        if done % spe == 0 or done == total:
-            ep = epoch + 1
-            _check_same_paths(dist, digest, ep)
-            totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
-            secs = time.time() - t0
-            n = max(float(totals[2]), 1.0)
-            last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
-                    "train_acc": 100.0 * float(totals[1]) / n,
-                    "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
-                    "path_digest": f"{digest:08x}"}
+    try:
+        for step in range(start_step, total):
+            if stop_at_step is not None and step == stop_at_step:
+                raise KeyboardInterrupt(f"stopped at step {step}")
+            epoch = step // spe
+            lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
+                               spec.warmup_epochs)
+            guard.begin(lr)
+            if spec.before_epoch and (step % spe == 0 or step == start_step):
+                spec.before_epoch(epoch)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            path = spec.path_fn(step) if spec.path_fn else None
+            if path is not None:
+                digest = zlib.crc32(np.ascontiguousarray(path).tobytes(), digest)
+            n_global = loader.part_slice(step).stop
+            optimizer.zero_grad(set_to_none=True)
+            for m in range(spec.accumulate):
+                x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
+                ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+                sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
+                        else contextlib.nullcontext())
+                with ctx, sync:
+                    out = net(x, path) if path is not None else net(x)
+                    if isinstance(out, tuple):  # (logits, auxiliary logits)
+                        out, aux = out
+                    else:
+                        aux = None
+                    loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
+                    if aux is not None:
+                        loss = loss + spec.aux_weight * F.cross_entropy(
+                            aux, y, label_smoothing=spec.label_smoothing)
+                    # weight by the part's share; DDP averages over ranks, so undo that
+                    share = y.shape[0] / n_global * (dist.world if net is not model else 1)
+                    (scaler.scale(loss * share) if scaler else loss * share).backward()
+                if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
+                    guard.add(loss)
+                    loss_sum += loss.detach().float() * y.shape[0]
+                    correct += (out.detach().argmax(1) == y).sum()
+                    seen += y.shape[0]
+            if dist.world > 1 and net is model:
+                _allreduce_grads(model)
+            if scaler:
+                scaler.unscale_(optimizer)
+            if spec.grad_clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
+            if spec.grad_clip_value:
+                nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             if bar is not None:
-                bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}", acc=f"{last['train_acc']:.1f}")
-            if dist.main and spec.metrics_path:
-                _append_metrics(spec.metrics_path, last)
-            extra: Dict[str, Any] = {}
-            stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
-            if stop:
-                extra["finished"] = True
-                last["stopped_early"] = True
-            if dist.main and spec.ckpt_dir:
-                _save(spec, optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
-                if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
-                    _save(spec, optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
-                          extra=extra)
-            if stop:
-                break
-            loss_sum.zero_()
-            correct.zero_()
-            seen.zero_()
-            t0, digest = time.time(), 0
-        elif spec.ckpt_dir and spec.ckpt_every_steps and done % spec.ckpt_every_steps == 0:
-            totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
-            if dist.main:
-                _save(spec, optimizer, done, epoch, [float(v) for v in totals])
-    if bar is not None:
-        bar.close()
+                bar.update(1)
+            done = step + 1
+            end = done % spe == 0 or done == total
+            save = bool(spec.ckpt_dir) and (end or bool(spec.ckpt_every_steps)
+                                            and done % spec.ckpt_every_steps == 0)
+            if end or save or guard.due(done):
+                # the losses so far, and the weights before a row or a checkpoint is written
+                guard.check(done, optimizer if end or save else None)
+            if end:
+                ep = epoch + 1
+                _check_same_paths(dist, digest, ep)
+                totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+                secs = time.time() - t0
+                n = max(float(totals[2]), 1.0)
+                last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
+                        "train_acc": 100.0 * float(totals[1]) / n,
+                        "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
+                        "path_digest": f"{digest:08x}"}
+                if bar is not None:
+                    bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
+                                    acc=f"{last['train_acc']:.1f}")
+                if dist.main and spec.metrics_path:
+                    _append_metrics(spec.metrics_path, last)
+                extra: Dict[str, Any] = {}
+                stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
+                if stop:
+                    extra["finished"] = True
+                    last["stopped_early"] = True
+                if dist.main and spec.ckpt_dir:
+                    guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
+                    if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
+                        guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
+                                   extra=extra)
+                if stop:
+                    break
+                loss_sum.zero_()
+                correct.zero_()
+                seen.zero_()
+                t0, digest = time.time(), 0
+            elif save:
+                totals = _global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+                if dist.main:
+                    guard.save(optimizer, done, epoch, [float(v) for v in totals], digest)
+    finally:  # a divergence, full disk or Ctrl-C leaves no half-drawn bar before its message
+        if bar is not None:
+            bar.close()
     dist.barrier()
     return last
 
@@ -358,21 +375,117 @@ def _progress(total, start, spec):
                 dynamic_ncols=True, leave=False)
 
 
-def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, name: str = "last.pt",
-          extra: Optional[Dict[str, Any]] = None):
+# Steps between reads of the losses: on CPU reading a number costs nothing; on a GPU a read each
+# step would make the host wait for the device each step. Nothing computed after a non-finite
+# loss is written anyway, since a check also precedes every metrics row and checkpoint.
+CPU_CHECK_EVERY = 1
+CUDA_CHECK_EVERY = 20
+
+
+class _Guard:
+    """Stops training at the first non-finite loss, before anything is written from it, and
+    writes the checkpoints (so that an error can say which one is left, and from which step).
+
+    Each step's loss is added, on the device, to a small buffer that is read back every
+    CPU_CHECK_EVERY or CUDA_CHECK_EVERY steps and always before a metrics row or a checkpoint.
+    Before those the weights and optimizer state are checked too: a step with a finite loss can
+    still leave an inf (a BatchNorm running variance, or a supernet op that the next steps'
+    paths do not use)."""
+
+    def __init__(self, spec: LoopSpec, start_step: int):
+        self.spec = spec
+        every = CPU_CHECK_EVERY if spec.device.type == "cpu" else CUDA_CHECK_EVERY
+        self.losses = torch.zeros(every, device=spec.device)
+        self.lrs: list = []  # the lr of each step in the buffer
+        self.first = start_step  # the step of losses[0]
+        last = spec.ckpt_dir / "last.pt" if spec.ckpt_dir else None
+        self.saved = start_step if last is not None and last.exists() else None  # its step
+
+    def begin(self, lr: float):
+        self.lrs.append(lr)
+
+    def add(self, loss: torch.Tensor):
+        self.losses[len(self.lrs) - 1] += loss.detach().float()  # no host sync
+
+    def due(self, done: int) -> bool:
+        return done - self.first >= len(self.losses)
+
+    def check(self, done: int, optimizer=None):
+        n = done - self.first
+        losses = _global_sum(self.spec.dist, self.losses[:n]).tolist() if n else []
+        for i, v in enumerate(losses):
+            if not math.isfinite(v):
+                raise self._diverged(self.first + i, f"loss is {v}", self.lrs[i])
+        if optimizer is not None:
+            bad = _first_nonfinite(self.spec.model, optimizer)
+            if bad:
+                raise self._diverged(done - 1, bad, self.lrs[-1])
+        self.losses.zero_()
+        self.lrs.clear()
+        self.first = done
+
+    def _diverged(self, step: int, what: str, lr: float) -> RlnasError:
+        epoch = step // self.spec.loader.steps_per_epoch + 1
+        # a resume would repeat the same steps bit for bit, and train.lr is fixed for a run
+        if self.saved is not None:
+            advice = (f"kept the last finite checkpoint {self.spec.ckpt_dir / 'last.pt'} "
+                      f"(step {self.saved}); lower train.lr and use a new run directory")
+        elif self.spec.ckpt_dir:
+            advice = ("no checkpoint was written before it; lower train.lr and use a new run "
+                      "directory")
+        else:
+            advice = "lower the learning rate"
+        return RlnasError(f"training diverged at epoch {epoch}, step {step}: {what} (lr {lr:g}); "
+                          f"{advice}")
+
+    def save(self, optimizer, step: int, epoch: int, epoch_stats, digest: int = 0,
+             name: str = "last.pt", extra: Optional[Dict[str, Any]] = None):
+        try:
+            _save(self.spec, optimizer, step, epoch, epoch_stats, digest, name, extra)
+        except RlnasError as err:  # a full disk or a read-only run: say what is left
+            last = self.spec.ckpt_dir / "last.pt"
+            left = (f"{last} (step {self.saved}) is intact and the same command resumes from it"
+                    if self.saved is not None else "no checkpoint was kept")
+            raise RlnasError(f"{err}; training stopped at step {step}: {left}") from None
+        if name == "last.pt":
+            self.saved = step
+
+
+def _first_nonfinite(model: nn.Module, optimizer) -> Optional[str]:
+    """What holds a NaN or inf first, model tensors then optimizer state; one host sync."""
+    named = [(f"{k} is not finite", v) for k, v in model.state_dict().items()
+             if v.is_floating_point()]
+    named += [("the optimizer state is not finite", v) for state in optimizer.state.values()
+              for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+    if not named:
+        return None
+    ok = torch.stack([torch.isfinite(v).all() for _, v in named])
+    if bool(ok.all()):
+        return None
+    return named[int((~ok).nonzero()[0, 0])][0]
+
+
+def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, digest: int = 0,
+          name: str = "last.pt", extra: Optional[Dict[str, Any]] = None):
+    # path_digest: the running crc32 of a partly done epoch's paths, so that a resumed run logs
+    # the same digest (checkpoints without it resume with the digest restarted from 0)
     save_checkpoint(spec.ckpt_dir / name, dict(spec.ckpt_meta or {}, **(extra or {}), step=step,
                                                epoch=epoch, model=spec.model.state_dict(),
                                                optimizer=optimizer.state_dict(),
-                                               epoch_stats=list(epoch_stats)))
+                                               epoch_stats=list(epoch_stats),
+                                               path_digest=int(digest)))
 
 
 def _append_metrics(path: Path, row: Dict[str, float]):
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    try:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    except OSError as exc:
+        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -406,8 +519,14 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     """Train (or resume) the supernet of ``cfg`` in ``run_dir``; under torchrun, one process
     per device trains the same path on its share of each global batch (rank 0 writes).
     ``note`` is printed (stderr, rank 0) once the data and run directory are checked and
-    training is about to start."""
-    run_dir = Path(run_dir)
+    training is about to start. The run is locked meanwhile (``rlnas.files.run_lock``): a second
+    process on it is refused, naming this one."""
+    run_dir = make_dir(Path(run_dir))
+    with run_lock(run_dir, "train"):
+        return _train_supernet(cfg, run_dir, progress, stop_at_step, note)
+
+
+def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, note) -> Dict:
     saved_cfg = run_dir / "config.yaml"
     resume = check_run_dir(cfg, run_dir)
     space = get_space(cfg["space"])
@@ -428,7 +547,7 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
         labels, label_desc = make_labels(lab["kind"], data.y, k, lab["seed"])
     dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(run_dir / "ckpt", "checkpoint folder")
         atomic_write_text(saved_cfg, config_mod.dump(cfg))
         if not labels_path.exists():
             save_labels(labels_path, labels, {"kind": lab["kind"], "num_classes": int(k),
@@ -483,7 +602,7 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
     if note and dist.main:
         print(note, file=sys.stderr)
     last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
-                    epoch_stats=epoch_stats)
+                    epoch_stats=epoch_stats, path_digest=int(ckpt.get("path_digest", 0)))
     return dict(last, resumed=bool(start), steps=total)
 
 
@@ -492,10 +611,15 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     saved = run_dir / "config.yaml"
     if saved.exists():
         config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        return (run_dir / "ckpt" / "last.pt").exists()
+    try:  # the lock file alone (a run that failed before writing anything) is not a run
+        foreign = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
+    except OSError as exc:
+        raise RlnasError(f"cannot read run directory {run_dir}: {os_error_text(exc)}") from None
+    if foreign:
         raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
                          "choose an empty or new directory")
-    return (run_dir / "ckpt" / "last.pt").exists()
+    return False
 
 
 def check_parallel(t: Dict[str, Any], dist: Dist):
@@ -523,8 +647,11 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
     if spec.dist.main:
         save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
                                                            model=spec.model.state_dict()))
-        if (run_dir / "metrics.csv").exists():
-            os.remove(run_dir / "metrics.csv")
+        try:
+            (run_dir / "metrics.csv").unlink(missing_ok=True)
+        except OSError as exc:
+            raise RlnasError(f"cannot remove {run_dir / 'metrics.csv'}: {os_error_text(exc)}") \
+                from None
     return {}
 
 
@@ -569,11 +696,14 @@ class StabilityStop:
         extra["stability_prev"] = torch.from_numpy(angles)
         stop = tau is not None and tau >= 1 - self.tol
         if self.write:
-            new = not self.log_path.exists()
-            with open(self.log_path, "a") as f:
-                if new:
-                    f.write("epoch,tau_previous,stop\n")
-                f.write(f"{epoch},{'' if tau is None else f'{tau:.6f}'},{int(stop)}\n")
+            try:
+                new = not self.log_path.exists()
+                with open(self.log_path, "a") as f:
+                    if new:
+                        f.write("epoch,tau_previous,stop\n")
+                    f.write(f"{epoch},{'' if tau is None else f'{tau:.6f}'},{int(stop)}\n")
+            except OSError as exc:
+                raise RlnasError(f"cannot write {self.log_path}: {os_error_text(exc)}") from None
         return stop
 
 

@@ -1,37 +1,84 @@
-"""Atomic output files: everything rlnas writes goes to a temp file in the same folder and is
-renamed over the target, so a reader (or a crash) never sees a half-written file."""
+"""Atomic output files and the run-directory lock.
+
+Everything rlnas writes goes to a temp file in the same folder and is renamed over the target, so
+a reader (or a crash) never sees a half-written file; a failed write leaves the previous file
+intact. One process at a time may write a run directory (``run_lock``)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Dict, Iterator, Tuple
 
 from .errors import RlnasError
+
+try:  # POSIX; elsewhere runs are not locked (documented in the README)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+TEMP_PREFIX = "."
+LOCK_NAME = ".rlnas.lock"
+
+
+def _file_mode() -> int:
+    """The mode an ordinary ``open(..., "w")`` would give (0666 minus the umask); mkstemp's
+    0600 would make rlnas's outputs unreadable to the group where the rest of a run is not."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def os_error_text(exc: BaseException) -> str:
+    """A one-line reason for an OS error (or torch's RuntimeError on a failed write)."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc) or type(exc).__name__
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
 
 
 def atomic_write(path, write_fn: Callable[[str], None], suffix: str = ".tmp") -> Path:
     """Call ``write_fn(tmp_path)``, fsync, then rename over ``path``. The folder must exist
-    (run directories create theirs); OS errors become one-line RlnasErrors."""
+    (run directories create theirs); OS errors, and torch's RuntimeError when a disk fills
+    during ``torch.save``, become one-line RlnasErrors and leave the previous file intact."""
     path = Path(path)
     if not path.parent.is_dir():
         raise RlnasError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise RlnasError(f"cannot write {path}: it is a folder")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.",
+                                   suffix=suffix)
+        os.close(fd)
         write_fn(tmp)
+        os.chmod(tmp, _file_mode())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
-        raise RlnasError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
+            raise
+        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
     return path
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    """torch.save reports a full disk or a vanished file as a RuntimeError of its stream
+    writer; anything else is a bug and stays a traceback."""
+    text = str(exc).lower()
+    return any(s in text for s in ("write", "file", "disk", "space", "errno", "inline_container",
+                                   "unexpected pos", "iostream"))
 
 
 def atomic_write_text(path, text: str) -> Path:
@@ -45,3 +92,102 @@ def write_json_atomic(obj, path) -> Path:
     except (TypeError, ValueError) as exc:
         raise RlnasError(f"cannot write {path}: not JSON-serialisable ({exc})") from None
     return atomic_write_text(path, text)
+
+
+def make_dir(path, what: str = "run directory") -> Path:
+    """Create ``path`` and its parents; an OS error is a one-line RlnasError naming it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RlnasError(f"cannot use {what} {path}: it is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlnasError(f"cannot create {what} {path}: {os_error_text(exc)}") from None
+    return path
+
+
+def remove_stale_temps(folder) -> int:
+    """Delete temp files an interrupted ``atomic_write`` left in ``folder`` (a kill -9 between
+    mkstemp and rename). Only called under the run lock, so no live writer owns them."""
+    folder = Path(folder)
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for p in folder.iterdir():
+        if p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME and p.is_file() \
+                and any(p.name.endswith(s) for s in (".tmp", ".csv", ".png")) \
+                and p.name.count(".") >= 3:
+            try:
+                p.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+# path -> (open lock file, nesting depth): `rlnas run` trains, ranks and searches in one process,
+# and each stage takes the lock of the same run.
+_HELD: Dict[str, Tuple[object, int]] = {}
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        info = json.loads(lock_path.read_text())
+        return (f"`rlnas {info.get('command', '?')}` (pid {info.get('pid', '?')} on "
+                f"{info.get('host', '?')}, since {info.get('started', '?')})")
+    except (OSError, ValueError):
+        return "another rlnas process"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir, command: str) -> Iterator[None]:
+    """Hold ``run_dir/.rlnas.lock`` while ``command`` writes the run; a second rlnas process on
+    the same run is refused with the holder's pid and command. The lock is an flock on the file,
+    so the kernel releases it when its holder dies (a kill -9 leaves no stale lock); the file
+    itself stays and only names the last holder. Processes of a torchrun job other than rank 0
+    do not lock (rank 0 holds it for the job)."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    if key in _HELD:
+        f, depth = _HELD[key]
+        _HELD[key] = (f, depth + 1)
+        try:
+            yield
+        finally:
+            f, depth = _HELD[key]
+            _HELD[key] = (f, depth - 1)
+        return
+    lock_path = run_dir / LOCK_NAME
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(lock_path, "a+")
+    except OSError as exc:
+        raise RlnasError(f"cannot use run {run_dir}: {os_error_text(exc)}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise RlnasError(f"run {run_dir} is in use by {_holder(lock_path)}; wait for it to "
+                         f"finish or stop it (one process per run directory)") from None
+    try:  # unbuffered, so that a full disk cannot resurface later in close()
+        os.ftruncate(f.fileno(), 0)
+        os.write(f.fileno(), (json.dumps({
+            "pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}) + "\n").encode())
+    except OSError:
+        pass  # the flock is what protects the run; the note is only for the message
+    _HELD[key] = (f, 1)
+    try:
+        remove_stale_temps(run_dir)
+        remove_stale_temps(run_dir / "ckpt")
+        yield
+    finally:
+        f, depth = _HELD.pop(key)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            f.close()
+        except OSError:
+            pass  # closing the file releases the lock in any case

@@ -33,20 +33,35 @@ imagenet16_test     ``ImageNet16-120``  ``x-test``         ``test-accuracy``
 ``params_m`` / ``flops_m`` are ``api.get_cost_info(i, 'cifar10-valid')`` (falling back to
 ``'cifar10'``; the same 10-class network) ``['params']`` / ``['flops']``.
 
-Both benchmark files are Python pickles: reading one runs whatever code it names, exactly
-as the official APIs do. Convert only files you trust (the official downloads). The
-NB201 ``.pth`` is read here with ``torch.load(..., weights_only=False)`` because torch >= 2.6
-defaults to ``weights_only=True``, which refuses the NumPy scalars stored in those files;
-it is then handed to ``NASBench201API`` as a dict without the API's deep copy (the v1.1
-file is 4.7 GB). Trained weights kept in the archive are dropped (``api.clear_params``)
-arch by arch as they are read.
+Both benchmark files are Python pickles, and a full unpickle runs whatever code the file
+names. By default nothing is fully unpickled:
+
+* the NB201 ``.pth`` is read with ``torch.load(..., weights_only=True)``, which admits tensors
+  and containers, plus the NumPy scalars, arrays and dtypes the official files store (the API's
+  own ``torch.load`` refuses those under torch >= 2.6, so the converter loads the file itself
+  and hands ``NASBench201API`` the dict, without the API's deep copy: the v1.1 file is 4.7 GB);
+* every NATS-tss ``.pickle.pbz2`` (the single file, or the folder's meta and per-arch files,
+  read lazily) goes through the restricted unpickler of :mod:`rlnas.data`, which admits
+  containers, numbers, strings and NumPy scalars/arrays (``nats_bench.api_utils.pickle_load``
+  is swapped for it while the conversion runs).
+
+A file that needs anything else (e.g. a NATS ``-full`` archive, whose weights are pickled
+tensors) is refused with an error naming what it references; ``trust_pickle=True``
+(``rlnas nasbench201 convert --trust-pickle``) reads it with a full unpickle as the official
+APIs do: use it only for a file from a trusted source (the official download). Trained
+weights kept in the archive are dropped (``api.clear_params``) arch by arch as they are read.
 """
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import csv
 import datetime
+import importlib
 import math
+import os
+import pickle
 import re
 import sys
 import time
@@ -54,6 +69,8 @@ import warnings
 from pathlib import Path
 
 from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table
+from rlnas.data import (DATA_PICKLE_GLOBALS, NUMPY_PICKLE_GLOBALS, RestrictedUnpickler,
+                        UnsafePickleError)
 from rlnas.files import atomic_write, write_json_atomic
 from rlnas.errors import RlnasError
 
@@ -190,6 +207,70 @@ def _package_version(dist_name: str):
         return None
 
 
+def _untrusted(path, what: str) -> RlnasError:
+    return RlnasError(
+        f"cannot read {path} safely: it references {what}, which only a full unpickle can build "
+        "(and a full unpickle can run any code); pass --trust-pickle (trust_pickle=True) only "
+        "for a file from a trusted source such as the official download")
+
+
+def _torch_safe_globals():
+    """What the NB201 .pth needs beyond torch's weights_only defaults: NumPy scalars, arrays
+    and dtypes (under the NumPy 1.x and 2.x module names) and the dtype classes the
+    weights-only unpickler checks when it sets a dtype's state."""
+    import numpy as np  # noqa: PLC0415
+
+    out = []
+    for module, name in sorted(NUMPY_PICKLE_GLOBALS):
+        with warnings.catch_warnings():  # numpy.core.* is a deprecated alias in NumPy 2
+            warnings.simplefilter("ignore")
+            try:
+                obj = getattr(importlib.import_module(module), name)
+            except (ImportError, AttributeError):  # numpy._core under NumPy 1.x
+                continue
+        out.append((obj, f"{module}.{name}"))
+    dtypes = getattr(np, "dtypes", None)  # NumPy >= 1.25
+    out += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")] if dtypes else []
+    return out
+
+
+# The NATS archives' state dicts: what a CIFAR batch may hold, plus ordered dicts.
+_NATS_PICKLE_GLOBALS = DATA_PICKLE_GLOBALS | {("collections", "OrderedDict")}
+
+
+def _restricted_pickle_load(file_path, ext=".pbz2"):
+    """``nats_bench.api_utils.pickle_load`` (a bz2 pickle, ``ext`` added when the path is not
+    a file) through the restricted unpickler."""
+    path = str(file_path) if os.path.isfile(str(file_path)) else str(file_path) + ext
+    with bz2.BZ2File(path, "rb") as fh:
+        return RestrictedUnpickler(fh, path, allowed=_NATS_PICKLE_GLOBALS,
+                                   holds="a NATS-Bench topology archive").load()
+
+
+@contextlib.contextmanager
+def _restricted_nats_pickles(mod):
+    """Route every archive read of ``nats_bench`` (its modules' ``pickle_load``, also the lazy
+    per-arch reads of a folder) through the restricted unpickler while the block runs; a
+    refused file ends the block with the --trust-pickle error."""
+    owners = [getattr(mod, name, None) for name in ("api_utils", "api_topology")]
+    if any(getattr(m, "pickle_load", None) is None for m in owners):
+        # fail closed: an unknown nats_bench could read the archive some other way
+        raise RlnasError(
+            "this nats_bench version has no api_utils/api_topology.pickle_load to read the "
+            "archive safely; pass --trust-pickle (trust_pickle=True) only for a file from a "
+            "trusted source such as the official download")
+    saved = [m.pickle_load for m in owners]
+    for m in owners:
+        m.pickle_load = _restricted_pickle_load
+    try:
+        yield
+    except UnsafePickleError as exc:
+        raise _untrusted(exc.path, exc.name) from None
+    finally:
+        for m, f in zip(owners, saved):
+            m.pickle_load = f
+
+
 class _SharedDict(dict):
     """A dict whose deepcopy is itself: lets NASBench201API take the loaded file without
     copying it (the API deep-copies a dict argument; the v1.1 file is 4.7 GB)."""
@@ -203,7 +284,7 @@ class _SharedDict(dict):
 # --------------------------------------------------------------------------------------
 
 
-def _open_nb201(source: Path, mod, progress: bool):
+def _open_nb201(source: Path, mod, progress: bool, trust_pickle: bool):
     import torch  # noqa: PLC0415
 
     size_gb = source.stat().st_size / 1e9
@@ -212,9 +293,21 @@ def _open_nb201(source: Path, mod, progress: bool):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = torch.load(str(source), map_location="cpu", weights_only=False)
+            if trust_pickle:
+                data = torch.load(str(source), map_location="cpu", weights_only=False)
+            else:
+                with torch.serialization.safe_globals(_torch_safe_globals()):
+                    data = torch.load(str(source), map_location="cpu", weights_only=True)
     except MemoryError:
         raise RlnasError(f"out of memory while loading {source}") from None
+    except pickle.UnpicklingError as exc:
+        # torch's weights-only refusal: "... GLOBAL module.name ..." or "... got <class 'x'>"
+        found = re.search(r"GLOBAL ([\w.]+)|got <class '([\w.]+)'>", str(exc))
+        if found and not trust_pickle:
+            raise _untrusted(source, found.group(1) or found.group(2)) from None
+        raise RlnasError(
+            f"cannot read {source} as a NAS-Bench-201 .pth file ({_one_line(exc)})"
+        ) from None
     except Exception as exc:
         raise RlnasError(
             f"cannot read {source} as a NAS-Bench-201 .pth file ({_one_line(exc)})"
@@ -254,6 +347,8 @@ def _open_nats(source: Path, mod, progress: bool):
             api = mod.create(str(source), "tss", fast_mode=fast, verbose=False)
     except MemoryError:
         raise RlnasError(f"out of memory while loading {source}") from None
+    except UnsafePickleError:
+        raise  # _restricted_nats_pickles words it
     except Exception as exc:
         raise RlnasError(
             f"cannot read {source} as a NATS-Bench topology archive ({_one_line(exc)})"
@@ -295,6 +390,8 @@ def _read_accuracies(api, i: int, hp: str) -> dict:
     for ds in _DATASETS:
         try:
             infos[ds] = api.get_more_info(i, ds, iepoch=None, hp=hp, is_random=False)
+        except UnsafePickleError:
+            raise  # a refused per-arch file (folder archives read lazily), not a missing result
         except Exception as exc:
             raise LookupError(f"no hp={hp!r} results on {ds} ({_one_line(exc, 160)})") from None
     row = {}
@@ -317,6 +414,8 @@ def _read_costs(api, i: int, hp: str):
     for ds in ("cifar10-valid", "cifar10"):
         try:
             info = api.get_cost_info(i, ds, hp=hp)
+        except UnsafePickleError:
+            raise
         except Exception as exc:
             last = f"get_cost_info({i}, {ds!r}) failed ({_one_line(exc, 160)})"
             continue
@@ -407,7 +506,7 @@ def _write_csv(path: Path, header, rows) -> None:
 
 
 def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = True,
-            allow_partial: bool = False) -> dict:
+            allow_partial: bool = False, trust_pickle: bool = False) -> dict:
     """Convert an official NB201 / NATS-tss benchmark archive to the compact CSV table.
 
     Args:
@@ -421,6 +520,9 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
         progress: print progress lines to stderr.
         allow_partial: accept an archive with fewer than 15,625 architectures, or with
             some architectures lacking results (those are skipped and listed in the meta).
+        trust_pickle: read the archive with a full unpickle (``weights_only=False``, plain
+            ``pickle``), which can run code the file names. Only for a file from a trusted
+            source whose safe load was refused (the module docstring says what that admits).
 
     Returns:
         ``{"rows", "columns", "source", "out", "meta", "kind", "hp", "api", "api_version",
@@ -428,8 +530,8 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
 
     Raises:
         RlnasError: (one line) unknown kind or hp, missing source, missing optional
-        package, unreadable or wrong-kind archive, incomplete archive without
-        ``allow_partial``, unwritable output.
+        package, unreadable or wrong-kind archive, an archive the safe load refuses without
+        ``trust_pickle``, incomplete archive without ``allow_partial``, unwritable output.
     """
     t0 = time.monotonic()
     if not isinstance(kind, str) or kind not in KINDS:
@@ -454,79 +556,83 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
             "(NAS-Bench-201-v1_1-096897.pth); for a NATS-tss folder use kind='nats-tss'"
         )
     mod = _import_api(kind, source)
-    if kind == "nb201":
-        api, api_info = _open_nb201(source, mod, progress)
-    else:
-        api, api_info = _open_nats(source, mod, progress)
+    with contextlib.ExitStack() as reads:  # all archive reads, the lazy ones too
+        if kind == "nats-tss" and not trust_pickle:
+            reads.enter_context(_restricted_nats_pickles(mod))
+        if kind == "nb201":
+            api, api_info = _open_nb201(source, mod, progress, trust_pickle)
+        else:
+            api, api_info = _open_nats(source, mod, progress)
 
-    try:
-        n_total = len(api)
-    except Exception as exc:
-        raise RlnasError(f"cannot count the architectures in {source} ({_one_line(exc)})") from None
-    if n_total > NUM_ARCHS:
-        raise RlnasError(
-            f"{source} has {n_total} architectures; the NB201 topology space has {NUM_ARCHS} "
-            "(is it the right benchmark?)"
-        )
-    if n_total < NUM_ARCHS and not allow_partial:
-        raise RlnasError(
-            f"{source} has {n_total} architectures, not {NUM_ARCHS}; pass allow_partial=True "
-            "to convert it anyway"
-        )
-    if n_total == 0:
-        raise RlnasError(f"{source} has no architectures")
-    _say(progress, f"{n_total} architectures; reading hp={hp!r} results (is_random=False)")
+        try:
+            n_total = len(api)
+        except Exception as exc:
+            raise RlnasError(
+                f"cannot count the architectures in {source} ({_one_line(exc)})") from None
+        if n_total > NUM_ARCHS:
+            raise RlnasError(
+                f"{source} has {n_total} architectures; the NB201 topology space has {NUM_ARCHS} "
+                "(is it the right benchmark?)"
+            )
+        if n_total < NUM_ARCHS and not allow_partial:
+            raise RlnasError(
+                f"{source} has {n_total} architectures, not {NUM_ARCHS}; pass allow_partial=True "
+                "to convert it anyway"
+            )
+        if n_total == 0:
+            raise RlnasError(f"{source} has no architectures")
+        _say(progress, f"{n_total} architectures; reading hp={hp!r} results (is_random=False)")
 
-    rows = []
-    skipped = []  # [index, reason]
-    costs_ok = True
-    costs_reason = None
-    seen = {}
-    t_loop = time.monotonic()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for i in range(n_total):
-            if progress and i and i % _PROGRESS_EVERY == 0:
-                el = time.monotonic() - t_loop
-                _say(progress, f"{i}/{n_total} archs read ({el:.0f} s, about "
-                               f"{el / i * (n_total - i):.0f} s left)")
-            try:
-                arch = api.arch(i)
-            except Exception as exc:
-                raise RlnasError(
-                    f"{source}: cannot read the arch string of index {i} ({_one_line(exc)})"
-                ) from None
-            if not isinstance(arch, str) or not _ARCH_RE.match(arch):
-                raise RlnasError(
-                    f"{source}: index {i} has arch {str(arch)[:80]!r}, not a NAS-Bench-201 cell "
-                    "string (is it the topology benchmark?)"
-                )
-            if arch in seen:
-                raise RlnasError(
-                    f"{source}: arch {arch} appears at index {seen[arch]} and {i}"
-                )
-            seen[arch] = i
-            try:
-                acc = _read_accuracies(api, i, hp)
-            except LookupError as exc:
-                if not allow_partial:
+        rows = []
+        skipped = []  # [index, reason]
+        costs_ok = True
+        costs_reason = None
+        seen = {}
+        t_loop = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for i in range(n_total):
+                if progress and i and i % _PROGRESS_EVERY == 0:
+                    el = time.monotonic() - t_loop
+                    _say(progress, f"{i}/{n_total} archs read ({el:.0f} s, about "
+                                   f"{el / i * (n_total - i):.0f} s left)")
+                try:
+                    arch = api.arch(i)
+                except Exception as exc:
                     raise RlnasError(
-                        f"{source}: architecture {i} is incomplete: {exc}; pass "
-                        "allow_partial=True to skip such architectures"
+                        f"{source}: cannot read the arch string of index {i} ({_one_line(exc)})"
                     ) from None
-                skipped.append([i, str(exc)])
+                if not isinstance(arch, str) or not _ARCH_RE.match(arch):
+                    raise RlnasError(
+                        f"{source}: index {i} has arch {str(arch)[:80]!r}, not a NAS-Bench-201 "
+                        "cell string (is it the topology benchmark?)"
+                    )
+                if arch in seen:
+                    raise RlnasError(
+                        f"{source}: arch {arch} appears at index {seen[arch]} and {i}"
+                    )
+                seen[arch] = i
+                try:
+                    acc = _read_accuracies(api, i, hp)
+                except LookupError as exc:
+                    if not allow_partial:
+                        raise RlnasError(
+                            f"{source}: architecture {i} is incomplete: {exc}; pass "
+                            "allow_partial=True to skip such architectures"
+                        ) from None
+                    skipped.append([i, str(exc)])
+                    _drop_weights(api, i)
+                    continue
                 _drop_weights(api, i)
-                continue
-            _drop_weights(api, i)
-            row = [str(i), arch] + [_fmt(acc[c]) for c in COLUMN_SOURCES]
-            if costs_ok:
-                c = _read_costs(api, i, hp)
-                if isinstance(c, tuple):
-                    row += [_fmt(c[0]), _fmt(c[1])]
-                else:
-                    costs_ok = False
-                    costs_reason = f"index {i}: {c}"
-            rows.append(row)
+                row = [str(i), arch] + [_fmt(acc[c]) for c in COLUMN_SOURCES]
+                if costs_ok:
+                    c = _read_costs(api, i, hp)
+                    if isinstance(c, tuple):
+                        row += [_fmt(c[0]), _fmt(c[1])]
+                    else:
+                        costs_ok = False
+                        costs_reason = f"index {i}: {c}"
+                rows.append(row)
 
     if not rows:
         why = f" (first: index {skipped[0][0]}: {skipped[0][1]})" if skipped else ""

@@ -9,6 +9,8 @@ The angle of the periodic checkpoints shows when the ranking settles (tau versus
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import time
 from pathlib import Path
@@ -19,7 +21,7 @@ from scipy.stats import kendalltau
 
 from .angle import AngleScorer
 from .benchmark import correlation_report, load_nb201_table, scatter_plot
-from .files import atomic_write, atomic_write_text, write_json_atomic
+from .files import atomic_write, atomic_write_text, make_dir, run_lock, write_json_atomic
 from .engine import Run, prepare_training_data, training_variant
 from .errors import RlnasError
 from .scorers import get_scorer, scorer_info
@@ -39,9 +41,20 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
                   columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
                   proxy: Optional[Dict[str, Any]] = None, out_dir: Optional[Path] = None,
                   plots: bool = True, progress: bool = True, budgets: int = 10) -> Dict[str, Any]:
-    """Score the NB201 cells of each run with each scorer and compare with the table."""
+    """Score the NB201 cells of each run with each scorer and compare with the table; write
+    ``evaluation.json``, ``evaluation.md`` and plots to ``out_dir`` (default: the first run).
+    Where ``out_dir`` is a run directory, its lock is held."""
     if not runs:
         raise RlnasError("no run to evaluate")
+    out_dir = Path(out_dir or runs[0].path)
+    with (run_lock(out_dir, "evaluate") if (out_dir / "config.yaml").exists()
+          else contextlib.nullcontext()):
+        return _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir, plots,
+                              progress, budgets)
+
+
+def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: Path, plots,
+                   progress, budgets) -> Dict[str, Any]:
     for run in runs:
         if run.cfg["space"] != "nb201":
             raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
@@ -64,7 +77,11 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
     acc = {c: table.lookup(strs, c) for c in cols}
     cost = space.cost(archs, **cost_kwargs(runs[0]))
     ks = topk_list(len(archs))
-    out_dir = Path(out_dir or runs[0].path)
+    found = _searched(runs[0], table, cols)
+    # the output folders first: a bad --out fails before minutes of scoring
+    make_dir(out_dir, "output folder")
+    if plots:
+        make_dir(out_dir / "plots", "plot folder")
     proxy = dict(proxy or {})
 
     per_run: List[Dict[str, Any]] = []
@@ -108,7 +125,6 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
         per_run.append(entry)
         if plots and run is runs[0]:
             plot_dir = out_dir / "plots"
-            plot_dir.mkdir(parents=True, exist_ok=True)
             for name in scorers:
                 for c in cols:
                     scatter_plot(scores[name], acc[c], plot_dir / f"{_slug(name)}_vs_{c}.png",
@@ -126,7 +142,6 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
               "sample": sample, "topk": ks, "scorers": list(scorers),
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
-    found = _searched(runs[0], table, cols)
     if found:
         result["search"] = found
     write_json_atomic(result, out_dir / "evaluation.json")
@@ -147,16 +162,20 @@ def _searched(run: Run, table, cols):
     path = run.path / "result.json"
     if not path.exists():
         return None
-    import json
-    res = json.loads(path.read_text())
-    key = res.get("scorer", "angle")
+    try:
+        res = json.loads(path.read_text())
+        key = res.get("scorer", "angle")
+        tops = [(t["arch"], t.get(key)) for t in res["top"]]
+        head = {"method": res["method"], "scorer": key, "constraint": res["constraint"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise RlnasError(f"{path} is not an rlnas result.json; run `rlnas search {run.path}` "
+                         f"again or remove it") from None
     found = []
-    for t in res["top"]:
-        row = {"arch": t["arch"], key: t.get(key)}
-        row.update({c: float(table.lookup([t["arch"]], c)[0]) for c in cols})
+    for arch, score in tops:
+        row = {"arch": arch, key: score}
+        row.update({c: float(table.lookup([arch], c)[0]) for c in cols})
         found.append(row)
-    return {"method": res["method"], "scorer": key, "constraint": res["constraint"],
-            "found": found}
+    return dict(head, found=found)
 
 
 # --- aggregation ------------------------------------------------------------------------------
@@ -305,7 +324,7 @@ def plot_over_training(per_run, cols, path: Path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent, "plot folder")
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
     finally:

@@ -5,18 +5,23 @@ checkpoint and ONNX."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
+import numpy as np
 import torch
 
 from . import config as config_mod
 from .checkpoint import load_checkpoint
-from .files import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text, make_dir, os_error_text, run_lock
 from .data import load_dataset, make_loader
-from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed, make_optimizer,
-                     prepare_training_data, run_loop, start_or_resume)
+from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed,
+                     make_optimizer, prepare_training_data, run_loop, start_or_resume)
 from .errors import RlnasError
 from .spaces import get_space
 
@@ -68,122 +73,198 @@ def evaluate_network(model, loader) -> Dict[str, float]:
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
 
 
+# The share of test images that may also be training images (real datasets hold a few exact
+# duplicates) before a retraining is refused: beyond it the test accuracy measures memory.
+TEST_OVERLAP_LIMIT = 0.01
+
+
+def _image_keys(data):
+    """One key per image: a digest of its uint8 pixels (in-memory sets), or its file path (image
+    folders, decoded on the fly; hashing a million files would take longer than the check is
+    worth)."""
+    if getattr(data, "x", None) is None:
+        return [os.path.abspath(p) for p in data.paths]
+    x = np.ascontiguousarray(data.x).reshape(len(data.x), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
+
+
+def check_test_data(d: Dict[str, Any], data, data_desc: str, test) -> int:
+    """Refuse a test set that is the training file, or shares more than TEST_OVERLAP_LIMIT of
+    its images with the training set, unless ``data.allow_test_overlap`` asks for it; return
+    how many test images are also training images."""
+    allow = bool(d.get("allow_test_overlap"))
+    train_src, test_src = d.get("root"), d.get("test_root") or d.get("root")
+    if not allow and train_src and os.path.isfile(train_src) and os.path.isfile(test_src) and \
+            os.path.samefile(train_src, test_src):
+        raise RlnasError(f"the test data {test_src} is the training data file (data.root) "
+                         f"itself; give held-out images as data.test_root, or set "
+                         f"data.allow_test_overlap=true to train on the test set knowingly")
+    train_keys = set(_image_keys(data))
+    shared = sum(k in train_keys for k in _image_keys(test))
+    if shared > TEST_OVERLAP_LIMIT * len(test):
+        what = (f"{shared:,} of {len(test):,} test images ({100 * shared / len(test):.1f}%) are "
+                f"also training images (training: {data_desc}; test: {test.source})")
+        if not allow:
+            raise RlnasError(f"{what}; give held-out images as data.test_root, or set "
+                             f"data.allow_test_overlap=true to accept it")
+        print(f"warning: {what}; accepted (data.allow_test_overlap)", file=sys.stderr)
+    return shared
+
+
+def _check_retrain_dir(cfg: Dict[str, Any], run_dir: Path, arch_str: str) -> bool:
+    """True when ``run_dir`` holds this retraining to resume; refuses another arch or config."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RlnasError(f"cannot retrain in {run_dir}: it is a file, not a folder")
+    arch_file = run_dir / "arch.json"
+    if arch_file.exists():
+        try:
+            saved = json.loads(arch_file.read_text())["arch"]
+        except (ValueError, KeyError, TypeError):
+            raise RlnasError(f"{arch_file} is corrupt; use a new directory") from None
+        if saved != arch_str:
+            raise RlnasError(f"{run_dir} retrains {saved}, not {arch_str}; use a new directory")
+    return check_run_dir(cfg, run_dir)
+
+
 def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool = True,
                   stop_at_step: Optional[int] = None) -> Dict[str, Any]:
-    """Train the standalone network of ``arch_spec`` per ``cfg`` in ``run_dir`` (resumes)."""
+    """Train the standalone network of ``arch_spec`` per ``cfg`` in ``run_dir`` (resumes).
+    The run directory, the data and the test overlap are checked before anything is written;
+    training holds the run's lock."""
     run_dir = Path(run_dir)
     space = get_space(cfg["space"])
     arch, source = resolve_arch(space, arch_spec)
     arch_str = space.to_str(arch)
-    if (run_dir / "arch.json").exists():
-        saved = json.loads((run_dir / "arch.json").read_text())["arch"]
-        if saved != arch_str:
-            raise RlnasError(f"{run_dir} retrains {saved}, not {arch_str}; use a new directory")
-    resume = check_run_dir(cfg, run_dir)
+    _check_retrain_dir(cfg, run_dir, arch_str)  # fails fast, before the data is loaded
     dist, device = init_distributed(cfg["device"])
-    t, d, m = cfg["train"], cfg["data"], dict(cfg["model"])
+    t, d = cfg["train"], cfg["data"]
     check_parallel(t, dist)
     data, data_desc = prepare_training_data(cfg)
     test = load_dataset(d["dataset"], d.get("test_root") or d["root"], split="test")
+    shared = check_test_data(d, data, data_desc, test)
+    m = dict(cfg["model"])
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
-        atomic_write_text(run_dir / "arch.json", json.dumps(
-            {"space": space.name, "arch": arch_str, "genome": [int(g) for g in arch],
-             "source": source}, indent=2) + "\n")
-        atomic_write_text(run_dir / "run.json", json.dumps(
-            {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
-             "test": test.source, "labels": "true labels", "num_images": int(len(data.y)),
-             "num_classes": int(data.num_classes),
-             "image_size": int(d.get("resolution") or data.image_size[0]),
-             "device": str(device), "processes": dist.world}, indent=2) + "\n")
-    dist.barrier()
-    torch.manual_seed(cfg["seed"])
-    model = space.network(arch, num_classes=data.num_classes, **m).to(device)
-    channels_last = CHANNELS_LAST
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
-                         augment=d["augment"], channels_last=channels_last,
-                         cutout=int(d.get("cutout") or 0), resolution=d.get("resolution"),
-                         transform=d.get("transform"))
-    test.mean, test.std = data.mean, data.std  # normalise test images as training ones
-    test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
-                              eval_mode=True, resolution=d.get("resolution"),
-                              transform=d.get("transform"))
+    make_dir(run_dir, "retraining directory")
+    with run_lock(run_dir, "retrain"):
+        # again under the lock: another process may have started this run meanwhile
+        resume = _check_retrain_dir(cfg, run_dir, arch_str)
+        if dist.main:
+            atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+            atomic_write_text(run_dir / "arch.json", json.dumps(
+                {"space": space.name, "arch": arch_str, "genome": [int(g) for g in arch],
+                 "source": source}, indent=2) + "\n")
+            atomic_write_text(run_dir / "run.json", json.dumps(
+                {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
+                 "test": test.source, "test_images_in_training": shared,
+                 "labels": "true labels", "num_images": int(len(data.y)),
+                 "num_classes": int(data.num_classes),
+                 "image_size": int(d.get("resolution") or data.image_size[0]),
+                 "device": str(device), "processes": dist.world}, indent=2) + "\n")
+        dist.barrier()
+        torch.manual_seed(cfg["seed"])
+        model = space.network(arch, num_classes=data.num_classes, **m).to(device)
+        channels_last = CHANNELS_LAST
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
+                             augment=d["augment"], channels_last=channels_last,
+                             cutout=int(d.get("cutout") or 0), resolution=d.get("resolution"),
+                             transform=d.get("transform"))
+        test.mean, test.std = data.mean, data.std  # normalise test images as training ones
+        test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
+                                  eval_mode=True, resolution=d.get("resolution"),
+                                  transform=d.get("transform"))
 
-    def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
-        if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = drop_path * epoch / t["epochs"]
+        def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
+            if hasattr(model, "drop_path_prob"):
+                model.drop_path_prob = drop_path * epoch / t["epochs"]
 
-    eval_every = int(cfg.get("eval", {}).get("every_epochs", 1) or 0)
+        eval_every = int(cfg.get("eval", {}).get("every_epochs", 1) or 0)
 
-    def after_epoch(epoch, extra):
-        if dist.main and (epoch == t["epochs"] or (eval_every and epoch % eval_every == 0)):
-            res = dict(evaluate_network(model, test_loader), epoch=epoch)
-            _append(run_dir / "eval.csv", res)
-        return False
+        def after_epoch(epoch, extra):
+            if dist.main and (epoch == t["epochs"] or (eval_every and epoch % eval_every == 0)):
+                res = dict(evaluate_network(model, test_loader), epoch=epoch)
+                _append(run_dir / "eval.csv", res)
+            return False
 
-    meta = {"space": space.name, "arch": arch_str, "model_config": dict(cfg["model"]),
-            "num_classes": int(data.num_classes)}
-    spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
-                    lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
-                    weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
-                    lr_schedule=t["lr_schedule"], warmup_epochs=t.get("warmup_epochs", 0),
-                    label_smoothing=t["label_smoothing"], grad_clip_norm=t["grad_clip_norm"],
-                    grad_clip_value=t["grad_clip_value"], wd_conv_only=t["wd_conv_only"],
-                    wd_classifier=t.get("wd_classifier", False),
-                    aux_weight=t.get("aux_weight", 0.0), accumulate=t["accumulate"], dist=dist,
-                    grad_sync=t["grad_sync"], before_epoch=before_epoch,
-                    epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
-                    ckpt_every_steps=t["ckpt_every_steps"],
-                    keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
-                    metrics_path=run_dir / "metrics.csv", progress=progress, desc="retrain")
-    optimizer = make_optimizer(spec)
-    ckpt = start_or_resume(spec, optimizer, run_dir, resume)
-    start = int(ckpt.get("step", 0))
-    total = loader.steps_per_epoch * t["epochs"]
-    if start < total:
-        run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
-                 epoch_stats=ckpt.get("epoch_stats"))
-    rows = _read(run_dir / "eval.csv")
-    if not rows:
-        raise RlnasError(f"{run_dir}: no evaluation was recorded")
-    best = max(rows, key=lambda r: r["top1"])
-    summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
-                                                 if p.requires_grad) / 1e6,
-               "last": rows[-1], "best": best, "epochs": t["epochs"]}
-    if dist.main:
-        atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
-    return summary
+        meta = {"space": space.name, "arch": arch_str, "model_config": dict(cfg["model"]),
+                "num_classes": int(data.num_classes)}
+        spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
+                        lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
+                        weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
+                        lr_schedule=t["lr_schedule"], warmup_epochs=t.get("warmup_epochs", 0),
+                        label_smoothing=t["label_smoothing"], grad_clip_norm=t["grad_clip_norm"],
+                        grad_clip_value=t["grad_clip_value"], wd_conv_only=t["wd_conv_only"],
+                        wd_classifier=t.get("wd_classifier", False),
+                        aux_weight=t.get("aux_weight", 0.0), accumulate=t["accumulate"], dist=dist,
+                        grad_sync=t["grad_sync"], before_epoch=before_epoch,
+                        epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
+                        ckpt_every_steps=t["ckpt_every_steps"],
+                        keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
+                        metrics_path=run_dir / "metrics.csv", progress=progress, desc="retrain")
+        optimizer = make_optimizer(spec)
+        ckpt = start_or_resume(spec, optimizer, run_dir, resume)
+        start = int(ckpt.get("step", 0))
+        total = loader.steps_per_epoch * t["epochs"]
+        if start < total:
+            run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
+                     epoch_stats=ckpt.get("epoch_stats"))
+        rows = _read(run_dir / "eval.csv")
+        if not rows:
+            raise RlnasError(f"{run_dir}: no evaluation was recorded")
+        best = max(rows, key=lambda r: r["top1"])
+        summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
+                                                     if p.requires_grad) / 1e6,
+                   "last": rows[-1], "best": best, "epochs": t["epochs"]}
+        if dist.main:
+            atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def _append(path: Path, row: Dict[str, float]):
     new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["epoch", "top1", "top5"])
-        if new:
-            w.writeheader()
-        w.writerow({"epoch": row["epoch"], "top1": f"{row['top1']:.4f}",
-                    "top5": f"{row['top5']:.4f}"})
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["epoch", "top1", "top5"])
+            if new:
+                w.writeheader()
+            w.writerow({"epoch": row["epoch"], "top1": f"{row['top1']:.4f}",
+                        "top5": f"{row['top5']:.4f}"})
+    except OSError as exc:  # a full disk raises on the write, where the error has no path
+        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
 
 
 def _read(path: Path):
     if not path.exists():
         return []
-    with open(path) as f:
-        return [{"epoch": int(r["epoch"]), "top1": float(r["top1"]), "top5": float(r["top5"])}
-                for r in csv.DictReader(f)]
+    try:
+        with open(path) as f:
+            return [{"epoch": int(r["epoch"]), "top1": float(r["top1"]), "top5": float(r["top5"])}
+                    for r in csv.DictReader(f)]
+    except (KeyError, TypeError, ValueError):
+        raise RlnasError(f"{path} is corrupt (expected columns epoch, top1, top5)") from None
 
 
 # --- export -----------------------------------------------------------------------------------
 def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """The retrained network of ``run_dir`` as a plain nn.Module (eval mode) and its metadata."""
     run_dir = Path(run_dir)
+    supernet = RlnasError(f"{run_dir} is a supernet run; export takes a retraining directory "
+                          f"(rlnas retrain PRESET {run_dir} --out DIR makes one)")
+    if not run_dir.is_dir():
+        raise RlnasError(f"retraining directory {run_dir} "
+                         f"{'is a file' if run_dir.exists() else 'not found'}")
     if not (run_dir / "arch.json").exists():
+        if (run_dir / "config.yaml").exists():
+            raise supernet
         raise RlnasError(f"{run_dir} is not a retraining run (no arch.json)")
     ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt")
+    if "arch" not in ckpt:
+        raise supernet
+    missing = [k for k in ("space", "model_config", "num_classes") if k not in ckpt]
+    if missing:
+        raise RlnasError(f"{run_dir / 'ckpt' / 'last.pt'} lacks {', '.join(missing)}; it is not "
+                         f"a retrained network")
     space = get_space(ckpt["space"])
     kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
@@ -198,14 +279,27 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
 
 def export(run_dir, out_dir=None, onnx: bool = False, image_size: Optional[int] = None):
     """Write ``model.pt`` (state dict + what rebuilds the module: space, arch, kwargs) and, with
-    ``onnx``, ``model.onnx`` (needs the `onnx` extra)."""
+    ``onnx``, ``model.onnx`` (needs the `onnx` extra). Holds the run's lock (a retraining in
+    progress would be exported half-trained)."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir or run_dir / "export")
     model, meta = load_network(run_dir)
-    size = image_size or json.loads((run_dir / "run.json").read_text())["image_size"]
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(out_dir / "model.pt", lambda tmp: torch.save(
-        dict(meta, format="rlnas-network-1", image_size=size, model=model.state_dict()), tmp))
+    with run_lock(run_dir, "export"):
+        return _export(run_dir, out_dir, onnx, model, meta, image_size)
+
+
+def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
+    try:
+        size = image_size or int(json.loads((run_dir / "run.json").read_text())["image_size"])
+    except (ValueError, KeyError, TypeError):
+        raise RlnasError(f"{run_dir / 'run.json'} is corrupt (no image_size)") from None
+    make_dir(out_dir, "output folder")
+    # serialised before any file is touched: a full disk is then an OSError of the write, where
+    # torch's stream writer reports it as an obscure RuntimeError ("basic_ios::clear")
+    buf = io.BytesIO()
+    torch.save(dict(meta, format="rlnas-network-1", image_size=size, model=model.state_dict()),
+               buf)
+    atomic_write(out_dir / "model.pt", lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
     written = [str(out_dir / "model.pt")]
     if onnx:
         try:

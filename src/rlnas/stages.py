@@ -13,7 +13,7 @@ from scipy.stats import kendalltau
 
 from .benchmark import scatter_plot
 from .config import search_scorer
-from .files import atomic_write_text, write_json_atomic
+from .files import atomic_write_text, make_dir, run_lock, write_json_atomic
 from .engine import Run, prepare_training_data
 from .errors import RlnasError
 from .evolution import Constraint, EvolutionSettings, run_search
@@ -26,7 +26,18 @@ def cost_kwargs(run: Run) -> Dict[str, Any]:
     return run.space.cost_defaults(run.info)
 
 
+def check_checkpoint_name(final: str) -> str:
+    """A checkpoint is named by its file name in the run's ckpt/ folder; a path could point a
+    scorer at any file (and a run's results at another run's weights)."""
+    if not isinstance(final, str) or final in ("", ".", "..") or any(
+            c in final for c in ("/", "\\", "\0")):
+        raise RlnasError(f"checkpoint {final!r} must be the name of a file in the run's ckpt/ "
+                         f"folder (e.g. last.pt or epoch_10.pt), not a path")
+    return final
+
+
 def score_context(run: Run, final: str = "last.pt", **options) -> ScoreContext:
+    check_checkpoint_name(final)
     return ScoreContext(space=run.space, run=run, cost_kwargs=cost_kwargs(run), checkpoint=final,
                         seed=run.cfg["seed"], options=options)
 
@@ -49,6 +60,14 @@ def run_scorer(run: Run, scorer: Optional[str] = None) -> str:
     return scorer or search_scorer(run.cfg)
 
 
+def check_scores(scores: np.ndarray, scorer: str, run: Run) -> np.ndarray:
+    """Refuse a scoring in which no arch got a finite score: it would rank archs by nothing and
+    replace the run's earlier results."""
+    if not np.isfinite(scores).any():
+        raise RlnasError(f"{run.path}: {scorer} gave no arch a finite score; nothing written")
+    return scores
+
+
 def ranking_path(run: Run, scorer: str) -> Path:
     return run.path / ("ranking.csv" if scorer == run_scorer(run) else f"ranking-{scorer}.csv")
 
@@ -56,16 +75,23 @@ def ranking_path(run: Run, scorer: str) -> Path:
 def rank(run: Run, final: str = "last.pt", scorer: Optional[str] = None,
          out: Optional[Path] = None) -> Dict[str, Any]:
     """Score every arch of an enumerable space; write ``ranking.csv`` (the run's scorer) or
-    ``ranking-<scorer>.csv`` (another one), best first, with a column named after the scorer."""
+    ``ranking-<scorer>.csv`` (another one), best first, with a column named after the scorer.
+    Holds the run's lock; the file is written only once every arch is scored."""
     scorer = run_scorer(run, scorer)
     space = run.space
     archs = space.enumerate()
     if archs is None:
         raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
+    with run_lock(run.path, "rank"):
+        return _rank(run, archs, final, scorer, out)
+
+
+def _rank(run: Run, archs: np.ndarray, final: str, scorer: str, out: Optional[Path]):
+    space = run.space
     t0 = time.perf_counter()
     fn = scorer_for(run, scorer, final)
     t1 = time.perf_counter()
-    scores = np.asarray(fn(archs), dtype=np.float64)
+    scores = check_scores(np.asarray(fn(archs), dtype=np.float64), scorer, run)
     t2 = time.perf_counter()
     order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
     cost = space.cost(archs, **cost_kwargs(run))
@@ -100,8 +126,14 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
            max_params=None, max_flops=None, seed: Optional[int] = None,
            scorer: Optional[str] = None, progress=None) -> Dict[str, Any]:
     """Search the run's space by a scorer (the run's ``search.scorer`` by default); write
-    ``result.json``."""
-    scorer = run_scorer(run, scorer)
+    ``result.json``, ``visited.csv`` and a plot. Holds the run's lock; nothing is written until
+    the search is done."""
+    with run_lock(run.path, "search"):
+        return _search(run, method, final, max_params, max_flops, seed, run_scorer(run, scorer),
+                       progress)
+
+
+def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progress):
     s = run.cfg["search"]
     method = method or s["method"]
     space = run.space
@@ -116,6 +148,7 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
     result = run_search(method, space, fn, constraint=constraint,
                         seed=run.cfg["seed"] if seed is None else seed, settings=settings,
                         num_samples=s["num_samples"], progress=progress)
+    check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
     k = s["report_top"]
     top = result.archs[:k]
     cost = space.cost(top, **cost_kwargs(run))
@@ -131,8 +164,7 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
         "history": result.history,
         "size": size_summary(result.scores, visited_cost),
     }
-    _write_visited(run, space, scorer, result, visited_cost)
-    write_json_atomic(out, run.path / "result.json")
+    _write_search_results(run, space, scorer, result, visited_cost, out)
     return out
 
 
@@ -152,8 +184,11 @@ def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, A
     return out
 
 
-def _write_visited(run: Run, space, scorer: str, result, cost):
-    """visited.csv (every scored arch, best first, with its cost) and a score-vs-cost plot."""
+def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[str, Any]):
+    """visited.csv (every scored arch, best first, with its cost), result.json (``out``) and a
+    score-vs-cost plot; the plot folder is made first, so that a run that cannot be written
+    fails before any result is replaced."""
+    plots = make_dir(run.path / "plots", "plot folder")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "arch", scorer, "params_m", "flops_m"])
@@ -161,7 +196,7 @@ def _write_visited(run: Run, space, scorer: str, result, cost):
                                             cost["flops"]), start=1):
         w.writerow([r, space.to_str(tuple(a)), f"{sc:.12g}", f"{p:.6f}", f"{fl:.5f}"])
     atomic_write_text(run.path / "visited.csv", buf.getvalue())
-    (run.path / "plots").mkdir(exist_ok=True)
-    scatter_plot(cost["flops"], result.scores, run.path / "plots" / "search_score_vs_flops.png",
+    write_json_atomic(out, run.path / "result.json")
+    scatter_plot(cost["flops"], result.scores, plots / "search_score_vs_flops.png",
                  title=f"{result.method} search: {scorer} vs FLOPs ({len(result.scores)} visited)",
                  xlabel="M FLOPs", ylabel=scorer)
