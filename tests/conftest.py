@@ -48,6 +48,19 @@ def write_npz(path, n, seed=0, size=32, classes=10):
     return path
 
 
+def write_params_table(path, offsets=(("cifar10_test", 80),)):
+    """An NB201 ground truth that is a function of the params count (``offset + 10 x M params``
+    per column): no scorer can beat the params baseline on it."""
+    from rlnas.spaces import get_space
+    space = get_space("nb201")
+    archs = space.enumerate()
+    params = space.cost(archs)["params"]
+    path.write_text("arch," + ",".join(c for c, _ in offsets) + "\n" + "".join(
+        f"{space.to_str(tuple(a))}," + ",".join(f"{o + 10 * p:.4f}" for _, o in offsets) + "\n"
+        for a, p in zip(archs, params)))
+    return path
+
+
 def reference_variants(parts):
     """Slow, explicit reference for every angle variant (``rlnas.angle.VARIANTS``).
 

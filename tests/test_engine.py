@@ -402,3 +402,87 @@ def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_pa
     run = open_run(tmp_path / "run")
     res = stages.search(run, method="random", scorer="angle_sum+jacov")
     assert res["scorer"] == "angle_sum+jacov" and res["evaluations"] == 12
+
+
+# --- optional TensorBoard logging (RLNAS_TENSORBOARD) ------------------------------------------
+class _FakeWriter:
+    """Stands in for torch.utils.tensorboard.SummaryWriter (tensorboard is an optional extra)."""
+
+    made = []
+
+    def __init__(self, log_dir=None, purge_step=None):
+        self.log_dir, self.purge_step, self.scalars, self.closed = log_dir, purge_step, [], False
+        _FakeWriter.made.append(self)
+
+    def add_scalar(self, tag, value, step):
+        assert isinstance(value, float) and isinstance(step, int)
+        self.scalars.append((tag, step, value))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def fake_board(monkeypatch):
+    from rlnas import engine
+    _FakeWriter.made = []
+    monkeypatch.setattr(engine, "_summary_writer", lambda: _FakeWriter)
+    return _FakeWriter.made
+
+
+def test_tensorboard_logs_per_epoch_scalars_and_the_stability_tau(tiny_data, tmp_path,
+                                                                   monkeypatch, fake_board):
+    monkeypatch.setenv("RLNAS_TENSORBOARD", "1")
+    cfg = tiny_cfg(tiny_data, "epochs=3", "train.stop_when_stable=0.0", "train.stability_every=1")
+    train_supernet(cfg, tmp_path / "run", progress=False)
+    (w,) = fake_board
+    assert w.log_dir == str(tmp_path / "run" / "tensorboard") and w.purge_step is None and w.closed
+    by_tag = {}
+    for tag, step, value in w.scalars:
+        by_tag.setdefault(tag, []).append((step, value))
+    for tag in ("loss", "train_acc", "lr", "images_per_s"):
+        assert [s for s, _ in by_tag[f"supernet/{tag}"]] == [1, 2, 3], tag
+    # the same numbers as metrics.csv; tau once there is a previous ranking (epochs 2 and 3)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [f"{v:.6g}" for _, v in by_tag["supernet/loss"]] == [r["loss"] for r in rows]
+    taus = list(csv.DictReader(open(tmp_path / "run" / "stability.csv")))
+    assert [s for s, _ in by_tag["supernet/stability_tau"]] == [2, 3]
+    assert [f"{v:.6f}" for _, v in by_tag["supernet/stability_tau"]] == \
+        [r["tau_previous"] for r in taus[1:]]
+    assert "scalars" not in load_checkpoint(tmp_path / "run" / "ckpt" / "last.pt")
+
+
+def test_tensorboard_dir_holds_one_folder_per_run_and_a_resume_purges_replayed_epochs(
+        tiny_data, tmp_path, monkeypatch, fake_board):
+    monkeypatch.setenv("RLNAS_TENSORBOARD", str(tmp_path / "tb"))
+    cfg = tiny_cfg(tiny_data, "train.ckpt_every_steps=2", "epochs=3")
+    with pytest.raises(KeyboardInterrupt):  # killed at step 5 (epoch 2); last.pt is step 4
+        train_supernet(cfg, tmp_path / "myrun", progress=False, stop_at_step=5)
+    train_supernet(cfg, tmp_path / "myrun", progress=False)
+    first, second = fake_board
+    assert first.log_dir == second.log_dir == str(tmp_path / "tb" / "myrun")
+    assert first.closed and [s for t, s, _ in first.scalars if t == "supernet/loss"] == [1]
+    assert second.purge_step == 2  # epoch 2 is logged again from the checkpoint on
+    assert [s for t, s, _ in second.scalars if t == "supernet/loss"] == [2, 3]
+
+
+@pytest.mark.parametrize("value", ["", "0", "off"])
+def test_tensorboard_off_writes_nothing(value, tiny_data, tmp_path, monkeypatch, fake_board):
+    monkeypatch.setenv("RLNAS_TENSORBOARD", value)
+    train_supernet(tiny_cfg(tiny_data, "epochs=1"), tmp_path / "run", progress=False)
+    assert fake_board == [] and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_tensorboard_asked_for_without_the_package_is_a_one_line_error(tiny_data, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setenv("RLNAS_TENSORBOARD", "1")
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
+    with pytest.raises(RlnasError, match=r"RLNAS_TENSORBOARD is set but the tensorboard package "
+                                         r"is not installed: pip install 'rlnas\[tensorboard\]'"
+                       ) as err:
+        train_supernet(tiny_cfg(tiny_data, "epochs=1"), tmp_path / "run", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "ckpt").exists()  # refused before any work

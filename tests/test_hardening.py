@@ -24,8 +24,7 @@ from rlnas.engine import prepare_training_data
 from rlnas.errors import RlnasError
 from rlnas.files import LOCK_NAME
 from rlnas.retraining import check_test_data
-from rlnas.spaces import get_space
-from conftest import write_npz
+from conftest import write_npz, write_params_table
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32"]
@@ -42,13 +41,7 @@ def npz_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
-    space = get_space("nb201")
-    archs = space.enumerate()
-    params = space.cost(archs)["params"]
-    path = tmp_path_factory.mktemp("table") / "nb201.csv"
-    path.write_text("arch,cifar10_test\n" + "".join(
-        f"{space.to_str(tuple(a))},{80 + 10 * p:.4f}\n" for a, p in zip(archs, params)))
-    return path
+    return write_params_table(tmp_path_factory.mktemp("table") / "nb201.csv")
 
 
 @pytest.fixture(scope="module")

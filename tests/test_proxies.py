@@ -390,3 +390,26 @@ def test_cost_per_arch(capsys):
     with capsys.disabled():
         parts = ", ".join(f"{n} {1000 * s / len(archs):.1f}" for n, (_, s) in res.items())
         print(f"\n[proxies] all six per arch: {1000 * per_arch:.1f} ms ({parts} ms)")
+
+
+def test_a_progress_bar_over_archs_unless_progress_is_off(monkeypatch, capsys):
+    """`rlnas evaluate` passes progress=not -q in the options; a call that runs longer than
+    PROGRESS_DELAY seconds shows a tqdm bar on stderr (delay 0 here: always)."""
+    import rlnas.proxies as proxies
+    monkeypatch.setattr(proxies, "PROGRESS_DELAY", 0.0)
+    data = tiny_data()
+    on = get_scorer("synflow", ctx_for(data))(ARCHS)  # progress defaults to on
+    err = capsys.readouterr().err
+    assert "synflow" in err and f"/{len(ARCHS)}" in err and "arch" in err
+    off = get_scorer("synflow", ctx_for(data, progress=False))(ARCHS)
+    np.testing.assert_array_equal(on, off)
+    score_all(["snip", "nwot"], SPACE, ARCHS, ctx_for(data), progress=False)
+    get_scorer("synflow", ctx_for(data))(ARCHS[:1])  # a single arch: no bar
+    assert capsys.readouterr().err == ""
+    score_all(["snip", "nwot"], SPACE, ARCHS, ctx_for(data), progress=True)
+    assert "proxies" in capsys.readouterr().err
+
+
+def test_no_bar_before_the_delay(capsys):
+    get_scorer("nwot", ctx_for(tiny_data()))(ARCHS)  # well under PROGRESS_DELAY
+    assert capsys.readouterr().err == ""

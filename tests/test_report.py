@@ -98,7 +98,34 @@ def test_cli_compares_scorers(runs, table, tmp_path, capsys):
     assert main(["evaluate", str(runs[0]), str(runs[1]), "--nasbench201", str(table),
                  "--scorers", "angle,flops", "--out", str(tmp_path), "-q"]) == 0
     out = capsys.readouterr().out
-    assert "| flops |" in out and (tmp_path / "evaluation.json").exists()
+    # a short summary, not the whole evaluation.md: tau per scorer and column, the report's place
+    assert "tau angle" in out and "tau flops (baseline)" in out and "mean ± std over 2 runs" in out
+    assert f"full report: {tmp_path / 'evaluation.md'}" in out
+    assert "| flops |" not in out and "Size control" not in out and len(out) < 2000
+    assert (tmp_path / "evaluation.json").exists()
+    assert "| flops |" in (tmp_path / "evaluation.md").read_text()
+    assert main(["evaluate", str(runs[0]), "--nasbench201", str(table), "--scorers", "flops",
+                 "--out", str(tmp_path), "-q", "--full"]) == 0
+    assert "| flops |" in capsys.readouterr().out
+
+
+def test_precision_headers_and_units_stable(runs, table, tmp_path):
+    """The P@k headers are the same for every number of cells; k is said above the table; every
+    column has its unit; the size-control footnotes appear once, not once per column."""
+    from rlnas.report import format_markdown
+    heads = []
+    for sample in (30, 2000, None):
+        res = evaluate_runs([open_run(runs[0])], table, scorers=["params", "random"],
+                            sample=sample, out_dir=tmp_path, plots=False, progress=False)
+        md = format_markdown(res)
+        head = next(line for line in md.splitlines() if line.startswith("| scorer | tau |"))
+        heads.append(head)
+        assert "P@1% = top" in md and "top-1 acc (%)" in head and "time (s)" in head
+        assert "| budget |" not in md and "limit (M params)" in md and "limit (M FLOPs)" in md
+        notes = [line for line in md.splitlines() if line.startswith("\\* ")]
+        assert len(notes) == len(set(notes))
+    assert heads[0] == heads[1] == heads[2]
+    assert "| P@10 | P@50 | P@100 | P@1% | P@5% |" in heads[0]
 
 
 def test_constrained_ladder(runs, table, tmp_path):

@@ -29,7 +29,7 @@ def test_every_preset_loads():
         assert cfg["space"] in ("nb201", "darts", "mobilenet")
 
 
-def test_retrain_nb201_resumes_and_exports(data, tmp_path):
+def test_retrain_nb201_resumes_and_exports(data, tmp_path, capsys):
     cfg = load_config("retrain-nb201-cifar10", [f"root={data}", "channels=4", "cells=1",
                                                 "epochs=2", "batch=32", "eval.every_epochs=1",
                                                 "train.ckpt_every_steps=1"])
@@ -43,16 +43,30 @@ def test_retrain_nb201_resumes_and_exports(data, tmp_path):
     with pytest.raises(RlnasError, match="retrains"):
         train_network(cfg, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", tmp_path / "a",
                       progress=False)
-    # export: a plain module checkpoint and ONNX with the same outputs
+    # export: a torch.export program, the state dict, ONNX with the same outputs, export.json
+    capsys.readouterr()
     assert main(["export", str(tmp_path / "a"), "--onnx"]) == 0
+    out, err = capsys.readouterr()
+    folder = tmp_path / "a" / "export"
+    assert out.split() == ["wrote", str(folder / "model.pt"), "wrote", str(folder / "model.pt2"),
+                           "wrote", str(folder / "model.onnx"), "wrote",
+                           str(folder / "export.json")]
+    assert err == ""  # no exporter chatter, no deprecation warning
     ort = pytest.importorskip("onnxruntime")
     model, meta = load_network(tmp_path / "a")
     x = torch.randn(3, 3, 32, 32)
-    sess = ort.InferenceSession(str(tmp_path / "a" / "export" / "model.onnx"))
+    sess = ort.InferenceSession(str(folder / "model.onnx"))
     onnx_out = sess.run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(onnx_out, model(x).detach().numpy(), rtol=1e-4, atol=1e-5)
-    saved = torch.load(tmp_path / "a" / "export" / "model.pt", weights_only=True)
+    with torch.no_grad():
+        np.testing.assert_allclose(torch.export.load(folder / "model.pt2").module()(x).numpy(),
+                                   model(x).numpy(), rtol=1e-5, atol=1e-5)
+    saved = torch.load(folder / "model.pt", weights_only=True)
     assert saved["arch"] == NB201_ARCH and saved["format"] == "rlnas-network-1"
+    manifest = json.loads((folder / "export.json").read_text())
+    assert manifest["arch"] == NB201_ARCH and manifest["input"]["shape"] == ["N", 3, 32, 32]
+    assert manifest["files"]["model.onnx"]["exporter"] == "torch.onnx.export(dynamo=True)"
+    assert manifest["retraining"]["top1_last"] == full["last"]["top1"]
 
 
 def test_retrain_darts_from_result_json(data, tmp_path):

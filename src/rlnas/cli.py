@@ -1,12 +1,14 @@
 """The `rlnas` command: one verb per stage.
 
     rlnas train PRESET [key=value ...] [--out RUN]     supernet with random (or true) labels
+    rlnas train RUN [key=value ...]                    continue RUN from its saved config.yaml
     rlnas rank RUN [--scorer S]                        score every arch -> ranking.csv
     rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
+                                                       -> RUN/result-<method>-<scorer>[...].json
     rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
     rlnas run PRESET [key=value ...] [--out RUN]       train, rank, search (and evaluate)
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
-    rlnas export RUN [--onnx]                          retrained network as model.pt / ONNX
+    rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
     rlnas bench | cost ARCH | sample SPACE | scorers | presets
     rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
     rlnas demo                                         the whole method offline, in minutes
@@ -27,11 +29,31 @@ from .errors import RlnasError
 from .files import os_error_text
 
 
+TRAIN_EPILOG = """\
+Continue a run: `rlnas train RUN` (RUN a run directory, with its config.yaml) resumes it from
+its saved config; no override needs retyping, and --out defaults to RUN. Overrides given then
+apply on top of the saved config, and only those that do not change the result are accepted
+(device, precision, data.root, data.split_file, evaluate.nasbench201, checkpoint cadence,
+train.accumulate, train.grad_sync). With --out NEW, RUN's config starts a new run in NEW. A bare
+preset name stays the preset; write ./NAME for a run folder of that name.
+
+Extending a run's epochs (`rlnas train RUN epochs=N`, N larger) is refused where the learning
+rate schedule depends on train.epochs (cosine per epoch, linear per step, linear_warmup: the
+rates of the steps already trained would change). It is exact, and accepted, with a constant
+rate: lr_schedule cosine or linear with train.lr_min equal to train.lr. A run stopped early
+because its ranking was stable stays complete.
+
+Aliases: epochs, batch, lr, channels, cells (model.cells in NB201 and the choice spaces,
+model.layers in DARTS), layers, root, dataset, subset, labels, scorer, method, max_params ..."""
+
+
 def _add_train_args(p):
-    p.add_argument("config", help="preset name (e.g. nb201-cifar10) or a YAML file")
+    p.add_argument("config", help="preset name (e.g. nb201-cifar10), a YAML file, or a run "
+                                  "directory to continue (its saved config.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. epochs=10 channels=8 root=/data/cifar10")
-    p.add_argument("--out", "-o", help="run directory (default: runs/<preset>)")
+    p.add_argument("--out", "-o", help="run directory (default: runs/<preset>, or the run "
+                                       "directory given as config)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -40,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("train", help="train a supernet (resumes an existing run)")
+    p = sub.add_parser("train", help="train a supernet (resumes an existing run)",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
 
     p = sub.add_parser("rank", help="score every arch of a run (by its search.scorer)")
@@ -50,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble a+b (default: the run's "
                                     "search.scorer; see `rlnas scorers`)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("search", help="search a run's space (by its search.scorer)")
     p.add_argument("run")
@@ -61,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained checkpoint in RUN/ckpt, by file name (default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble (default: the run's "
                                     "search.scorer)")
+    p.add_argument("--name", help="name of this search's files, RUN/result-NAME.json and "
+                                  "RUN/visited-NAME.csv (default: from its settings, e.g. "
+                                  "evolution-angle_sum-maxp0.5); result.json and visited.csv "
+                                  "are copies of the latest search")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
@@ -74,10 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
     p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
     p.add_argument("--eval-images", type=int, help="accuracy scorer: held-out images")
+    p.add_argument("--result", help="which search of the first run to report: a search name "
+                                    "(evolution-angle_sum), a result-*.json file or path "
+                                    "(default: the latest search, RUN/result.json)")
     p.add_argument("--out", help="output folder (default: the first run)")
+    p.add_argument("--full", action="store_true",
+                   help="print the whole evaluation.md instead of the summary")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    p = sub.add_parser("run", help="train, rank, search and evaluate in one go")
+    p = sub.add_parser("run", help="train, rank, search and evaluate in one go",
+                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
 
     p = sub.add_parser("retrain", help="train a found architecture from scratch (true labels)")
@@ -87,10 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", help="output directory (default: runs/<preset>)")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    p = sub.add_parser("export", help="a retrained network as model.pt (+ ONNX)")
+    p = sub.add_parser("export", help="a retrained network as a torch.export program (model.pt2), state dict and export.json (+ ONNX)")
     p.add_argument("run", help="retraining directory")
     p.add_argument("--out", help="output folder (default RUN/export)")
-    p.add_argument("--onnx", action="store_true", help="also write model.onnx (needs rlnas[onnx])")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx (torch's dynamo exporter; needs rlnas[onnx])")
 
     p = sub.add_parser("cost", help="params and FLOPs of an architecture (default: an NB201 cell)")
     p.add_argument("arch")
@@ -148,12 +183,23 @@ def _main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train(args):
-    from .config import load_config, preset_note, search_scorer
-    from .engine import resolve_device, train_supernet
+def _train_config(args):
+    """(config, run directory, whether it continues a run given as RUN): a preset or YAML file
+    with overrides, or a run directory's saved config.yaml with overrides on top."""
+    from .config import load_config, run_config_path
+    saved = run_config_path(args.config)
+    if saved is not None:
+        cfg = load_config(str(saved), args.overrides)
+        return cfg, Path(args.out or saved.parent), True
     cfg = load_config(args.config, args.overrides)
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
-    note = preset_note(args.config, cfg, resolve_device(cfg["device"]).type)
+    return cfg, Path(args.out or Path("runs") / Path(args.config).stem), False
+
+
+def _train(args, loaded=None):
+    from .config import preset_note, search_scorer
+    from .engine import resolve_device, train_supernet
+    cfg, out, is_run = loaded or _train_config(args)
+    note = None if is_run else preset_note(args.config, cfg, resolve_device(cfg["device"]).type)
     res = train_supernet(cfg, out, progress=not args.quiet,
                          note=note and f"rlnas {args.command}: {note}")
     if not _main_process():
@@ -177,36 +223,60 @@ def _open_run(path):
     return open_run(path)
 
 
-def _rank(run_dir, checkpoint="last.pt", scorer=None):
+def _rank(run_dir, checkpoint="last.pt", scorer=None, bars=True):
     from .stages import rank
-    res = rank(_open_run(run_dir), final=checkpoint, scorer=scorer)
+    res = rank(_open_run(run_dir), final=checkpoint, scorer=scorer, bars=bars)
     print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
           f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
           f"{res['best_arch']} ({res['scorer']} {res['best_score']:.4f})")
 
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
-            checkpoint="last.pt", scorer=None):
+            checkpoint="last.pt", scorer=None, name=None, notes=True, bars=True):
     from .stages import search
-    res = search(_open_run(run_dir), method=method, final=checkpoint, max_params=max_params,
-                 max_flops=max_flops, seed=seed, scorer=scorer)
+    run = _open_run(run_dir)
+    res = search(run, method=method, final=checkpoint, max_params=max_params,
+                 max_flops=max_flops, seed=seed, scorer=scorer, name=name, bars=bars)
     best = res["top"][0]
-    print(f"{Path(run_dir) / 'result.json'}: {res['method']} search, {res['evaluations']} archs "
-          f"scored in {res['seconds']:.2f} s ({res['constraint']}); best {best['arch']} "
-          f"{res['scorer']} {best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
+    print(f"{Path(run_dir) / res['file']} (and result.json, the latest search): {res['method']} "
+          f"search, {res['evaluations']} archs scored in {res['seconds']:.2f} s "
+          f"({res['constraint']}); best {best['arch']} {res['scorer']} "
+          f"{best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
           f"{best['flops_m']:.2f} M FLOPs")
+    if notes:
+        _print_notes(run, search=res)
+    return res
+
+
+def _print_notes(run, search=None, evaluation=None):
+    """One 'weak answer' line where the run's numbers show one (rlnas.report.weak_line), last."""
+    from .report import weak_line
+    line = weak_line(run, search=search, evaluation=evaluation)
+    if line:
+        print(line)
 
 
 def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
-              progress=True):
-    from .report import evaluate_runs, format_markdown
+              progress=True, result=None, full=False):
+    from .report import evaluate_runs, format_markdown, format_summary
     runs = [_open_run(r) for r in run_dirs]
     names = [s.strip() for s in scorers.split(",") if s.strip()]
     res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
-                        out_dir=out, progress=progress)
-    print(format_markdown(res))
+                        out_dir=out, progress=progress, result=result)
     where = Path(out or run_dirs[0])
-    print(f"wrote {where / 'evaluation.json'}, {where / 'evaluation.md'} and {where / 'plots'}/")
+    if full:
+        print(format_markdown(res))
+        print(f"wrote {where / 'evaluation.json'}, {where / 'evaluation.md'} and "
+              f"{where / 'plots'}/")
+    else:
+        print(format_summary(res, where))
+    search = None
+    if res.get("search"):
+        try:
+            search = json.loads(Path(res["search"]["file"]).read_text())
+        except (OSError, ValueError):
+            search = None
+    _print_notes(runs[0], search=search, evaluation=res)
 
 
 def _cost(args):
@@ -230,10 +300,10 @@ def dispatch(args):
     if args.command == "train":
         _train(args)
     elif args.command == "rank":
-        _rank(args.run, args.checkpoint, args.scorer)
+        _rank(args.run, args.checkpoint, args.scorer, bars=not args.quiet)
     elif args.command == "search":
         _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint,
-                args.scorer)
+                args.scorer, args.name, bars=not args.quiet)
     elif args.command == "evaluate":
         proxy = {k: v for k, v in (
             ("proxy_model", {k2: v2 for k2, v2 in (("channels", args.proxy_channels),
@@ -241,21 +311,22 @@ def dispatch(args):
             ("batch_size", args.proxy_batch), ("recal_images", args.recal_images),
             ("eval_images", args.eval_images)) if v}
         _evaluate(args.runs, args.nasbench201, args.scorers, args.columns, args.sample, proxy,
-                  args.out, progress=not args.quiet)
+                  args.out, progress=not args.quiet, result=args.result, full=args.full)
     elif args.command == "run":
-        from .config import load_config
-        cfg = load_config(args.config, args.overrides)  # fail fast before training
-        out = _train(args)
+        loaded = _train_config(args)  # fail fast before training
+        cfg = loaded[0]
+        out = _train(args, loaded)
         if not _main_process():
             return
         from .spaces import get_space
         if get_space(cfg["space"]).enumerate() is not None:
-            _rank(out)  # exhaustive ranking where the space is small (NB201)
-        _search(out)
-        if cfg["evaluate"]["nasbench201"]:
+            _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
+        evaluate = cfg["evaluate"]["nasbench201"]
+        res = _search(out, notes=not evaluate, bars=not args.quiet)
+        if evaluate:
             from .config import search_scorer
-            _evaluate([out], cfg["evaluate"]["nasbench201"],
-                      scorers=f"{search_scorer(cfg)},params", progress=not args.quiet)
+            _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
+                      progress=not args.quiet, result=res["file"])
     elif args.command == "retrain":
         from .config import load_config
         from .retraining import train_network
@@ -342,7 +413,8 @@ def main(argv=None) -> int:
         print(f"rlnas {args.command}: error: {environment_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rlnas {args.command}: interrupted; `rlnas train` on the same run resumes it",
+        print(f"rlnas {args.command}: interrupted; `rlnas train RUN` (the run directory) "
+              f"resumes it",
               file=sys.stderr)
         return 130
     finally:  # leave a torchrun process group, so that the processes exit cleanly together

@@ -24,13 +24,30 @@ PRESET_DIR = Path(__file__).resolve().parent / "configs"
 # Short names for the overrides people type most.
 ALIASES = {
     "epochs": "train.epochs", "batch": "train.batch_size", "batch_size": "train.batch_size",
-    "lr": "train.lr", "channels": "model.channels", "cells": "model.cells",
+    "lr": "train.lr", "channels": "model.channels", "layers": "model.layers",
     "root": "data.root", "data": "data.root", "dataset": "data.dataset", "subset": "data.subset",
     "test_root": "data.test_root", "resolution": "data.resolution",
     "split_file": "data.split_file", "labels": "labels.kind", "num_label_classes": "labels.num_classes",
     "label_seed": "labels.seed", "nasbench201": "evaluate.nasbench201", "method": "search.method",
     "max_params": "search.max_params", "max_flops": "search.max_flops",
+    "scorer": "search.scorer",
 }
+
+# Aliases whose key depends on the space: the first of the keys that the config has is meant.
+# ``cells`` is the number of searchable cells: per stage in NB201 and the choice spaces
+# (model.cells), in all in DARTS (model.layers).
+SPACE_ALIASES = {"cells": ("model.cells", "model.layers")}
+
+
+def resolve_alias(key: str, known) -> str:
+    """The dotted key that ``key`` (a dotted key, or a short alias) means in a config with the
+    flattened keys ``known``."""
+    for candidate in SPACE_ALIASES.get(key, ()):
+        if candidate in known:
+            return candidate
+    if key in SPACE_ALIASES:
+        return SPACE_ALIASES[key][0]
+    return ALIASES.get(key, key)
 
 # Keys that may change when an existing run is resumed: they do not change the result.
 # The process count may change on resume too; keep processes x train.accumulate constant (it sets
@@ -193,6 +210,17 @@ def resolve_preset(name_or_path: str) -> Path:
                      f"{', '.join(list_presets())}")
 
 
+def run_config_path(name_or_path: str) -> Optional[Path]:
+    """``RUN/config.yaml`` where ``name_or_path`` is a run directory (a folder with a saved
+    config.yaml), else None. A bare preset name stays the preset even where a folder of that
+    name exists in the working directory (write ``./NAME`` for the folder)."""
+    p = Path(name_or_path)
+    bare = p.name == str(name_or_path) and (PRESET_DIR / f"{name_or_path}.yaml").exists()
+    if not bare and p.is_dir() and (p / "config.yaml").is_file():
+        return p / "config.yaml"
+    return None
+
+
 def flatten(cfg: Dict[str, Any], prefix="") -> Dict[str, Any]:
     out = {}
     for k, v in cfg.items():
@@ -259,7 +287,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise RlnasError(f"override {item!r} is not of the form key=value")
-        key = ALIASES.get(key, key)
+        key = resolve_alias(key, known)
         if key not in known:
             raise RlnasError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
         value = _parse_value(raw)
@@ -329,10 +357,50 @@ def dump(cfg: Dict[str, Any]) -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
+def constant_schedule(train: Dict[str, Any]) -> bool:
+    """True when the learning rate does not depend on ``train.epochs``: the cosine (per epoch)
+    or linear (per step) schedule with ``lr_min`` equal to ``lr``. Every other schedule decays
+    over all epochs, so the rate of a past step changes with ``train.epochs``."""
+    return (train.get("lr_schedule", "cosine") in ("cosine", "linear")
+            and train.get("lr_min") == train.get("lr"))
+
+
+def epochs_change_reason(saved: Dict[str, Any], new: Dict[str, Any]) -> Optional[str]:
+    """None where ``train.epochs`` may change on resume (a constant-rate schedule, more epochs:
+    the continuation is exactly the longer run), else why not."""
+    old_e, new_e = saved["train"]["epochs"], new["train"]["epochs"]
+    t = saved["train"]
+    schedule = t.get("lr_schedule", "cosine")
+    if constant_schedule(t) and constant_schedule(new["train"]) and new_e > old_e:
+        return None
+    if new_e < old_e:
+        return (f"train.epochs={new_e} is below the {old_e} the run was started with; its "
+                f"checkpoints past epoch {new_e} would not be the shorter run's")
+    how = {"cosine": "the cosine schedule sets each epoch's rate from train.epochs",
+           "linear": "the linear schedule decays each step's rate over all train.epochs",
+           "linear_warmup": "the warm-up schedule decays over train.epochs"}.get(
+        schedule, f"the {schedule} schedule depends on train.epochs")
+    return (f"extending train.epochs from {old_e} to {new_e} would change the learning rate of the "
+            f"steps already trained ({how}, lr {t.get('lr')} -> {t.get('lr_min')}), so the result "
+            f"would be neither run; train the longer schedule in a new run directory (--out NEW), "
+            f"or use a constant rate (train.lr_min equal to train.lr, schedule cosine or linear), "
+            f"with which train.epochs can be extended exactly")
+
+
 def check_resume_compatible(saved: Dict[str, Any], new: Dict[str, Any], run_dir):
+    """RlnasError unless ``new`` may continue the run trained with ``saved``: only the keys of
+    :data:`RESUME_MUTABLE` may differ, and ``train.epochs`` may grow where the schedule does
+    not depend on it (:func:`epochs_change_reason`)."""
     a, b = flatten(saved), flatten(new)
     # keys a later rlnas added are absent from older runs; their defaults keep the old behaviour
     diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUME_MUTABLE)
+    if "train.epochs" in diff:
+        reason = epochs_change_reason(saved, new) if isinstance(b.get("train.epochs"), int) \
+            else "train.epochs is missing"
+        if reason is None:
+            diff.remove("train.epochs")
+        elif diff == ["train.epochs"]:
+            raise RlnasError(f"run {run_dir}: {reason}")
     if diff:
         k = diff[0]
         raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, not {b.get(k)!r}; "

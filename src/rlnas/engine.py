@@ -169,7 +169,8 @@ class LoopSpec:
     ckpt_every_steps: int = 0
     keep_every_epochs: int = 0
     ckpt_meta: Optional[Dict[str, Any]] = None
-    # called at each epoch end with (epoch, extra checkpoint fields); True stops training
+    # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
+    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
     epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
     metrics_path: Optional[Path] = None
     progress: bool = True
@@ -223,6 +224,8 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     spe = loader.steps_per_epoch
     total = spe * spec.epochs
     parts = dist.world * spec.accumulate
+    # TensorBoard first: a missing package fails before a progress bar is drawn
+    board = open_tensorboard(spec, start_step // spe + 1) if dist.main else None
     bar = _progress(total, start_step, spec) if dist.main else None
     last: Dict[str, float] = {}
     stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))] if dist.main else [0.0, 0.0, 0]
@@ -311,6 +314,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     _append_metrics(spec.metrics_path, last)
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
+                scalars = extra.pop("scalars", None) or {}
+                if board is not None:
+                    board.epoch(ep, last, scalars)
                 if stop:
                     extra["finished"] = True
                     last["stopped_early"] = True
@@ -332,6 +338,8 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     finally:  # a divergence, full disk or Ctrl-C leaves no half-drawn bar before its message
         if bar is not None:
             bar.close()
+        if board is not None:
+            board.close()
     dist.barrier()
     return last
 
@@ -373,6 +381,95 @@ def _progress(total, start, spec):
     from tqdm.auto import tqdm
     return tqdm(total=total, initial=start, desc=spec.desc, unit="step", mininterval=1.0,
                 dynamic_ncols=True, leave=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optional TensorBoard logging: RLNAS_TENSORBOARD=1 (RUN/tensorboard) or =DIR (DIR/<run name>)
+# ----------------------------------------------------------------------------------------------
+TENSORBOARD_ENV = "RLNAS_TENSORBOARD"
+_OFF = ("", "0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on")
+
+
+def tensorboard_dir(run_dir: Optional[Path]) -> Optional[Path]:
+    """Where a run's TensorBoard events go: None when ``$RLNAS_TENSORBOARD`` is unset, empty or
+    0/false/no/off (or the loop writes no metrics.csv); ``RUN/tensorboard`` for 1/true/yes/on;
+    ``DIR/<run name>`` for any other value DIR, so that ``tensorboard --logdir DIR`` shows each
+    run as its own line."""
+    value = os.environ.get(TENSORBOARD_ENV, "").strip()
+    if run_dir is None or value.lower() in _OFF:
+        return None
+    run_dir = Path(run_dir)
+    if value.lower() in _ON:
+        return run_dir / "tensorboard"
+    return Path(value).expanduser() / (run_dir.resolve().name or "run")
+
+
+def _summary_writer():
+    """torch's SummaryWriter class, imported only when TensorBoard logging is asked for."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise RlnasError(f"{TENSORBOARD_ENV} is set but the tensorboard package is not installed: "
+                         "pip install 'rlnas[tensorboard]' (or unset "
+                         f"{TENSORBOARD_ENV})") from None
+    return SummaryWriter
+
+
+def check_tensorboard(run_dir: Optional[Path]) -> Optional[Path]:
+    """Fail before any work when TensorBoard logging is asked for but cannot be done."""
+    where = tensorboard_dir(run_dir)
+    if where is not None:
+        _summary_writer()
+    return where
+
+
+class _Board:
+    """Per-epoch scalars of one training loop: ``<desc>/loss``, ``<desc>/train_acc`` (accuracy
+    on the labels trained on: the random labels of an RLNAS supernet), ``<desc>/lr``,
+    ``<desc>/images_per_s`` and whatever the epoch callback hands over (the supernet's
+    ``<desc>/stability_tau``), with the epoch as the step."""
+
+    KEYS = (("loss", "loss"), ("train_acc", "train_acc"), ("lr", "lr"),
+            ("images_per_s", "images_per_s"))
+
+    def __init__(self, writer, desc: str):
+        self.writer, self.desc = writer, desc
+
+    def epoch(self, ep: int, row: Dict[str, Any], scalars: Dict[str, float]):
+        try:
+            for key, tag in self.KEYS:
+                if key in row:
+                    self.writer.add_scalar(f"{self.desc}/{tag}", float(row[key]), ep)
+            for tag, v in scalars.items():
+                if v is not None:
+                    self.writer.add_scalar(f"{self.desc}/{tag}", float(v), ep)
+            self.writer.flush()
+        except OSError as exc:
+            raise RlnasError(f"cannot write TensorBoard events: {os_error_text(exc)}") from None
+
+    def close(self):
+        try:
+            self.writer.close()
+        except OSError:
+            pass  # the events already flushed are kept; a close error must not hide another
+
+
+def open_tensorboard(spec: LoopSpec, first_epoch: int = 1) -> Optional[_Board]:
+    """A TensorBoard logger for the loop when ``$RLNAS_TENSORBOARD`` asks for one (the run is
+    the folder of ``spec.metrics_path``). Events of epochs >= ``first_epoch`` that an earlier,
+    interrupted process wrote are purged, so a resumed run shows each epoch once."""
+    where = check_tensorboard(spec.metrics_path.parent if spec.metrics_path else None)
+    if where is None:
+        return None
+    writer_cls = _summary_writer()
+    make_dir(where, "TensorBoard folder")
+    try:
+        writer = writer_cls(log_dir=str(where), purge_step=first_epoch if first_epoch > 1 else None)
+    except OSError as exc:
+        raise RlnasError(f"cannot write TensorBoard events to {where}: {os_error_text(exc)}") \
+            from None
+    return _Board(writer, spec.desc)
 
 
 # Steps between reads of the losses: on CPU reading a number costs nothing; on a GPU a read each
@@ -529,6 +626,7 @@ def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=Non
 def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, note) -> Dict:
     saved_cfg = run_dir / "config.yaml"
     resume = check_run_dir(cfg, run_dir)
+    check_tensorboard(run_dir)  # a missing tensorboard package fails before the data loads
     space = get_space(cfg["space"])
     dist, device = init_distributed(cfg["device"])
     t = cfg["train"]
@@ -694,6 +792,8 @@ class StabilityStop:
         tau = None if self.prev is None else float(kendalltau(self.prev, angles).statistic)
         self.prev = angles
         extra["stability_prev"] = torch.from_numpy(angles)
+        if tau is not None:
+            extra["scalars"] = {"stability_tau": tau}  # TensorBoard only, not the checkpoint
         stop = tau is not None and tau >= 1 - self.tol
         if self.write:
             try:

@@ -16,7 +16,9 @@ the scorers turn non-finite values into NaN.
 
 Scorers read ``ctx.options``: ``data`` (an :class:`~rlnas.data.ImageData`, required),
 ``proxy_model`` (network kwargs, default ``{'channels': 16, 'cells': 5}``; ``num_classes``
-defaults to the data's), ``batch_size`` (64), ``num_batches`` (1), ``device`` (``ctx.device``).
+defaults to the data's), ``batch_size`` (64), ``num_batches`` (1), ``device`` (``ctx.device``),
+``progress`` (True: a tqdm bar over the archs on stderr, shown once a call has run for
+``PROGRESS_DELAY`` seconds, so a short call draws nothing).
 Every arch's network is built under ``torch.manual_seed(ctx.seed)`` (so all archs share one
 init seed, without touching the global RNG) and scored on the same batches 0..num_batches-1 of
 an un-augmented ``DeviceLoader`` seeded with ``ctx.seed``; the score is the mean over batches.
@@ -42,6 +44,7 @@ __all__ = ["PROXIES", "PROXY_NAMES", "DEFAULT_PROXY_MODEL", "grad_norm", "snip",
 
 DEFAULT_PROXY_MODEL = {"channels": 16, "cells": 5}
 JACOV_EPS = 1e-5
+PROGRESS_DELAY = 2.0  # seconds before a bar appears (tqdm's ``delay``)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -291,6 +294,7 @@ class _Runner:
             raise RlnasError(f"proxy {who}: labels reach {int(np.max(data.y))} but the proxy "
                              f"network has num_classes={pm['num_classes']}")
         self.space, self.seed, self.model_kwargs = space, int(ctx.seed), pm
+        self.progress = bool(opts.get("progress", True))
         self.device = torch.device(opts.get("device") or ctx.device or "cpu")
         loader = DeviceLoader(data.x, data.y, batch_size, data.mean, data.std, augment=False,
                               seed=self.seed)  # on the CPU: only the batches go to the device
@@ -317,6 +321,16 @@ class _Runner:
         genes = int(getattr(self.space, "num_genes", 0) or (a.shape[-1] if a.ndim else 1))
         return a.reshape(-1, genes)
 
+    def bar(self, archs: np.ndarray, desc: str, progress: Optional[bool] = None):
+        """``archs`` wrapped in a tqdm bar (stderr, cleared when done) unless progress is off or
+        there is one arch; it appears only after PROGRESS_DELAY seconds."""
+        on = self.progress if progress is None else bool(progress)
+        if not on or len(archs) < 2:
+            return archs
+        from tqdm.auto import tqdm
+        return tqdm(archs, desc=desc, unit="arch", delay=PROGRESS_DELAY, mininterval=1.0,
+                    dynamic_ncols=True, leave=False)
+
 
 def _make_factory(name: str):
     def factory(ctx: ScoreContext) -> ScoreFn:
@@ -325,7 +339,7 @@ def _make_factory(name: str):
         def score(archs: np.ndarray) -> np.ndarray:
             archs = runner.archs(archs)
             out = np.empty(len(archs), dtype=np.float64)
-            for i, arch in enumerate(archs):
+            for i, arch in enumerate(runner.bar(archs, name)):
                 out[i] = runner.evaluate(name, runner.build(arch))
             return out
         return score
@@ -351,7 +365,7 @@ def score_all(names: Sequence[str], space, archs: np.ndarray, ctx: ScoreContext,
     Each arch's network is built once (seeded as by the scorers) and every proxy is evaluated on
     it in turn; the proxies leave the model unchanged, so the result equals the separate
     scorers'. ``seconds`` is the time spent in that proxy over all archs (building the networks
-    is not counted). A tqdm bar over archs shows when ``progress``.
+    is not counted). A tqdm bar over archs shows when ``progress`` (after PROGRESS_DELAY s).
     """
     names = [str(n).strip() for n in ([names] if isinstance(names, str) else names)]
     unknown = [n for n in names if n not in PROXIES]
@@ -363,8 +377,7 @@ def score_all(names: Sequence[str], space, archs: np.ndarray, ctx: ScoreContext,
     archs = runner.archs(archs)
     scores = {n: np.empty(len(archs), dtype=np.float64) for n in names}
     seconds = {n: 0.0 for n in names}
-    from tqdm.auto import tqdm
-    for i, arch in enumerate(tqdm(archs, desc="proxies", unit="arch", disable=not progress)):
+    for i, arch in enumerate(runner.bar(archs, "proxies", progress)):
         model = runner.build(arch)
         for n in names:
             t0 = time.perf_counter()

@@ -10,7 +10,9 @@ The angle of the periodic checkpoints shows when the ranking settles (tau versus
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -20,8 +22,9 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from .angle import AngleScorer
-from .benchmark import correlation_report, load_nb201_table, scatter_plot
-from .files import atomic_write, atomic_write_text, make_dir, run_lock, write_json_atomic
+from .benchmark import (correlation_report, load_nb201_table, nb201_disconnected, scatter_plot,
+                        tau_over_training_plot)
+from .files import atomic_write_text, make_dir, run_lock, write_json_atomic
 from .engine import Run, prepare_training_data, training_variant
 from .errors import RlnasError
 from .scorers import get_scorer, scorer_info
@@ -40,21 +43,26 @@ def topk_list(n: int) -> List[int]:
 def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("angle",),
                   columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
                   proxy: Optional[Dict[str, Any]] = None, out_dir: Optional[Path] = None,
-                  plots: bool = True, progress: bool = True, budgets: int = 10) -> Dict[str, Any]:
+                  plots: bool = True, progress: bool = True, budgets: int = 10,
+                  result: Optional[str] = None) -> Dict[str, Any]:
     """Score the NB201 cells of each run with each scorer and compare with the table; write
     ``evaluation.json``, ``evaluation.md`` and plots to ``out_dir`` (default: the first run).
-    Where ``out_dir`` is a run directory, its lock is held."""
+    Where ``out_dir`` is a run directory, its lock is held.
+
+    The searched cell reported is the first run's latest search (``result.json``), or the search
+    ``result`` names: a file name in the run (``result-evolution-angle.json``), a search name
+    (``evolution-angle``) or a path; the report names the file, method, scorer and limits."""
     if not runs:
         raise RlnasError("no run to evaluate")
     out_dir = Path(out_dir or runs[0].path)
     with (run_lock(out_dir, "evaluate") if (out_dir / "config.yaml").exists()
           else contextlib.nullcontext()):
         return _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir, plots,
-                              progress, budgets)
+                              progress, budgets, result)
 
 
 def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: Path, plots,
-                   progress, budgets) -> Dict[str, Any]:
+                   progress, budgets, result_file=None) -> Dict[str, Any]:
     for run in runs:
         if run.cfg["space"] != "nb201":
             raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
@@ -77,7 +85,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
     acc = {c: table.lookup(strs, c) for c in cols}
     cost = space.cost(archs, **cost_kwargs(runs[0]))
     ks = topk_list(len(archs))
-    found = _searched(runs[0], table, cols)
+    found = _searched(runs[0], table, cols, result_file)
     # the output folders first: a bad --out fails before minutes of scoring
     make_dir(out_dir, "output folder")
     if plots:
@@ -115,7 +123,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         for c in cols:
             entry["size_control"][c] = size_controlled_report(
                 with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c)
-        entry["over_training"] = angle_over_training(run, table, cols)
+        entry["over_training"] = angle_over_training(run, table, cols, progress=progress)
         # constrained search on the primary column: each scorer's pick under a ladder of limits
         primary = _primary(cols)
         entry["constrained"] = {
@@ -125,11 +133,17 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         per_run.append(entry)
         if plots and run is runs[0]:
             plot_dir = out_dir / "plots"
+            marks = {}
+            if found:
+                marks[f"searched cell ({found['method']}, {found['scorer']})"] = \
+                    found["found"][0]["arch"]
+            live = np.where(nb201_disconnected(strs), -np.inf, cost["params"])
+            marks["params baseline's pick"] = strs[int(np.argmax(live))]
             for name in scorers:
                 for c in cols:
                     scatter_plot(scores[name], acc[c], plot_dir / f"{_slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
-                                 xlabel=name, ylabel=f"{c} (%)")
+                                 xlabel=name, ylabel=f"{c} (%)", archs=strs, marks=marks)
             for kind, unit in (("params", "M params"), ("flops", "M FLOPs")):
                 plot_constrained(entry["constrained"][kind],
                                  plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
@@ -158,15 +172,31 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
-def _searched(run: Run, table, cols):
-    path = run.path / "result.json"
+def result_path(run_path, result: Optional[str] = None) -> Path:
+    """The search result a report is about: ``RUN/result.json`` (the latest search) by default,
+    else ``result`` as a path, a file name in the run, or a search name."""
+    run_path = Path(run_path)
+    if not result:
+        return run_path / "result.json"
+    for p in (Path(result), run_path / result, run_path / f"result-{result}.json"):
+        if p.is_file():
+            return p
+    have = ", ".join(p.name for p in sorted(run_path.glob("result-*.json"))) or "none"
+    raise RlnasError(f"no search result {result!r} in {run_path} (its searches: {have})")
+
+
+def _searched(run: Run, table, cols, result: Optional[str] = None):
+    path = result_path(run.path, result)
     if not path.exists():
         return None
     try:
         res = json.loads(path.read_text())
         key = res.get("scorer", "angle")
         tops = [(t["arch"], t.get(key)) for t in res["top"]]
-        head = {"method": res["method"], "scorer": key, "constraint": res["constraint"]}
+        head = {"method": res["method"], "scorer": key, "constraint": res["constraint"],
+                "file": str(path), "name": res.get("name"),
+                "search_file": res.get("file", path.name),
+                "checkpoint": res.get("checkpoint", "last.pt")}
     except (ValueError, KeyError, TypeError, AttributeError):
         raise RlnasError(f"{path} is not an rlnas result.json; run `rlnas search {run.path}` "
                          f"again or remove it") from None
@@ -214,37 +244,86 @@ def _fmt(ms, spec=".3f"):
     return f"{ms['mean']:{spec}}" + (f" ± {ms['std']:{spec}}" if ms["n"] > 1 else "")
 
 
+TOPK_LABELS = ("P@10", "P@50", "P@100", "P@1%", "P@5%")
+
+
+def topk_columns(n: int) -> List[tuple]:
+    """(header, k) of the precision@k columns: the same five headers for every number of cells
+    (k = 10, 50, 100, 1 % and 5 % of them); a k above the number of cells has no value."""
+    ks = [10, 50, 100, max(1, round(0.01 * n)), max(1, round(0.05 * n))]
+    return [(label, k if k <= n else None) for label, k in zip(TOPK_LABELS, ks)]
+
+
+def _units_constrained(table: str, kind: str) -> str:
+    """``format_constrained``'s table with units in its header: the limit in M params / M
+    FLOPs, the count of cells under it, accuracies in %."""
+    lines = table.split("\n")
+    if lines and lines[0].startswith("| budget | eligible |"):
+        cells = [c.strip() for c in lines[0].strip("|").split("|")]
+        unit = "M params" if kind == "params" else "M FLOPs"
+        cells = ([f"limit ({unit})", "cells under it"]
+                 + [f"{c[:-1]}, %)" if c.endswith(")") else f"{c} (%)" for c in cells[2:]])
+        lines[0] = "| " + " | ".join(cells) + " |"
+    return "\n".join(lines)
+
+
+def _split_notes(text: str):
+    """``format_size_report``'s table and its footnotes (lines starting ``\\*``) apart."""
+    body, notes = [], []
+    for line in text.split("\n"):
+        (notes if line.startswith("\\* ") else body).append(line)
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join(body), notes
+
+
 def format_markdown(result: Dict[str, Any]) -> str:
-    ks = result["topk"]
+    n = result["num_archs"]
+    tcols = topk_columns(n)
     lines = ["# Scorer comparison on NAS-Bench-201",
              "",
-             f"Table `{result['table']}`; {result['num_archs']} cells"
+             f"Table `{result['table']}`; {n} cells"
              f"{' (seeded sample)' if result['sample'] else ''}; {len(result['runs'])} run(s): "
-             + ", ".join(f"`{r}`" for r in result["runs"]) + ". Mean ± std over runs.", ""]
+             + ", ".join(f"`{r}`" for r in result["runs"]) + ". Mean ± std over runs.", "",
+             "Columns: tau = Kendall tau and rho = Spearman rho of the score with the accuracy "
+             "(-1 to 1); top-1 acc = accuracy of the scorer's best cell (%); P@k = share of the "
+             "k best cells by accuracy among the scorer's k best (0 to 1), with "
+             + ", ".join(f"{label} = top {k}" for label, k in tcols if k is not None)
+             + (" (" + ", ".join(label for label, k in tcols if k is None)
+                + f": more than the {n} cells)" if any(k is None for _, k in tcols) else "")
+             + "; within-params tau = tau inside groups of equal params; time in seconds "
+               "(scoring all cells).", ""]
+    if result.get("search"):
+        lines += [_search_line(result), ""]
+    notes_seen: List[str] = []
     for c in result["columns"]:
         lines += [f"## {c}", ""]
-        head = (["scorer", "tau", "rho", "top-1 acc"] + [f"P@{k}" for k in ks]
-                + ["within-params tau", "partial rho given params", "seconds"])
+        head = (["scorer", "tau", "rho", "top-1 acc (%)"] + [label for label, _ in tcols]
+                + ["within-params tau", "partial rho given params", "time (s)"])
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for name in result["scorers"]:
             s = result["summary"][name][c]
             row = [name, _fmt(s["kendall_tau"]), _fmt(s["spearman_rho"]),
                    _fmt(s["top1_accuracy"], ".2f")]
-            row += [_fmt(s[f"precision_at_{k}"], ".2f") for k in ks]
+            row += [_fmt(s.get(f"precision_at_{k}", _NA), ".2f") if k is not None else "n/a"
+                    for _, k in tcols]
             row += [_fmt(s["within_params_tau"]), _fmt(s["partial_spearman_params"]),
                     _fmt(result["summary"][name]["seconds"], ".2f")]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-        lines += ["Size control (first run):", "",
-                  format_size_report(result["per_run"][0]["size_control"][c]), ""]
+        table, notes = _split_notes(format_size_report(result["per_run"][0]["size_control"][c]))
+        fresh = [nt for nt in notes if nt not in notes_seen]
+        notes_seen += fresh
+        lines += ["Size control (first run; the notes marked \\* are at the end):", "", table, ""]
     primary = _primary(result["columns"])
     for kind in ("params", "flops"):
         cons = result["per_run"][0].get("constrained", {}).get(kind)
         if cons:
             lines += [f"## Constrained search: pick under a {kind} limit ({primary}, first run)",
                       "", "Each scorer's best cell under the limit, next to the largest cell "
-                      "under it and the best one (oracle).", "", format_constrained(cons), ""]
+                      "under it and the best one (oracle); accuracies of the picks in %.", "",
+                      _units_constrained(format_constrained(cons), kind), ""]
     over = result["per_run"][0].get("over_training") or []
     if over:
         lines += [f"## {over[0].get('scorer', 'angle')} ranking over training (first run)", "",
@@ -260,9 +339,181 @@ def format_markdown(result: Dict[str, Any]) -> str:
         s = result["search"]
         best = s["found"][0]
         lines += [f"## Searched cell ({s['method']}, {s['scorer']}, {s['constraint']})", "",
-                  f"`{best['arch']}`: " + ", ".join(f"{c} {best[c]:.2f}" for c in result["columns"]),
-                  ""]
+                  _search_line(result), "",
+                  f"`{best['arch']}`: " + ", ".join(f"{c} {best[c]:.2f} %"
+                                                    for c in result["columns"]), ""]
+    if notes_seen:
+        lines += ["## Notes", ""] + notes_seen + [""]
     return "\n".join(lines)
+
+
+_NA = {"mean": None, "std": None, "n": 0}
+
+
+def _search_line(result: Dict[str, Any]) -> str:
+    s = result["search"]
+    where = s.get("search_file") or Path(s.get("file", "result.json")).name
+    return (f"Searched cell: from `{where}` ({s['method']} search by {s['scorer']}, "
+            f"{s['constraint']}, checkpoint {s.get('checkpoint', 'last.pt')}).")
+
+
+# --- the short summary a person reads ---------------------------------------------------------
+def format_summary(result: Dict[str, Any], report_dir=None) -> str:
+    """A few lines for the terminal: per accuracy column, each scorer's Kendall tau (``params``
+    is the free baseline), the searched cell's accuracy and each other scorer's best cell, which
+    search that is, and where the full report is."""
+    scorers = list(result["scorers"])
+    search = result.get("search")
+    runs = len(result["runs"])
+
+    def label(name):
+        return f"{name} (baseline)" if name in ("params", "flops") else name
+
+    picks = [s for s in scorers if not (search and s == search["scorer"])]
+    head = (["accuracy column"] + [f"tau {label(s)}" for s in scorers]
+            + (["searched cell (%)"] if search else [])
+            + [f"{s} pick (%)" for s in picks])
+    rows = [head]
+    for c in result["columns"]:
+        row = [c] + [_fmt(result["summary"][s][c]["kendall_tau"]) for s in scorers]
+        if search:
+            row.append(f"{search['found'][0][c]:.2f}")
+        row += [_fmt(result["summary"][s][c]["top1_accuracy"], ".2f") for s in picks]
+        rows.append(row)
+    width = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = [f"Scorers vs NAS-Bench-201 ({result['num_archs']} cells"
+             f"{', seeded sample' if result.get('sample') else ''}, "
+             f"{'mean ± std over ' + str(runs) + ' runs' if runs > 1 else 'one run'}): "
+             f"tau = Kendall tau of the score with the column's accuracy (-1..1"
+             f"{'; the params count is the free baseline to beat' if 'params' in scorers else ''}"
+             f"); a pick's accuracy is in %."]
+    for r in rows:
+        lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
+                               for i, (v, w) in enumerate(zip(r, width))).rstrip())
+    if search:
+        lines.append(f"searched cell {search['found'][0]['arch']}: "
+                     + _search_line(result)[len("Searched cell: "):])
+    if report_dir is not None:
+        where = Path(report_dir)
+        lines.append(f"full report: {where / 'evaluation.md'} (data: evaluation.json, plots: "
+                     f"{where / 'plots'}/)")
+    return "\n".join(lines)
+
+
+# --- how good is the answer -------------------------------------------------------------------
+def _advice(space: str) -> str:
+    fast = "darts-cifar10-fast" if space == "darts" else "nb201-cifar10-fast"
+    return (f"train longer (train.epochs), use the measured fast recipe (the preset {fast}), "
+            f"or score by angle_sum (search.scorer=angle_sum, or `rlnas search RUN --scorer "
+            f"angle_sum`)")
+
+
+def weak_tau_notes(result: Dict[str, Any]) -> List[str]:
+    """Where a scorer of the evaluation ranks the cells worse than the free ``params`` baseline
+    on a column (Kendall tau): why, in a few words."""
+    if "params" not in result.get("scorers", []):
+        return []
+    notes = []
+    for name in result["scorers"]:
+        if name in ("params", "flops", "random"):
+            continue
+        worse = []
+        for c in result["columns"]:
+            mine = result["summary"][name][c]["kendall_tau"]["mean"]
+            base = result["summary"]["params"][c]["kendall_tau"]["mean"]
+            if mine is not None and base is not None and mine < base:
+                worse.append((c, mine, base))
+        if worse:
+            c, mine, base = worse[0]
+            more = f" and {len(worse) - 1} more column(s)" if len(worse) > 1 else ""
+            notes.append(f"{name} ranks the cells worse than the params count (Kendall tau "
+                         f"{mine:.3f} < {base:.3f} on {c}{more})")
+    return notes
+
+
+def weighted_op_note(run_cfg: Dict[str, Any], search: Dict[str, Any]) -> List[str]:
+    """A DARTS pick with no weighted op in its normal cell (only none / pooling / skip)."""
+    if not search or search.get("space", run_cfg.get("space")) != "darts":
+        return []
+    from .spaces.darts import NUM_EDGES, SEP3
+    top = search.get("top") or []
+    if not top or "genome" not in top[0]:
+        return []
+    genome = [int(g) for g in top[0]["genome"]]
+    normal, reduce = genome[:NUM_EDGES], genome[NUM_EDGES:]
+    if any(g >= SEP3 for g in normal):
+        return []
+    which = "either cell" if not any(g >= SEP3 for g in reduce) else "its normal cell"
+    return [f"the picked genotype has no weighted op in {which} (only none, pooling and "
+            f"skip_connect), the pick of an undertrained supernet"]
+
+
+def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List[str]:
+    """A supernet whose accuracy on its random labels never left chance (100/K %, within three
+    binomial standard errors or half a point) while its ranking was not found stable. A supernet
+    stopped because its ranking is stable (stability.csv) is not flagged: the measured fast
+    recipes rank well before they fit their labels."""
+    run_path = Path(run_path)
+    if run_cfg.get("labels", {}).get("kind") != "random":
+        return []
+    k, n = info.get("num_classes"), info.get("num_images")
+    metrics = run_path / "metrics.csv"
+    if not k or not metrics.exists():
+        return []
+    try:
+        with open(metrics) as f:
+            accs = [float(r["train_acc"]) for r in csv.DictReader(f) if r.get("train_acc")]
+    except (OSError, ValueError, KeyError):
+        return []
+    if not accs or _stable(run_path):
+        return []
+    chance = 100.0 / k
+    se = 100.0 * math.sqrt(chance / 100 * (1 - chance / 100) / max(int(n or 1), 1))
+    if max(accs) > chance + max(3 * se, 0.5):
+        return []
+    return [f"the supernet never left chance on its random labels (train accuracy at most "
+            f"{max(accs):.2f} % in {len(accs)} epoch(s), chance {chance:.2f} %)"]
+
+
+def _stable(run_path: Path) -> bool:
+    path = run_path / "stability.csv"
+    if not path.exists():
+        return False
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        return bool(rows) and rows[-1].get("stop") == "1"
+    except (OSError, ValueError):
+        return False
+
+
+def weak_notes(run, search: Optional[Dict[str, Any]] = None,
+               evaluation: Optional[Dict[str, Any]] = None) -> List[str]:
+    """Every sign of a weak answer that the run's own numbers show (``run`` an ``engine.Run``):
+    a scorer below the params baseline (``evaluation``), a DARTS pick with no weighted op
+    (``search``, default the run's result.json), a supernet at chance on its random labels."""
+    notes: List[str] = []
+    if evaluation:
+        notes += weak_tau_notes(evaluation)
+    if search is None:
+        path = Path(run.path) / "result.json"
+        try:
+            search = json.loads(path.read_text()) if path.exists() else None
+        except (OSError, ValueError):
+            search = None
+    notes += weighted_op_note(run.cfg, search or {})
+    notes += chance_note(run.path, run.cfg, run.info)
+    return notes
+
+
+def weak_line(run, search: Optional[Dict[str, Any]] = None,
+              evaluation: Optional[Dict[str, Any]] = None) -> Optional[str]:
+    """One line, ``weak answer: <why>; to improve: <what to change>``, or None where the run's
+    numbers show no weakness (:func:`weak_notes`)."""
+    notes = weak_notes(run, search, evaluation)
+    if not notes:
+        return None
+    return f"weak answer: {'; '.join(notes)}. To improve: {_advice(run.cfg.get('space'))}."
 
 
 # --- the angle over training ------------------------------------------------------------------
@@ -281,16 +532,20 @@ def checkpoints_by_epoch(run: Run) -> List[tuple]:
     return sorted(found.items())
 
 
-def angle_over_training(run: Run, table=None, cols=()) -> List[Dict[str, Any]]:
+def angle_over_training(run: Run, table=None, cols=(), progress: bool = False
+                        ) -> List[Dict[str, Any]]:
     """Angle ranking of every kept checkpoint (the run's angle variant, see ``training_variant``):
-    tau with the previous one and with the table."""
+    tau with the previous one and with the table. ``progress``: a bar over the checkpoints
+    (shown after 2 s)."""
+    from tqdm.auto import tqdm
     space = run.space
     variant = training_variant(run.cfg)
     archs = space.enumerate()
     state0 = run.checkpoint_state("init.pt")
     strs = [space.to_str(tuple(a)) for a in archs] if table is not None else None
     rows, prev = [], None
-    for epoch, name in checkpoints_by_epoch(run):
+    for epoch, name in tqdm(checkpoints_by_epoch(run), desc="angle over training", unit="ckpt",
+                            disable=not progress, delay=2.0, leave=False):
         angles = AngleScorer.from_states(space, state0, run.checkpoint_state(name),
                                          variant)(archs)
         row = {"checkpoint": name, "epoch": epoch, "scorer": variant,
@@ -304,28 +559,6 @@ def angle_over_training(run: Run, table=None, cols=()) -> List[Dict[str, Any]]:
 
 
 def plot_over_training(per_run, cols, path: Path):
-    rows = [r for r in per_run if r.get("over_training")]
-    if not rows or not cols:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for r in rows:
-        ep = [o["epoch"] for o in r["over_training"]]
-        ax.plot(ep, [o["tau"][cols[0]] for o in r["over_training"]], marker="o",
-                label=f"seed {r['seed']} vs {cols[0]}")
-        prev = [(o["epoch"], o["tau_previous"]) for o in r["over_training"]
-                if o["tau_previous"] is not None]
-        if prev:
-            ax.plot(*zip(*prev), ls="--", marker=".", label=f"seed {r['seed']} vs previous ckpt")
-    ax.set_xlabel("supernet epoch")
-    ax.set_ylabel("Kendall tau")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    make_dir(path.parent, "plot folder")
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"), suffix=".png")
-    finally:
-        plt.close(fig)
+    """tau versus epoch (see ``rlnas.benchmark.tau_over_training_plot``: a run with one
+    checkpoint gets a labelled tau next to the other scorers', not a lone dot)."""
+    return tau_over_training_plot(per_run, cols, path)

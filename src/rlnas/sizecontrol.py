@@ -51,6 +51,7 @@ __all__ = [
     "constrained_benchmark",
     "format_constrained",
     "plot_constrained",
+    "constrained_figure",
 ]
 
 #: Baseline names in :func:`constrained_benchmark` results; no scorer may use them.
@@ -583,10 +584,14 @@ def constrained_benchmark(
     * scorer pick: highest score among the eligible archs; ties -> the first in the given
       order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
     * ``largest``: the eligible arch with the largest cost; ties -> the first in the given
-      order (the "just take the biggest network that fits" baseline). Because that tie-break
-      is arbitrary where many archs share a cost, ``largest`` also carries ``n_tied`` and
-      ``tied_mean_accuracy``: the number and mean accuracy of all archs at that largest cost
-      (the expected accuracy of the baseline with ties broken at random);
+      order (the "just take the biggest network that fits" baseline). NB201 cells with no
+      input->output path (:func:`rlnas.benchmark.nb201_disconnected`: ~10 % accuracy, yet
+      they count the parameters of their dead convolutions) are skipped: no one would pick
+      one, and where one came first among the tied largest cells the baseline fell to 10 %.
+      ``skipped_disconnected`` says how many there were. Because the tie-break is arbitrary
+      where many archs share a cost, ``largest`` also carries ``n_tied`` and
+      ``tied_mean_accuracy``: the number and mean accuracy of all (connected) archs at that
+      largest cost (the expected accuracy of the baseline with ties broken at random);
     * ``oracle``: the eligible arch with the best accuracy; ties -> the first in the given
       order. Oracle accuracy >= every other pick's.
 
@@ -600,7 +605,8 @@ def constrained_benchmark(
                             "mean_accuracy", "mean_gap_to_oracle", "wins_vs_largest",
                             "losses_vs_largest"}},
          "largest": {"index", "arch", "accuracy", "cost", "mean_accuracy", "mean_gap_to_oracle",
-                     "n_tied", "tied_mean_accuracy", "mean_tied_mean_accuracy"},
+                     "n_tied", "tied_mean_accuracy", "mean_tied_mean_accuracy",
+                     "skipped_disconnected"},
          "oracle": {"index", "arch", "accuracy", "cost", "mean_accuracy", "mean_gap_to_oracle"},
          "tie_break": str}
 
@@ -642,8 +648,12 @@ def constrained_benchmark(
         running = np.minimum.accumulate(rank[by_cost])
         return best_first[running[last]]
 
+    from rlnas.benchmark import nb201_disconnected
+
+    dead = nb201_disconnected(archs)
     oracle_idx = picks(*_priority(acc, n))
-    largest_idx = picks(*_priority(c, n))
+    largest_idx = picks(*_priority(c, n, invalid=dead if dead.any() else None))
+    largest_ok = ~dead[largest_idx]  # False only where every eligible cell is disconnected
     oracle_acc = acc[oracle_idx]
 
     def summary(idx: np.ndarray, valid: Optional[np.ndarray] = None) -> dict:
@@ -660,16 +670,23 @@ def constrained_benchmark(
             "mean_gap_to_oracle": float(gaps.mean()) if gaps.size else None,
         }
 
-    largest = summary(largest_idx)
+    largest = summary(largest_idx, largest_ok)
     # The first-in-order tie-break is arbitrary where many archs share a cost (NB201: hundreds
-    # per parameter count): also give the mean accuracy over all archs tied at that cost, the
-    # expected accuracy of "the largest that fits" with ties broken at random.
-    _, cost_group, cost_counts = np.unique(c, return_inverse=True, return_counts=True)
+    # per parameter count): also give the mean accuracy over all (connected) archs tied at that
+    # cost, the expected accuracy of "the largest that fits" with ties broken at random.
+    _, cost_group = np.unique(c, return_inverse=True)
     cost_group = cost_group.reshape(-1)
-    group_mean = np.bincount(cost_group, weights=acc) / cost_counts
-    largest["n_tied"] = [int(cost_counts[cost_group[i]]) for i in largest_idx]
-    largest["tied_mean_accuracy"] = [float(group_mean[cost_group[i]]) for i in largest_idx]
-    largest["mean_tied_mean_accuracy"] = float(np.mean(largest["tied_mean_accuracy"]))
+    live = (~dead).astype(np.float64)
+    cost_counts = np.bincount(cost_group, weights=live)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        group_mean = np.bincount(cost_group, weights=acc * live) / cost_counts
+    largest["n_tied"] = [int(cost_counts[cost_group[i]]) if ok else None
+                         for i, ok in zip(largest_idx, largest_ok)]
+    largest["tied_mean_accuracy"] = [float(group_mean[cost_group[i]]) if ok else None
+                                     for i, ok in zip(largest_idx, largest_ok)]
+    tied_ok = [v for v in largest["tied_mean_accuracy"] if v is not None]
+    largest["mean_tied_mean_accuracy"] = float(np.mean(tied_ok)) if tied_ok else None
+    largest["skipped_disconnected"] = int(dead.sum())
     methods: Dict[str, dict] = {}
     for name, s in scorers.items():
         nan = np.isnan(s)
@@ -677,7 +694,8 @@ def constrained_benchmark(
         valid = ~nan[idx]
         entry = summary(idx, valid)
         entry["score"] = [float(s[i]) if ok else None for i, ok in zip(idx, valid)]
-        diff = acc[idx[valid]] - acc[largest_idx[valid]]
+        both = valid & largest_ok
+        diff = acc[idx[both]] - acc[largest_idx[both]]
         entry["wins_vs_largest"] = int((diff > 0).sum())
         entry["losses_vs_largest"] = int((diff < 0).sum())
         methods[name] = entry
@@ -689,7 +707,9 @@ def constrained_benchmark(
         "largest": largest,
         "oracle": summary(oracle_idx),
         "tie_break": ("scorer: highest score, ties -> first in the given order, NaN scores never "
-                      "picked; largest: largest cost, ties -> first in the given order; oracle: "
+                      "picked; largest: largest cost among the connected cells (NB201 cells "
+                      "with no input-output path skipped), ties -> first in the given order; "
+                      "oracle: "
                       "best accuracy, ties -> first in the given order"),
     }
 
@@ -715,7 +735,8 @@ def format_constrained(result: dict, spec: str = ".2f") -> str:
     for i, (bud, k) in enumerate(zip(result["budgets"], result["n_eligible"])):
         cells = [format(bud, ".6g"), str(k)] + [_f(m["accuracy"][i], spec) for m in cols]
         if tied is not None:
-            cells.append(f"{_f(tied[i], spec)} (n={largest['n_tied'][i]})")
+            cells.append(_f(None) if tied[i] is None else
+                         f"{_f(tied[i], spec)} (n={largest['n_tied'][i]})")
         cells.append(_f(result["oracle"]["accuracy"][i], spec))
         lines.append("| " + " | ".join(cells) + " |")
     means = ["mean", ""] + [_f(m.get("mean_accuracy"), spec) for m in cols]
@@ -723,6 +744,10 @@ def format_constrained(result: dict, spec: str = ".2f") -> str:
         means.append(_f(largest.get("mean_tied_mean_accuracy"), spec))
     means.append(_f(result["oracle"].get("mean_accuracy"), spec))
     lines.append("| " + " | ".join(means) + " |")
+    skipped = largest.get("skipped_disconnected")
+    if skipped:
+        lines += ["", f"largest: the largest connected cell that fits; the {skipped} disconnected "
+                  "cells (no input-output path, ~10 % accuracy) are skipped."]
     return "\n".join(lines)
 
 
@@ -734,8 +759,22 @@ def plot_constrained(
     ylabel: str = "accuracy (%)",
 ) -> Path:
     """Accuracy of each method's pick against the budget, one line per method, ``largest``
-    and ``oracle`` dashed; PNG written atomically (temp file in the same folder + os.replace)."""
+    and ``oracle`` dashed; PNG written atomically (temp file in the same folder + os.replace).
+
+    The legend says when the ``largest`` baseline skipped disconnected NB201 cells; a method's
+    pick that is a disconnected cell (the reason a line dropped to ~10 %) is drawn as a marker
+    on the bottom edge, off the accuracy scale of the others, with its own legend entry; the
+    legend sits below the axes."""
+    fig = constrained_figure(result, title, xlabel, ylabel)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+
+
+def constrained_figure(result: dict, title: str = "accuracy of the pick under a cost budget",
+                       xlabel: str = "budget", ylabel: str = "accuracy (%)"):
+    """The matplotlib Figure that :func:`plot_constrained` saves."""
     _check_result(result)
+    from rlnas.benchmark import nb201_disconnected
+
     x = np.asarray(result["budgets"], dtype=np.float64)
     order = np.argsort(x, kind="stable")
 
@@ -747,23 +786,59 @@ def plot_constrained(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.0, 4.2), dpi=120)
+    fig = Figure(figsize=(7.0, 5.4), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    # A disconnected pick (~10 %) would squash every other line into a band at the top: it is
+    # drawn as a marker on the bottom edge instead, its line broken there.
+    dead = {}
     for name, entry in result["methods"].items():
-        ax.plot(x[order], ys(entry), marker="o", markersize=3.5, linewidth=1.4, label=name)
+        d = nb201_disconnected([a or "" for a in entry.get("arch", [])])
+        if d.size == x.size and d.any():
+            dead[name] = d[order]
+    live = [ys(e) for e in (result["largest"], result["oracle"])]
+    live.append(ys({"accuracy": result["largest"].get("tied_mean_accuracy") or []})
+                if result["largest"].get("tied_mean_accuracy") else np.array([]))
+    live += [np.where(dead.get(n, False), np.nan, ys(e)) for n, e in result["methods"].items()]
+    live = np.concatenate(live)
+    live = live[np.isfinite(live)]
+    if dead and live.size:
+        span = max(float(live.max() - live.min()), 1.0)
+        bottom = float(live.min()) - 0.12 * span
+    dead_accs = []
+    for name, entry in result["methods"].items():
+        y = ys(entry)
+        d = dead.get(name)
+        line, = ax.plot(x[order], np.where(d, np.nan, y) if d is not None else y, marker="o",
+                        markersize=3.5, linewidth=1.4, label=name)
+        if d is not None and live.size:
+            dead_accs += y[d].tolist()
+            ax.plot(x[order][d], np.full(int(d.sum()), bottom), linestyle="none", marker="v",
+                    markersize=8, markeredgecolor="black", color=line.get_color(),
+                    clip_on=False, zorder=5)
+    skipped = result["largest"].get("skipped_disconnected") or 0
     ax.plot(x[order], ys(result["largest"]), linestyle="--", color="0.45", marker="s",
-            markersize=3, linewidth=1.2, label="largest (baseline)")
+            markersize=3, linewidth=1.2,
+            label="largest that fits (baseline)" + (
+                f"; its {skipped} disconnected cells skipped" if skipped else ""))
     tied = result["largest"].get("tied_mean_accuracy")
     if tied is not None:
-        ax.plot(x[order], np.asarray(tied, dtype=np.float64)[order], linestyle=":",
-                color="0.45", linewidth=1.2, label="largest, mean over ties")
+        ax.plot(x[order], np.array([np.nan if v is None else v for v in tied],
+                                   dtype=np.float64)[order], linestyle=":",
+                color="0.45", linewidth=1.2, label="largest, mean over its ties")
     ax.plot(x[order], ys(result["oracle"]), linestyle="--", color="black", marker="^",
-            markersize=3, linewidth=1.2, label="oracle")
+            markersize=3, linewidth=1.2, label="oracle (best that fits)")
+    if dead_accs:
+        ax.set_ylim(bottom=bottom)
+        ax.plot([], [], linestyle="none", marker="v", markersize=8, markeredgecolor="black",
+                color="white", label=f"on the bottom edge: a disconnected cell picked\n(no "
+                                     f"input-output path; {np.median(dead_accs):.1f}, off scale)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    # below the axes: inside, it would hide the lines that matter (they fill the whole box)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)
     fig.tight_layout()
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    return fig

@@ -1,9 +1,13 @@
 """The stages after training, each reading and writing the run directory: rank (score every
-arch), search (evolution / exhaustive / random under limits). Evaluation is in ``report``."""
+arch), search (evolution / exhaustive / random under limits; each search named after its
+settings, ``result-<name>.json``, with ``result.json`` the latest). Both order archs best first
+with ties broken by genome (:func:`best_first`). Evaluation is in ``report``."""
 from __future__ import annotations
 
 import csv
 import io
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -49,10 +53,11 @@ def needs_data(scorer: str) -> bool:
     return any(part.strip() in PROXY_NAMES for part in scorer.split("+"))
 
 
-def scorer_for(run: Run, scorer: str, final: str = "last.pt"):
-    """The score function of ``scorer`` on ``run``, with the run's images where it needs them."""
+def scorer_for(run: Run, scorer: str, final: str = "last.pt", bars: bool = True):
+    """The score function of ``scorer`` on ``run``, with the run's images where it needs them;
+    ``bars``: progress bars of slow scorers (the proxies), shown after 2 s."""
     options = {"data": prepare_training_data(run.cfg)[0]} if needs_data(scorer) else {}
-    return get_scorer(scorer, score_context(run, final, **options))
+    return get_scorer(scorer, score_context(run, final, progress=bars, **options))
 
 
 def run_scorer(run: Run, scorer: Optional[str] = None) -> str:
@@ -68,12 +73,22 @@ def check_scores(scores: np.ndarray, scorer: str, run: Run) -> np.ndarray:
     return scores
 
 
+def best_first(scores, archs) -> np.ndarray:
+    """Indices ordering archs best first: by score (NaN last), ties by genome in lexicographic
+    order (the enumeration order of NB201 and the choice spaces). ``rank`` (ranking.csv) and
+    every search (result.json, visited.csv) order by this, so their first rows agree on ties."""
+    archs = np.asarray(archs, dtype=np.int64)
+    archs = archs.reshape(len(archs), -1)
+    key = -np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    return np.lexsort(tuple(archs[:, g] for g in range(archs.shape[1] - 1, -1, -1)) + (key,))
+
+
 def ranking_path(run: Run, scorer: str) -> Path:
     return run.path / ("ranking.csv" if scorer == run_scorer(run) else f"ranking-{scorer}.csv")
 
 
 def rank(run: Run, final: str = "last.pt", scorer: Optional[str] = None,
-         out: Optional[Path] = None) -> Dict[str, Any]:
+         out: Optional[Path] = None, bars: bool = True) -> Dict[str, Any]:
     """Score every arch of an enumerable space; write ``ranking.csv`` (the run's scorer) or
     ``ranking-<scorer>.csv`` (another one), best first, with a column named after the scorer.
     Holds the run's lock; the file is written only once every arch is scored."""
@@ -83,17 +98,18 @@ def rank(run: Run, final: str = "last.pt", scorer: Optional[str] = None,
     if archs is None:
         raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
     with run_lock(run.path, "rank"):
-        return _rank(run, archs, final, scorer, out)
+        return _rank(run, archs, final, scorer, out, bars)
 
 
-def _rank(run: Run, archs: np.ndarray, final: str, scorer: str, out: Optional[Path]):
+def _rank(run: Run, archs: np.ndarray, final: str, scorer: str, out: Optional[Path],
+          bars: bool = True):
     space = run.space
     t0 = time.perf_counter()
-    fn = scorer_for(run, scorer, final)
+    fn = scorer_for(run, scorer, final, bars)
     t1 = time.perf_counter()
     scores = check_scores(np.asarray(fn(archs), dtype=np.float64), scorer, run)
     t2 = time.perf_counter()
-    order = np.argsort(-np.nan_to_num(scores, nan=-np.inf), kind="stable")
+    order = best_first(scores, archs)
     cost = space.cost(archs, **cost_kwargs(run))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -124,20 +140,57 @@ def read_ranking(path: Path, column: str = "angle"):
 
 def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
            max_params=None, max_flops=None, seed: Optional[int] = None,
-           scorer: Optional[str] = None, progress=None) -> Dict[str, Any]:
-    """Search the run's space by a scorer (the run's ``search.scorer`` by default); write
-    ``result.json``, ``visited.csv`` and a plot. Holds the run's lock; nothing is written until
-    the search is done."""
+           scorer: Optional[str] = None, progress=None, name: Optional[str] = None,
+           bars: bool = True) -> Dict[str, Any]:
+    """Search the run's space by a scorer (the run's ``search.scorer`` by default).
+
+    Each search has a name, from its settings (:func:`search_name`, e.g.
+    ``evolution-angle_sum-maxp0.5``) or ``name``, and writes ``result-<name>.json``,
+    ``visited-<name>.csv`` and ``plots/search-<name>_score_vs_flops.png``: searches with other
+    settings do not replace each other. ``result.json`` and ``visited.csv`` are copies of the
+    latest search (what ``rlnas retrain RUN`` and ``rlnas evaluate`` read by default); the
+    returned dict (and result.json) names its own file in ``file``. Holds the run's lock;
+    nothing is written until the search is done."""
     with run_lock(run.path, "search"):
         return _search(run, method, final, max_params, max_flops, seed, run_scorer(run, scorer),
-                       progress)
+                       progress, name, bars)
 
 
-def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progress):
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text))
+
+
+def search_name(method: str, scorer: str, max_params=None, max_flops=None, seed=None,
+                final: str = "last.pt", run_seed=None) -> str:
+    """``<method>-<scorer>[-maxp<M>][-maxf<M>][-seed<S>][-<checkpoint>]``: the settings that
+    tell one search of a run from another (the seed where it is not the run's, the checkpoint
+    where it is not last.pt)."""
+    parts = [method, scorer]
+    if max_params is not None:
+        parts.append(f"maxp{max_params:g}")
+    if max_flops is not None:
+        parts.append(f"maxf{max_flops:g}")
+    if seed is not None and seed != run_seed:
+        parts.append(f"seed{seed}")
+    if final != "last.pt":
+        parts.append(Path(final).stem)
+    return _slug("-".join(parts))
+
+
+def check_search_name(name: str) -> str:
+    if not name or _slug(name) != name or name in (".", ".."):
+        raise RlnasError(f"search name {name!r} must be letters, digits and . _ + - only")
+    return name
+
+
+def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progress, name=None,
+            bars=True):
     s = run.cfg["search"]
     method = method or s["method"]
+    if name is not None:
+        check_search_name(name)
     space = run.space
-    fn = scorer_for(run, scorer, final)
+    fn = scorer_for(run, scorer, final, bars)
     constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
                             max_flops=max_flops if max_flops is not None else s["max_flops"],
                             cost_kwargs=cost_kwargs(run))
@@ -149,12 +202,20 @@ def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progre
                         seed=run.cfg["seed"] if seed is None else seed, settings=settings,
                         num_samples=s["num_samples"], progress=progress)
     check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
+    order = best_first(result.scores, result.archs)  # ties as in ranking.csv
+    result.archs = np.asarray(result.archs)[order]
+    result.scores = np.asarray(result.scores, dtype=np.float64)[order]
+    name = name or search_name(method, scorer, constraint.max_params, constraint.max_flops,
+                               seed, final, run.cfg["seed"])
     k = s["report_top"]
     top = result.archs[:k]
     cost = space.cost(top, **cost_kwargs(run))
     visited_cost = space.cost(result.archs, **cost_kwargs(run))
     out = {
-        "space": space.name, "method": method, "scorer": scorer, "checkpoint": final,
+        "space": space.name, "name": name, "file": f"result-{name}.json",
+        "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
+        "checkpoint": final, "seed": int(run.cfg["seed"] if seed is None else seed),
+        "max_params": constraint.max_params, "max_flops": constraint.max_flops,
         "constraint": constraint.describe(), "evaluations": int(result.evaluations),
         "seconds": float(result.seconds),
         "settings": settings.__dict__ if method == "evolution" else None,
@@ -185,18 +246,26 @@ def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, A
 
 
 def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[str, Any]):
-    """visited.csv (every scored arch, best first, with its cost), result.json (``out``) and a
-    score-vs-cost plot; the plot folder is made first, so that a run that cannot be written
-    fails before any result is replaced."""
+    """visited-<name>.csv (every scored arch, best first, with its cost), result-<name>.json
+    (``out``) and a score-vs-cost plot, then their copies as the latest search (visited.csv,
+    result.json, plots/search_score_vs_flops.png); the plot folder is made first, so that a
+    run that cannot be written fails before any result is replaced."""
     plots = make_dir(run.path / "plots", "plot folder")
+    name = out["name"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["rank", "arch", scorer, "params_m", "flops_m"])
     for r, (a, sc, p, fl) in enumerate(zip(result.archs, result.scores, cost["params"],
                                             cost["flops"]), start=1):
         w.writerow([r, space.to_str(tuple(a)), f"{sc:.12g}", f"{p:.6f}", f"{fl:.5f}"])
-    atomic_write_text(run.path / "visited.csv", buf.getvalue())
-    write_json_atomic(out, run.path / "result.json")
-    scatter_plot(cost["flops"], result.scores, plots / "search_score_vs_flops.png",
+    atomic_write_text(run.path / out["visited_file"], buf.getvalue())
+    write_json_atomic(out, run.path / out["file"])
+    plot = plots / f"search-{name}_score_vs_flops.png"
+    scatter_plot(cost["flops"], result.scores, plot,
                  title=f"{result.method} search: {scorer} vs FLOPs ({len(result.scores)} visited)",
                  xlabel="M FLOPs", ylabel=scorer)
+    # the latest search, under the names every earlier rlnas wrote
+    atomic_write_text(run.path / "visited.csv", buf.getvalue())
+    write_json_atomic(out, run.path / "result.json")
+    if plot.exists():
+        shutil.copyfile(plot, plots / "search_score_vs_flops.png")

@@ -1,0 +1,211 @@
+"""Plots that explain (issue 12, item 7): what each figure draws, read back from the figure."""
+import numpy as np
+import pytest
+
+from rlnas.benchmark import (nb201_disconnected, scatter_figure, scatter_plot,
+                             tau_over_training_figure, tau_over_training_plot)
+from rlnas.errors import RlnasError
+from rlnas.sizecontrol import (budget_ladder, constrained_benchmark, constrained_figure,
+                               format_constrained, plot_constrained)
+from rlnas.spaces import get_space
+
+SPACE = get_space("nb201")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def arch(genes):
+    return SPACE.to_str(tuple(genes))
+
+
+ALL_NONE = arch([0, 0, 0, 0, 0, 0])
+DEAD_OUT = arch([1, 1, 1, 0, 0, 0])   # edges into node 3 all none: no path to the output
+ONLY_SKIP = arch([0, 0, 0, 1, 0, 0])  # input -> output by one skip edge
+ALL_CONV = arch([3, 3, 3, 3, 3, 3])
+
+
+@pytest.fixture(scope="module")
+def space_cells():
+    archs = SPACE.enumerate()
+    return archs, [arch(a) for a in archs]
+
+
+def test_disconnected_cells_are_those_with_no_input_output_path(space_cells):
+    assert nb201_disconnected([ALL_NONE, DEAD_OUT, ONLY_SKIP, ALL_CONV]).tolist() == \
+        [True, True, False, False]
+    assert nb201_disconnected(ALL_NONE).tolist() == [True]
+    # anything that is not an NB201 arch string counts as connected
+    assert not nb201_disconnected(["arch0", "", None, "|a|b|", 3]).any()
+    archs, strs = space_cells
+    dead = nb201_disconnected(strs)
+    # exactly the cells whose angle has no fixed part (the angle is 0 there)
+    assert np.array_equal(dead, SPACE.angle_multiplicity(archs)[:, 0] == 0)
+    assert dead.sum() == 341
+
+
+def _title(fig):
+    return fig.axes[0].get_title()
+
+
+def _legend(ax):
+    leg = ax.get_legend()
+    return [t.get_text() for t in leg.get_texts()] if leg else []
+
+
+def _scatter_points(ax):
+    return sum(len(c.get_offsets()) for c in ax.collections)
+
+
+def test_scatter_leaves_disconnected_cells_out_and_says_how_many(space_cells):
+    archs, strs = space_cells
+    dead = nb201_disconnected(strs)
+    rng = np.random.default_rng(0)
+    acc = np.where(dead, 10.0, 80 + 10 * rng.random(len(strs)))
+    score = np.where(dead, 0.0, 0.5 + 0.01 * acc + 0.1 * rng.random(len(strs)))
+    fig = scatter_figure(score, acc, "angle vs cifar10_test", "angle", "cifar10_test (%)",
+                         archs=strs)
+    title, ax = _title(fig), fig.axes[0]
+    assert f"over all {len(strs)} cells" in title
+    assert f"over the {len(strs) - 341} drawn" in title
+    assert "341 disconnected cells not drawn (no input-output path; median cifar10_test 10.0)" \
+        in title
+    assert _scatter_points(ax) == len(strs) - 341
+    lo, hi = ax.get_xlim()
+    assert lo > 0.3  # the x axis spans the connected cells, not 0 .. max
+    # without arch strings: every point, as before
+    old = scatter_figure(score, acc, "t", archs=None)
+    assert _scatter_points(old.axes[0]) == len(strs) and "disconnected" not in _title(old)
+
+
+def test_scatter_marks_the_searched_cell_and_the_params_pick(tmp_path):
+    strs = [ALL_NONE, ONLY_SKIP, ALL_CONV, arch([1, 2, 3, 4, 1, 2]), arch([2, 2, 2, 2, 2, 2])]
+    score = np.array([0.0, 0.4, 0.9, 0.7, 0.5])
+    acc = np.array([10.0, 60.0, 93.5, 90.0, 88.0])
+    marks = {"searched cell (evolution, angle)": strs[2], "params baseline's pick": 4,
+             "a disconnected pick": ALL_NONE, "elsewhere": "|nor_conv_1x1~0|+|x|"}
+    fig = scatter_figure(score, acc, "t", "angle", "cifar10_test (%)", archs=strs, marks=marks)
+    legend = _legend(fig.axes[0])
+    assert legend[0] == "cells (4)"
+    assert legend[1] == "searched cell (evolution, angle): 93.50"
+    assert legend[2] == "params baseline's pick: 88.00"
+    assert legend[3] == "a disconnected pick: disconnected, cifar10_test 10.00, not drawn"
+    assert legend[4] == "elsewhere: not among the scored cells"
+    assert _scatter_points(fig.axes[0]) == 4 + 2  # the cells drawn and the two marks
+    out = scatter_plot(score, acc, tmp_path / "s.png", "t", archs=strs, marks=marks)
+    assert out.read_bytes()[:8] == PNG and [p.name for p in tmp_path.iterdir()] == ["s.png"]
+    with pytest.raises(RlnasError, match="5 scores but 2 arch strings"):
+        scatter_plot(score, acc, tmp_path / "x.png", "t", archs=strs[:2])
+
+
+def test_constrained_baseline_skips_disconnected_cells_and_the_plot_says_so(space_cells,
+                                                                           tmp_path):
+    archs, strs = space_cells
+    cost = SPACE.cost(archs)["params"]
+    dead = nb201_disconnected(strs)
+    rng = np.random.default_rng(1)
+    acc = np.where(dead, 10.0, 70 + 20 * rng.random(len(strs)) + 5 * cost)
+    res = constrained_benchmark(strs, {"params": cost, "noise": rng.random(len(strs))}, acc,
+                                cost, budget_ladder(cost, 10))
+    largest, params = res["largest"], res["methods"]["params"]
+    assert largest["skipped_disconnected"] == 341
+    assert not nb201_disconnected(largest["arch"]).any()
+    # in enumeration order the first of the tied largest cells is often a disconnected one:
+    # the params scorer still picks it (ties -> first), the baseline no longer does
+    picked_dead = nb201_disconnected(params["arch"])
+    assert picked_dead.any() and params["cost"] == largest["cost"]
+    assert all(a == 10.0 for a, d in zip(params["accuracy"], picked_dead) if d)
+    assert min(largest["accuracy"]) > 70
+    for i, b in enumerate(res["budgets"]):  # tie statistics over the connected cells only
+        top = (cost == largest["cost"][i]) & ~dead
+        assert largest["n_tied"][i] == int(top.sum())
+        assert largest["tied_mean_accuracy"][i] == pytest.approx(acc[top].mean())
+    assert "the 341 disconnected cells (no input-output path, ~10 % accuracy) are skipped" in \
+        format_constrained(res)
+
+    fig = constrained_figure(res, "pick under a params limit", "limit (M params)")
+    ax = fig.axes[0]
+    legend = _legend(ax)
+    assert "largest that fits (baseline); its 341 disconnected cells skipped" in legend
+    assert ("on the bottom edge: a disconnected cell picked\n(no input-output path; 10.0, off "
+            "scale)") in legend
+    assert ax.get_ylim()[0] > 60  # the 10 % picks do not set the scale
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    y = np.asarray(lines["params"].get_ydata(), dtype=float)
+    assert np.isnan(y[np.argsort(res["budgets"])][picked_dead[np.argsort(res["budgets"])]]).all()
+    out = plot_constrained(res, tmp_path / "c.png", "t")
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_constrained_plot_without_disconnected_cells_is_unchanged_in_content():
+    n = 50
+    rng = np.random.default_rng(2)
+    cost, acc = rng.random(n), rng.random(n) * 100
+    res = constrained_benchmark([f"a{i}" for i in range(n)], {"s": rng.random(n)}, acc, cost,
+                                budget_ladder(cost, 4))
+    assert res["largest"]["skipped_disconnected"] == 0
+    assert "skipped" not in format_constrained(res)
+    legend = _legend(constrained_figure(res).axes[0])
+    assert "largest that fits (baseline)" in legend
+    assert not any("bottom edge" in t for t in legend)
+
+
+def test_constrained_all_disconnected_under_a_budget_gives_no_baseline_pick():
+    strs = [ALL_NONE, DEAD_OUT, ONLY_SKIP, ALL_CONV]
+    cost, acc = [1.0, 1.0, 2.0, 3.0], [10.0, 10.0, 60.0, 93.0]
+    res = constrained_benchmark(strs, {"s": [4.0, 3.0, 2.0, 1.0]}, acc, cost, [1.0, 2.0, 3.0])
+    largest = res["largest"]
+    assert largest["index"] == [None, 2, 3] and largest["accuracy"] == [None, 60.0, 93.0]
+    assert largest["n_tied"] == [None, 1, 1] and largest["mean_tied_mean_accuracy"] == 76.5
+    assert res["methods"]["s"]["wins_vs_largest"] == 0
+    assert res["methods"]["s"]["losses_vs_largest"] == 2
+    assert "n/a" in format_constrained(res)
+    constrained_figure(res)  # draws
+
+
+def _over(seed, points, correlation=None):
+    rows = [{"checkpoint": name, "epoch": ep, "scorer": "angle",
+             "tau_previous": prev, "tau": {"cifar10_test": t}} for name, ep, prev, t in points]
+    return {"seed": seed, "over_training": rows, "correlation": correlation or {}}
+
+
+CORR = {"angle": {"columns": {"cifar10_test": {"kendall_tau": 0.52}}},
+        "params": {"columns": {"cifar10_test": {"kendall_tau": 0.578}}}}
+
+
+def test_tau_plot_with_one_checkpoint_is_a_labelled_tau_next_to_the_baselines(tmp_path):
+    per_run = [_over(0, [("last.pt", 10, None, 0.52)], CORR),
+               _over(1, [("last.pt", 10, None, 0.47)])]
+    fig = tau_over_training_figure(per_run, ["cifar10_test"])
+    ax = fig.axes[0]
+    assert "one checkpoint per run, nothing to follow over training" in ax.get_title()
+    assert ax.get_xlabel() == "Kendall tau vs cifar10_test"  # not an epoch axis
+    texts = [t.get_text() for t in ax.texts]
+    assert "angle, seed 0: tau 0.520 (last.pt, epoch 10)" in texts
+    assert "angle, seed 1: tau 0.470 (last.pt, epoch 10)" in texts
+    assert _legend(ax) == ["params (seed 0): 0.578"]  # the angle itself is not repeated
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["seed 0", "seed 1"]
+    assert any("train.keep_every_epochs" in t.get_text() for t in fig.texts)
+    lo, hi = ax.get_xlim()
+    assert -1 <= lo < 0 < 0.578 < hi <= 1
+    out = tau_over_training_plot(per_run, ["cifar10_test"], tmp_path / "plots" / "tau.png")
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_tau_plot_over_several_checkpoints_has_integer_epochs_and_the_params_level():
+    per_run = [_over(0, [("epoch_10.pt", 10, None, 0.4), ("epoch_20.pt", 20, 0.8, 0.45),
+                         ("last.pt", 30, 0.9, 0.5)], CORR)]
+    fig = tau_over_training_figure(per_run, ["cifar10_test", "cifar100_test"])
+    ax = fig.axes[0]
+    assert ax.get_title() == "angle ranking over training"
+    assert ax.get_xlabel() == "supernet epoch (kept checkpoints)"
+    assert _legend(ax) == ["seed 0: tau vs cifar10_test", "seed 0: tau vs the previous checkpoint",
+                           "params (seed 0): tau 0.578 vs cifar10_test"]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def test_tau_plot_has_nothing_to_draw_without_checkpoints(tmp_path):
+    assert tau_over_training_plot([{"seed": 0, "over_training": []}], ["c"],
+                                  tmp_path / "t.png") is None
+    assert tau_over_training_plot([_over(0, [("last.pt", 1, None, 0.1)])], [],
+                                  tmp_path / "t.png") is None
+    assert not (tmp_path / "t.png").exists()
