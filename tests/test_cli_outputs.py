@@ -228,3 +228,10 @@ def test_weak_answer_notes(tmp_path):
     (tmp_path / "stability.csv").unlink()
     (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,9.9\n2,14.0\n")
     assert chance_note(tmp_path, cfg, info) == []
+
+
+def test_weak_answer_advice_names_a_fast_preset_only_where_one_exists():
+    from rlnas.report import _advice
+    assert "nb201-cifar10-fast" in _advice("nb201")
+    assert "darts-cifar10-fast" in _advice("darts")
+    assert "preset" not in _advice("mobilenet") and "angle_sum" in _advice("mobilenet")

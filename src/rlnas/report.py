@@ -401,11 +401,15 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
 
 
 # --- how good is the answer -------------------------------------------------------------------
+# the measured fast recipe of each space that has one (benchmarks/RESULTS.md)
+FAST_PRESETS = {"nb201": "nb201-cifar10-fast", "darts": "darts-cifar10-fast"}
+
+
 def _advice(space: str) -> str:
-    fast = "darts-cifar10-fast" if space == "darts" else "nb201-cifar10-fast"
-    return (f"train longer (train.epochs), use the measured fast recipe (the preset {fast}), "
-            f"or score by angle_sum (search.scorer=angle_sum, or `rlnas search RUN --scorer "
-            f"angle_sum`)")
+    fast = FAST_PRESETS.get(space)
+    recipe = f", use the measured fast recipe (the preset {fast})" if fast else ""
+    return (f"train longer (train.epochs){recipe}, or score by angle_sum "
+            f"(search.scorer=angle_sum, or `rlnas search RUN --scorer angle_sum`)")
 
 
 def weak_tau_notes(result: Dict[str, Any]) -> List[str]:
