@@ -58,12 +58,8 @@ def override_list(overrides: Overrides) -> List[str]:
 def _run_config(config: PathLike) -> Optional[Path]:
     """``RUN/config.yaml`` where ``config`` is a run directory, else None (as ``rlnas train RUN``
     decides: ``rlnas.config.run_config_path``, where a bare preset name stays the preset)."""
-    from . import config as config_mod
-    find = getattr(config_mod, "run_config_path", None)
-    if find is not None:
-        return find(str(config))
-    p = Path(config)
-    return p / "config.yaml" if p.is_dir() and (p / "config.yaml").is_file() else None
+    from .config import run_config_path
+    return run_config_path(str(config))
 
 
 def load_config(config: PathLike, overrides: Overrides = None) -> Dict[str, Any]:
@@ -315,9 +311,8 @@ class Run:
         ``seconds``, ``history``, ``size``; ``file`` names its ``result-<name>.json`` (``name``
         defaults to one made from the settings; ``result.json`` is a copy of the latest)."""
         from .stages import search
-        named = {} if name is None else {"name": name}  # `rlnas search --name`
         return search(self._run, method=method, final=checkpoint, max_params=max_params,
-                      max_flops=max_flops, seed=seed, scorer=scorer, **named)
+                      max_flops=max_flops, seed=seed, scorer=scorer, name=name)
 
     def result(self, name: Optional[str] = None) -> Dict[str, Any]:
         """A search result written earlier, without searching again: the latest
@@ -416,7 +411,6 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: PathLike,
     handles = [r if isinstance(r, Run) else open_run(r) for r in runs]
     names = ([s.strip() for s in scorers.split(",") if s.strip()] if isinstance(scorers, str)
              else list(scorers))
-    named = {} if result is None else {"result": result}  # `rlnas evaluate --result`
     return evaluate_runs([r._run for r in handles], nasbench201, scorers=names, columns=columns,
                          sample=sample, proxy=proxy, out_dir=Path(out) if out is not None else None,
-                         progress=progress, **named)
+                         progress=progress, result=result)

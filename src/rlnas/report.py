@@ -401,12 +401,9 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
 
 
 # --- how good is the answer -------------------------------------------------------------------
-# the measured fast recipe of each space that has one (benchmarks/RESULTS.md)
-FAST_PRESETS = {"nb201": "nb201-cifar10-fast", "darts": "darts-cifar10-fast"}
-
-
 def _advice(space: str) -> str:
-    fast = FAST_PRESETS.get(space)
+    from .config import FAST_RECIPES  # paper presets are named <space>-<dataset>
+    fast = {paper.split("-")[0]: f for paper, (f, _) in FAST_RECIPES.items()}.get(space)
     recipe = f", use the measured fast recipe (the preset {fast})" if fast else ""
     return (f"train longer (train.epochs){recipe}, or score by angle_sum "
             f"(search.scorer=angle_sum, or `rlnas search RUN --scorer angle_sum`)")
