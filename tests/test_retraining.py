@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 def test_every_preset_loads():
     for name in list_presets():
         cfg = load_config(name)
-        assert cfg["space"] in ("nb201", "darts", "mobilenet")
+        assert cfg["space"] in ("nb201", "darts", "mobilenet", "nasbench-macro")
 
 
 def test_retrain_nb201_resumes_and_exports(data, tmp_path, capsys):

@@ -77,5 +77,6 @@ def list_spaces():
 from . import nb201  # noqa: E402,F401  (registers 'nb201')
 from . import darts  # noqa: E402,F401  (registers 'darts')
 from . import mobilenet  # noqa: E402,F401  (registers 'mobilenet')
+from . import macro  # noqa: E402,F401  (registers 'nasbench-macro')
 
 __all__ = ["Arch", "SearchSpace", "get_space", "list_spaces", "register_space"]
