@@ -80,10 +80,11 @@ def reference_variants(parts):
     for label, cell, v0, vT in cells:
         per_cell = pieces.setdefault(label, {})
         per_cell.setdefault(cell, []).append((label, cell, v0, vT))
-    theta, count = {}, {}
+    theta, count, moved = {}, {}, {}
     for label, per_cell in pieces.items():
         first = [occ[0] for occ in per_cell.values()]
         theta[label] = angle_between(cat(first, 2), cat(first, 3))
+        moved[label] = float(torch.linalg.vector_norm(cat(first, 3) - cat(first, 2)))
         count[label] = len(next(iter(per_cell.values())))
     n_occ = sum(count.values())
     return {
@@ -91,4 +92,6 @@ def reference_variants(parts):
         "angle_cell": angle_between(cat(cells, 2), cat(cells, 3)),
         "angle_mean": (sum(theta[k] * count[k] for k in theta) / n_occ) if n_occ else 0.0,
         "angle_sum": (sum(theta.values()) / np.sqrt(len(theta))) if theta else 0.0,
+        "distance": float(np.sqrt(sum(d * d for d in moved.values()))),
+        "distance_sum": (sum(moved.values()) / np.sqrt(len(moved))) if moved else 0.0,
     }

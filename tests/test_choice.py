@@ -271,6 +271,20 @@ def test_every_angle_variant_matches_the_explicit_reference(variant):
     assert len(set(np.round(fast, 9))) > 8
 
 
+@pytest.mark.parametrize("variant", ["distance", "distance_sum"])
+def test_distances_stay_exact_when_weights_barely_move(variant):
+    # the distance comes from n0 + nT - 2 <u0, uT>: cancellation must not swamp a movement of
+    # 1e-5 of the weights (a short, low-rate training)
+    s0, _ = random_states(SPACE)
+    torch.manual_seed(1)
+    sT = {k: v + 1e-5 * v.abs().mean() * torch.randn_like(v) if v.is_floating_point() else v
+          for k, v in s0.items()}
+    archs = SPACE.enumerate()[:200]
+    fast = AngleScorer.from_states(SPACE, s0, sT, variant)(archs)
+    slow = [reference_variants(reference_parts(SPACE, s0, sT, a))[variant] for a in archs]
+    np.testing.assert_allclose(fast, slow, rtol=1e-6)
+
+
 def test_angle_rejects_other_checkpoints():
     s0, _ = random_states(SPACE)
     with pytest.raises(RlnasError, match="missing tensor"):

@@ -3,8 +3,8 @@
 theta(a) = arccos(<v_a(W0), v_a(WT)> / (|v_a(W0)| |v_a(WT)|)), where v_a concatenates the
 tensors arch ``a`` uses (spec section 4). The dot product and squared norms of a concatenation
 are sums over its parts, so each space splits v_a into pieces p with per-run statistics
-(d_p, n0_p, nT_p) and per-arch multiplicities m_p(a); scoring N archs is one (N x P) @ (P x 3)
-product in float64. An arch with an empty vector (every path dropped) scores 0.
+(d_p, n0_p, nT_p, and the squared distance moved) and per-arch multiplicities m_p(a); scoring N
+archs is one (N x P) @ (P x 4) product in float64. An arch with an empty vector (every path dropped) scores 0.
 
 The same pieces define variants that look at each piece's own angle
 theta_p = arccos(d_p / sqrt(n0_p nT_p)) (0 for a constant surrogate such as NB201's pooling
@@ -20,6 +20,14 @@ that arch ``a`` uses, m_p(a) > 0:
                   arch's unit indicator vector, i.e. mean piece angle x sqrt(pieces used). It
                   grows with the number of moving pieces an arch uses (like size) and with how
                   far they moved (unlike size); see benchmarks/RESULTS.md for the measurements.
+
+and, from the same statistics, variants that measure how far the weights moved rather than how
+far they turned, with d_p = |u_p(WT) - u_p(W0)| = sqrt(nT_p + n0_p - 2 <u_p(W0), u_p(WT)>) the
+Euclidean distance a piece's weights travelled (0 for a constant surrogate):
+
+* ``distance``      sqrt(sum_{p in S(a)} d_p^2): the distance between the arch's searchable
+                    weights before and after training, each piece once (beyond the paper);
+* ``distance_sum``  sum_{p in S(a)} d_p / sqrt(|S(a)|): ``angle_sum`` with d_p for theta_p.
 """
 from __future__ import annotations
 
@@ -41,6 +49,23 @@ def _arccos_cosine(dot: np.ndarray, sq0: np.ndarray, sqT: np.ndarray) -> np.ndar
     ok = denom > 0
     out[ok] = np.arccos(np.clip(dot[ok] / denom[ok], -1.0, 1.0))
     return out
+
+
+STATS = ("dot", "sq0", "sqT", "sq_moved")  # the columns of a piece's statistics
+
+
+def vector_stats(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """(<a, b>, |a|^2, |b|^2, |b - a|^2) of two tensors of one shape, in float64: the statistics
+    of a piece (or of one of its tensors; they add over the tensors of a piece). The last is
+    computed from the difference itself, so it stays exact when b barely differs from a."""
+    a, b = a.detach().double().reshape(-1), b.detach().double().reshape(-1)
+    diff = b - a
+    return np.array([float(a @ b), float(a @ a), float(b @ b), float(diff @ diff)])
+
+
+def piece_distances(stats: np.ndarray) -> np.ndarray:
+    """d_p = |u_p(WT) - u_p(W0)| per piece (column ``sq_moved`` of its statistics)."""
+    return np.sqrt(np.asarray(stats, dtype=np.float64)[:, 3])
 
 
 def piece_angles(stats: np.ndarray) -> np.ndarray:
@@ -80,10 +105,20 @@ def _angle_sum(mult, stats, searchable):
     return _ratio(used @ piece_angles(stats), np.sqrt(used.sum(1)))
 
 
-# name -> f(mult (N, P), stats (P, 3), searchable (P,) 0/1) -> scores (N,)
+def _distance(mult, stats, searchable):
+    used = (mult * searchable > 0).astype(np.float64)
+    return np.sqrt(used @ piece_distances(stats) ** 2)
+
+
+def _distance_sum(mult, stats, searchable):
+    used = (mult * searchable > 0).astype(np.float64)
+    return _ratio(used @ piece_distances(stats), np.sqrt(used.sum(1)))
+
+
+# name -> f(mult (N, P), stats (P, 4), searchable (P,) 0/1) -> scores (N,)
 VARIANTS: Dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
     "angle": _angle, "angle_cell": _angle_cell, "angle_mean": _angle_mean,
-    "angle_sum": _angle_sum,
+    "angle_sum": _angle_sum, "distance": _distance, "distance_sum": _distance_sum,
 }
 
 
@@ -94,7 +129,7 @@ class AngleScorer:
 
     space: object
     names: List[str]
-    stats: np.ndarray  # (P, 3): d, n0, nT
+    stats: np.ndarray  # (P, 4): STATS
     variant: str = "angle"
 
     def __post_init__(self):

@@ -107,6 +107,8 @@ ANGLE_SCORERS = {
     "angle_cell": "the paper's angle without the fixed stem/reduction/head part",
     "angle_mean": "mean angle of the searchable pieces an arch uses (path multiplicities)",
     "angle_sum": "sum of the piece angles an arch uses / sqrt(pieces used)",
+    "distance": "Euclidean distance the arch's searchable weights moved in training",
+    "distance_sum": "sum of the distances the pieces an arch uses moved / sqrt(pieces used)",
 }
 for _name, _doc in ANGLE_SCORERS.items():
     register_scorer(_name, needs_run=True, description=_doc)(_angle_factory(_name))

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..angle import FIXED
+from ..angle import FIXED, STATS, vector_stats
 from ..errors import RlnasError
 from .base import Arch, SearchSpace
 
@@ -480,13 +480,13 @@ class ChoiceSpace(SearchSpace):
         return t.detach().to(torch.float64).reshape(-1)
 
     def angle_pieces(self, state0: Dict[str, torch.Tensor], stateT: Dict[str, torch.Tensor]):
-        """(names, stats (P, 3) float64 [<u0, uT>, |u0|^2, |uT|^2]) per piece."""
-        stats = np.zeros((len(self._pieces), 3))
+        """(names, stats (P, 4) float64, ``rlnas.angle.STATS``) per piece."""
+        stats = np.zeros((len(self._pieces), len(STATS)))
         for p, entries in enumerate(self._pieces):
             for e in entries:
                 a, b = (self._tensor(state0, e), self._tensor(stateT, e)) if isinstance(e, str) \
                     else (e, e)
-                stats[p] += (float(a @ b), float(a @ a), float(b @ b))
+                stats[p] += vector_stats(a, b)
         return self.piece_names(), stats
 
     def angle_multiplicity(self, archs: np.ndarray) -> np.ndarray:

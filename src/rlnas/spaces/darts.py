@@ -49,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..angle import STATS, vector_stats
 from ..errors import RlnasError
 from . import register_space
 from .base import Arch, SearchSpace
@@ -833,18 +834,17 @@ def edge_tensors(state, cell: int, edge: int, op: int) -> List[torch.Tensor]:
 
 
 def _stats(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> np.ndarray:
-    out = np.zeros(3)
+    out = np.zeros(len(STATS))
     for a, b in zip(xs, ys):
-        a, b = a.detach().double().reshape(-1), b.detach().double().reshape(-1)
-        out += (float(a @ b), float(a @ a), float(b @ b))
+        out += vector_stats(a, b)
     return out
 
 
 def darts_angle_pieces(state0, stateT) -> Tuple[List[str], np.ndarray]:
-    """(names, stats (P, 3) float64 [<u0, uT>, |u0|^2, |uT|^2]). Piece 0: the fixed tensors;
+    """(names, stats (P, 4) float64, ``rlnas.angle.STATS``). Piece 0: the fixed tensors;
     piece (cell type, edge, op): that edge's op tensors summed over every cell of that type."""
     names = piece_names()
-    stats = np.zeros((len(names), 3))
+    stats = np.zeros((len(names), len(STATS)))
     try:
         stats[0] = _stats(fixed_tensors(state0), fixed_tensors(stateT))
         for cell in cell_ids(state0):

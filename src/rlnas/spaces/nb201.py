@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..angle import STATS, vector_stats
 from ..errors import RlnasError
 from . import register_space
 from .base import Arch, SearchSpace
@@ -350,24 +351,20 @@ def edge_tensor(state, cell: int, edge: int, op: int) -> torch.Tensor:
     return state[f"cells.{cell}.edges.{edge}.{name}.1.weight"]
 
 
-def _stats(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    a, b = a.detach().double().reshape(-1), b.detach().double().reshape(-1)
-    return np.array([float(a @ b), float(a @ a), float(b @ b)])
-
-
 def nb201_angle_pieces(state0, stateT) -> Tuple[List[str], np.ndarray]:
-    """(names, stats) with stats[p] = (<u_p(W0), u_p(WT)>, |u_p(W0)|^2, |u_p(WT)|^2) in float64.
+    """(names, stats) with stats[p] = (<u_p(W0), u_p(WT)>, |u_p(W0)|^2, |u_p(WT)|^2,
+    |u_p(WT) - u_p(W0)|^2) in float64 (``rlnas.angle.STATS``).
 
     Piece 0 is every fixed tensor; piece (edge, op) sums that edge's op tensor over all
     searchable cells (the genotype is shared, so cells always use the same op per edge)."""
-    stats = np.zeros((1 + 6 * len(_PIECE_OPS), 3))
+    stats = np.zeros((1 + 6 * len(_PIECE_OPS), len(STATS)))
     try:
         for k in fixed_keys(state0):
-            stats[0] += _stats(state0[k], stateT[k])
+            stats[0] += vector_stats(state0[k], stateT[k])
         for cell in search_cell_ids(state0):
             for e in range(6):
                 for m, op in enumerate(_PIECE_OPS):
-                    stats[1 + 3 * e + m] += _stats(edge_tensor(state0, cell, e, op),
+                    stats[1 + 3 * e + m] += vector_stats(edge_tensor(state0, cell, e, op),
                                                    edge_tensor(stateT, cell, e, op))
     except KeyError as err:
         raise RlnasError(f"checkpoint is not an NB201 supernet: missing tensor {err}") from None
