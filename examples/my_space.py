@@ -4,7 +4,7 @@ The network: a CIFAR-10 CNN of six "fused inverted residual" blocks (a kxk convo
 expands the channels, then a 1x1 projection), each block choosing its kernel size (3 or 5) and
 expansion (1 or 3), or skipping itself where its shape allows. Everything below the declaration
 is the pipeline a user runs: the supernet trained with random labels, an evolutionary search by
-the config's scorer (angle_sum, the fast CPU recipe's) under a FLOPs limit, then the winner, the
+the config's scorer (distance, the cross-space default) under a FLOPs limit, then the winner, the
 largest architecture under the same limit and random architectures under it retrained briefly
 with the true labels, side by side.
 

@@ -393,7 +393,7 @@ def test_example_space_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     assert all(r["flops_m"] <= limit for r in rows)
     result = json.loads((tmp_path / "run" / "supernet" / "result.json").read_text())
     scorer = cfg["search"]["scorer"]
-    assert result["scorer"] == scorer == "angle_sum"
+    assert result["scorer"] == scorer == "distance"
     assert rows[0]["arch"] == result["top"][0]["arch"] and rows[0][scorer] == pytest.approx(
         result["top"][0][scorer])
     cost = space.cost(space.enumerate())

@@ -231,7 +231,37 @@ def test_weak_answer_notes(tmp_path):
 
 
 def test_weak_answer_advice_names_a_fast_preset_only_where_one_exists():
+    from rlnas.config import load_config
     from rlnas.report import _advice
-    assert "nb201-cifar10-fast" in _advice("nb201")
-    assert "darts-cifar10-fast" in _advice("darts")
-    assert "preset" not in _advice("mobilenet") and "angle_sum" in _advice("mobilenet")
+    assert "nb201-cifar10-fast" in _advice({"space": "nb201"})
+    assert "darts-cifar10-fast" in _advice({"space": "darts"})
+    assert "nasbench-macro-fast, scored by distance" in _advice(load_config("nasbench-macro"))
+    other = _advice({"space": "mobilenet"})
+    assert "preset" not in other and "scorer=distance" in other
+    # a run of the measured recipe is not told to use it
+    fast = load_config("nasbench-macro-fast", ["seed=3", "label_seed=3", "root=x"])
+    assert "preset" not in _advice(fast) and "retrain" in _advice(fast)
+
+
+def test_a_measured_recipe_is_recognised_with_seeds_and_paths_free():
+    from rlnas.config import load_config, measured_recipe
+    for preset in ("nb201-cifar10-fast", "nasbench-macro-fast", "darts-cifar10-fast"):
+        cfg = load_config(preset, ["seed=7", "label_seed=7", "root=/data", "max_flops=50"])
+        assert measured_recipe(cfg).preset == preset
+    assert measured_recipe(load_config("nasbench-macro-fast", ["epochs=2"])) is None
+    assert measured_recipe(load_config("nasbench-macro-fast", ["search.scorer=angle"])) is None
+    assert measured_recipe(load_config("nasbench-macro")) is None
+
+
+def test_a_macro_fast_run_at_chance_is_not_flagged_but_a_darts_run_states_the_limit(tmp_path):
+    from types import SimpleNamespace
+    from rlnas.config import FAST_RECIPES, load_config
+    from rlnas.report import weak_line
+    (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,10.05\n")
+    info = {"num_classes": 10, "num_images": 25000}
+    fast = load_config("nasbench-macro-fast")
+    assert chance_note(tmp_path, fast, info) == []
+    assert chance_note(tmp_path, load_config("nasbench-macro", ["epochs=1"]), info) != []
+    run = SimpleNamespace(path=tmp_path, cfg=load_config("darts-cifar10-fast"), info=info)
+    convs = {"space": "darts", "top": [{"genome": [4] * 28}]}
+    assert FAST_RECIPES["darts-cifar10"].limit in weak_line(run, convs)

@@ -351,13 +351,13 @@ def test_fast_preset_runs_end_to_end_and_names_its_scorer(tiny_data, tmp_path, c
     assert main(["run", "nb201-cifar10-fast", *args, "--out", str(run), "-q"]) == 0
     err = capsys.readouterr().err
     assert "nb201-cifar10-fast is the measured fast recipe" in err
-    assert json.loads((run / "result.json").read_text())["scorer"] == "angle_sum"
-    assert list(csv.DictReader(open(run / "ranking.csv")))[0].keys() >= {"arch", "angle_sum"}
+    assert json.loads((run / "result.json").read_text())["scorer"] == "distance_sum"
+    assert list(csv.DictReader(open(run / "ranking.csv")))[0].keys() >= {"arch", "distance_sum"}
     rows = list(csv.DictReader(open(run / "stability.csv")))
     assert rows and int(rows[-1]["epoch"]) <= 6
     ev = json.loads((run / "evaluation.json").read_text())
-    assert ev["scorers"] == ["angle_sum", "params"]
-    assert ev["per_run"][0]["over_training"][0]["scorer"] == "angle_sum"
+    assert ev["scorers"] == ["distance_sum", "params"]
+    assert ev["per_run"][0]["over_training"][0]["scorer"] == "distance_sum"
 
 
 def test_a_paper_preset_on_a_cpu_proposes_the_fast_recipe():

@@ -401,12 +401,20 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
 
 
 # --- how good is the answer -------------------------------------------------------------------
-def _advice(space: str) -> str:
-    from .config import FAST_RECIPES  # paper presets are named <space>-<dataset>
-    fast = {paper.split("-")[0]: f for paper, (f, _) in FAST_RECIPES.items()}.get(space)
-    recipe = f", use the measured fast recipe (the preset {fast})" if fast else ""
-    return (f"train longer (train.epochs){recipe}, or score by angle_sum "
-            f"(search.scorer=angle_sum, or `rlnas search RUN --scorer angle_sum`)")
+def _advice(cfg: Dict[str, Any]) -> str:
+    """What to change: the space's measured fast recipe where the run is not it, else (or where
+    the space has none) the scorer measured best across the three benchmarks."""
+    from .config import CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe
+    recipe = fast_recipe(cfg.get("space"))
+    if recipe is not None and measured_recipe(cfg) is None:
+        scorer = load_config(recipe.preset)["search"]["scorer"]
+        return f"use the measured fast recipe (the preset {recipe.preset}, scored by {scorer})"
+    if recipe is not None:
+        return "retrain the top archs with the true labels before trusting the pick (rlnas retrain)"
+    name = CROSS_SPACE_SCORER
+    return (f"train longer (train.epochs), or score by {name}, the scorer that beat the size "
+            f"baselines on NB201 and NAS-Bench-Macro (search.scorer={name}, or `rlnas search "
+            f"RUN --scorer {name}`)")
 
 
 def weak_tau_notes(result: Dict[str, Any]) -> List[str]:
@@ -452,8 +460,9 @@ def weighted_op_note(run_cfg: Dict[str, Any], search: Dict[str, Any]) -> List[st
 def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List[str]:
     """A supernet whose accuracy on its random labels never left chance (100/K %, within three
     binomial standard errors or half a point) while its ranking was not found stable. A supernet
-    stopped because its ranking is stable (stability.csv) is not flagged: the measured fast
-    recipes rank well before they fit their labels."""
+    stopped because its ranking is stable (stability.csv), or trained by a measured fast recipe,
+    is not flagged: those rank well before they fit their labels (nasbench-macro-fast never
+    leaves chance, by its small learning rate)."""
     run_path = Path(run_path)
     if run_cfg.get("labels", {}).get("kind") != "random":
         return []
@@ -466,7 +475,8 @@ def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List
             accs = [float(r["train_acc"]) for r in csv.DictReader(f) if r.get("train_acc")]
     except (OSError, ValueError, KeyError):
         return []
-    if not accs or _stable(run_path):
+    from .config import measured_recipe
+    if not accs or _stable(run_path) or measured_recipe(run_cfg) is not None:
         return []
     chance = 100.0 / k
     se = 100.0 * math.sqrt(chance / 100 * (1 - chance / 100) / max(int(n or 1), 1))
@@ -492,7 +502,8 @@ def weak_notes(run, search: Optional[Dict[str, Any]] = None,
                evaluation: Optional[Dict[str, Any]] = None) -> List[str]:
     """Every sign of a weak answer that the run's own numbers show (``run`` an ``engine.Run``):
     a scorer below the params baseline (``evaluation``), a DARTS pick with no weighted op
-    (``search``, default the run's result.json), a supernet at chance on its random labels."""
+    (``search``, default the run's result.json), a supernet at chance on its random labels, and
+    the measured limit of the space's best recipe (``config.FastRecipe.limit``)."""
     notes: List[str] = []
     if evaluation:
         notes += weak_tau_notes(evaluation)
@@ -504,6 +515,10 @@ def weak_notes(run, search: Optional[Dict[str, Any]] = None,
             search = None
     notes += weighted_op_note(run.cfg, search or {})
     notes += chance_note(run.path, run.cfg, run.info)
+    from .config import fast_recipe
+    recipe = fast_recipe(run.cfg.get("space"))
+    if recipe is not None and recipe.limit:
+        notes.append(recipe.limit)
     return notes
 
 
@@ -514,7 +529,7 @@ def weak_line(run, search: Optional[Dict[str, Any]] = None,
     notes = weak_notes(run, search, evaluation)
     if not notes:
         return None
-    return f"weak answer: {'; '.join(notes)}. To improve: {_advice(run.cfg.get('space'))}."
+    return f"weak answer: {'; '.join(notes)}. To improve: {_advice(run.cfg)}."
 
 
 # --- the angle over training ------------------------------------------------------------------
