@@ -19,7 +19,7 @@ if [[ ! -f "$SUP/result-angle_sum.json" ]]; then
   $RLNAS train darts-cifar10-fast root="$DATA/cifar10" --out "$SUP" -q
   $RLNAS search "$SUP" --scorer angle && cp "$SUP/result.json" "$SUP/result-angle.json"
   $RLNAS search "$SUP" --scorer angle_mean && cp "$SUP/result.json" "$SUP/result-angle_mean.json"
-  $RLNAS search "$SUP" && cp "$SUP/result.json" "$SUP/result-angle_sum.json"
+  $RLNAS search "$SUP" --scorer angle_sum && cp "$SUP/result.json" "$SUP/result-angle_sum.json"
 fi
 # the largest genotype (FLOPs of the ImageNet network, the unit of search limits) under the
 # found genotype's FLOPs

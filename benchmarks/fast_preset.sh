@@ -31,13 +31,13 @@ print("|---|---|---|---|---|---|---|---|---|---|")
 for s in seeds:
     d = out / f"s{s}"
     ev = json.loads((d / "evaluation.json").read_text())
-    run = ev["per_run"][0]
-    corr = {c: run["correlation"]["angle_sum"]["columns"][c]["kendall_tau"] for c in cols}
-    within = run["size_control"]["cifar10_test"]["scorers"]["angle_sum"]["within_params_tau"]
+    run, scorer = ev["per_run"][0], ev["scorers"][0]  # the preset's scorer
+    corr = {c: run["correlation"][scorer]["columns"][c]["kendall_tau"] for c in cols}
+    within = run["size_control"]["cifar10_test"]["scorers"][scorer]["within_params_tau"]
     found = ev["search"]["found"][0]
     pick = run["correlation"]["params"]["columns"]["cifar10_test"]["top1_accuracy"]
     lad = run["constrained"]["params"]
-    wins = sum(a > b for a, b in zip(lad["methods"]["angle_sum"]["accuracy"],
+    wins = sum(a > b for a, b in zip(lad["methods"][scorer]["accuracy"],
                                      lad["largest"]["tied_mean_accuracy"]))
     epochs = list(csv.DictReader(open(d / "metrics.csv")))[-1]["epoch"]
     wall = float((d / "wall_ms").read_text()) / 60e3

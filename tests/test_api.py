@@ -65,7 +65,7 @@ def test_public_names_resolve_and_are_documented():
 
 
 def test_train_is_the_cli_train(run, tmp_path):
-    assert run.path.is_dir() and run.space.name == "nb201" and run.scorer == "angle_sum"
+    assert run.path.is_dir() and run.space.name == "nb201" and run.scorer == "distance_sum"
     assert run.train_result["epoch"] == 1 and not run.train_result.get("resumed")
     assert run.config["train"]["epochs"] == 1 and run.config["data"]["subset"] == 256
     cli_dir = tmp_path / "cli"
@@ -105,8 +105,8 @@ def test_rank_returns_the_cli_ranking(run):
     ranking = run.rank()
     assert (run.path / "ranking.csv").read_text() == cli_csv  # same file, same code path
     rows = [line.split(",") for line in cli_csv.splitlines()]
-    assert rows[0] == ["rank", "arch", "angle_sum", "params_m", "flops_m"]
-    assert len(ranking) == len(rows) - 1 == 15625 and ranking.scorer == "angle_sum"
+    assert rows[0] == ["rank", "arch", "distance_sum", "params_m", "flops_m"]
+    assert len(ranking) == len(rows) - 1 == 15625 and ranking.scorer == "distance_sum"
     assert ranking.arch == [r[1] for r in rows[1:]]
     assert np.array_equal(ranking.score, [float(r[2]) for r in rows[1:]])
     assert np.array_equal(ranking.params_m, [float(r[3]) for r in rows[1:]])
@@ -133,8 +133,8 @@ def test_search_returns_result_json(run):
     res = run.search()
     assert _same(res, cli_result)
     assert _same(res, json.loads((run.path / "result.json").read_text()), drop=())
-    assert res["top"][0]["arch"] and res["scorer"] == "angle_sum"
-    assert res["top"][0]["angle_sum"] == max(t["angle_sum"] for t in res["top"])
+    assert res["top"][0]["arch"] and res["scorer"] == "distance_sum"
+    assert res["top"][0]["distance_sum"] == max(t["distance_sum"] for t in res["top"])
     # options map onto the CLI's flags
     assert cli_main(["search", str(run.path), "--method", "random", "--max-params", "0.5",
                      "--seed", "3", "--scorer", "params"]) == 0
@@ -159,12 +159,12 @@ def test_evaluate_returns_evaluation_json(run, tmp_path, nb201_table_path):
     # rlnas.evaluate([run], ...)
     res = run.evaluate(nb201_table_path, sample=200, out=tmp_path / "api", progress=False,
                        **which)
-    assert res["scorers"] == ["angle_sum", "params"] and res["num_archs"] == 200
+    assert res["scorers"] == ["distance_sum", "params"] and res["num_archs"] == 200
     assert res["search"]["found"][0]["arch"] == found["top"][0]["arch"]
     assert _same(res, json.loads((tmp_path / "api" / "evaluation.json").read_text()), drop=())
     assert (tmp_path / "api" / "evaluation.md").exists()
     assert cli_main(["evaluate", str(run.path), "--nasbench201", str(nb201_table_path),
-                     "--scorers", "angle_sum,params", "--sample", "200",
+                     "--scorers", "distance_sum,params", "--sample", "200",
                      "--out", str(tmp_path / "cli"), "-q"]
                     + (["--result", which["result"]] if which else [])) == 0
     assert _same(res, json.loads((tmp_path / "cli" / "evaluation.json").read_text()))
@@ -213,7 +213,7 @@ def test_example_script_runs(tmp_path):
     for rec in ranking.top(3):
         assert rec["arch"] in proc.stdout
     assert result["top"][0]["arch"] in proc.stdout
-    assert "ranked 15625 cells by angle_sum" in proc.stdout
+    assert "ranked 15625 cells by distance_sum" in proc.stdout
 
 
 def test_ranking_read_refuses_other_files(tmp_path):

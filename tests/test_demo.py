@@ -13,5 +13,5 @@ def test_demo_runs_and_reports_three_groups(tmp_path, capsys):
     scores = [r[2] for r in rows]
     assert scores[0] >= scores[1] >= max(scores[2:])  # top first, ranked by the scorer
     assert all(0 <= r[3] <= 100 for r in rows)
-    assert "summary" in out and "Kendall tau(angle_sum" in out and "tau(params" in out
+    assert "summary" in out and "Kendall tau(distance_sum" in out and "tau(params" in out
     assert (tmp_path / "demo" / "ranking.csv").exists()

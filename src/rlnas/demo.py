@@ -2,7 +2,7 @@
 
 1. train a tiny NB201 supernet with random labels (preset ``demo-digits``: the fast recipe of
    nb201-cifar10-fast, scaled to the digits);
-2. rank all 15,625 cells by the preset's scorer (``angle_sum``);
+2. rank all 15,625 cells by the preset's scorer (``distance_sum``);
 3. check the ranking on this data: retrain, with the true labels and the same short budget, the
    top-ranked cells, some low-ranked (but connected) cells and some random cells, and print their
    test accuracies side by side, with the rank correlation of the scorer and of the parameter
