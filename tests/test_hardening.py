@@ -394,3 +394,129 @@ def test_converter_takes_trust_pickle():
     if "trust_pickle" not in inspect.signature(convert).parameters:
         pytest.skip("rlnas.nb201convert.convert has no trust_pickle yet (another change)")
     assert inspect.signature(convert).parameters["trust_pickle"].default is False
+
+
+# --- issue 18, item 1: nothing read from a run file imports code ------------------------------
+PAYLOAD = ("from pathlib import Path\n"
+           "Path(__file__).with_name('payload-ran').write_text('ran')\n"
+           "from rlnas.spaces import get_space\n"
+           "SPACE = get_space('nb201')\n")
+
+
+@pytest.fixture
+def no_named_spaces(monkeypatch):
+    """A process in which the user has named no user space yet."""
+    import rlnas.spaces
+    monkeypatch.setattr(rlnas.spaces, "_NAMED_BY_USER", set())
+    for name in ("payload", "myspace"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def _payload_folder(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "payload.py").write_text(PAYLOAD)
+    monkeypatch.chdir(work)
+    return work
+
+
+def _name_payload_in_config(run: Path):
+    cfg = (run / "config.yaml").read_text().replace("space: nb201", "space: payload:SPACE")
+    assert "payload:SPACE" in cfg
+    (run / "config.yaml").write_text(cfg)
+
+
+@pytest.mark.parametrize("command", ["rank", "search", "evaluate", "train"])
+def test_run_config_naming_a_module_does_not_import_it(command, supernet, table, tmp_path,
+                                                       monkeypatch, capsys, no_named_spaces):
+    run = copy_run(supernet, tmp_path)
+    work = _payload_folder(tmp_path, monkeypatch)
+    _name_payload_in_config(run)
+    argv = {"rank": ["rank", str(run)], "search": ["search", str(run)],
+            "evaluate": ["evaluate", str(run), "--nasbench201", str(table)],
+            "train": ["train", str(run), "-q"]}[command]
+    assert main(argv) == 2
+    err = one_line_error(capsys, command)
+    assert "'payload:SPACE'" in err and "--space payload:SPACE" in err
+    assert not (work / "payload-ran").exists()
+
+
+def test_retraining_checkpoint_naming_a_module_is_not_imported(retrained, tmp_path,
+                                                               monkeypatch, capsys,
+                                                               no_named_spaces):
+    from rlnas.checkpoint import load_checkpoint, save_checkpoint
+    run = copy_run(retrained, tmp_path)
+    shutil.rmtree(run / "export")
+    work = _payload_folder(tmp_path, monkeypatch)
+    ckpt = load_checkpoint(run / "ckpt" / "last.pt")
+    save_checkpoint(run / "ckpt" / "last.pt", dict(ckpt, space="payload:SPACE"))
+    assert main(["export", str(run)]) == 2
+    assert "--space payload:SPACE" in one_line_error(capsys, "export")
+    assert not (work / "payload-ran").exists() and not (run / "export").exists()
+    # named again by the user, the same space is imported and the export works
+    assert main(["export", str(run), "--space", "payload:SPACE"]) == 0
+    assert (work / "payload-ran").exists() and (run / "export" / "export.json").exists()
+
+
+def test_exported_model_naming_a_module_is_not_imported(retrained, tmp_path, monkeypatch,
+                                                         no_named_spaces):
+    from rlnas.retraining import load_exported_state
+    work = _payload_folder(tmp_path, monkeypatch)
+    saved = torch.load(retrained / "export" / "model.pt", weights_only=True)
+    torch.save(dict(saved, space="payload:SPACE"), tmp_path / "model.pt")
+    with pytest.raises(RlnasError, match=r"rlnas.allow_space\('payload:SPACE'\)"):
+        load_exported_state(tmp_path / "model.pt")
+    assert not (work / "payload-ran").exists()
+    import rlnas
+    rlnas.allow_space("payload:SPACE")
+    assert isinstance(load_exported_state(tmp_path / "model.pt"), torch.nn.Module)
+
+
+@pytest.mark.parametrize("spec", ["builtins:exit", "sys:exit", "builtins:breakpoint",
+                                  "pdb:set_trace", "time:sleep", "builtins:print",
+                                  "shutil:rmtree", "json:loads"])
+def test_a_callable_that_is_not_a_space_is_never_called(spec, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "breakpointhook", lambda *a, **k: print("debugger"))
+    assert main(["sample", spec]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert err.startswith("rlnas sample: error: ") and "is not a SearchSpace" in err
+
+
+def test_a_declared_factory_and_a_space_class_are_called(tmp_path, monkeypatch, no_named_spaces):
+    from rlnas.spaces import get_space
+    (tmp_path / "myspace.py").write_text(
+        "from rlnas.spaces import get_space, space_factory\n"
+        "from rlnas.spaces.nb201 import NB201Space as SpaceClass\n"
+        "@space_factory\ndef make():\n    return get_space('nb201')\n"
+        "def undeclared():\n    raise SystemExit('called')\n")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    assert get_space("myspace:make").name == "myspace:make"
+    assert sys.path == path_before  # the working folder is not put on the import path
+    assert get_space("myspace:SpaceClass").name == "myspace:SpaceClass"
+    with pytest.raises(RlnasError, match="marked @space_factory"):
+        get_space("myspace:undeclared")
+
+
+SHADOWS = ("json", "matplotlib", "yaml", "numpy")
+
+
+def test_a_user_space_does_not_let_the_working_folder_shadow_modules(tmp_path):
+    for name in SHADOWS:  # each would leave a marker file if it were imported
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(tmp_path / ('shadowed-' + name))!r}, 'w').write('x')\n"
+            "raise SystemExit('shadowed')\n")
+    (tmp_path / "myspace.py").write_text(
+        "import json, matplotlib, yaml\nfrom rlnas.spaces import get_space\n"
+        "SPACE = get_space('nb201')\n")
+    code = ("from rlnas.cli import main\nimport sys\n"
+            "rc = main(['sample', 'myspace:SPACE', '-n', '2'])\n"
+            "import matplotlib.pyplot, json\nsys.exit(rc)\n")
+    # -P: the interpreter itself puts no working folder on the path (as the `rlnas` script)
+    proc = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
+    assert not [p.name for p in tmp_path.glob("shadowed-*")]
+    assert str(tmp_path) not in proc.stdout

@@ -33,7 +33,7 @@ from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
 from .files import LOCK_NAME, atomic_write_text, make_dir, os_error_text, run_lock
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels
-from .spaces import get_space
+from .spaces import recorded_space
 
 
 # ----------------------------------------------------------------------------------------------
@@ -627,7 +627,7 @@ def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, 
     saved_cfg = run_dir / "config.yaml"
     resume = check_run_dir(cfg, run_dir)
     check_tensorboard(run_dir)  # a missing tensorboard package fails before the data loads
-    space = get_space(cfg["space"])
+    space = recorded_space(cfg["space"], run_dir / "config.yaml")
     dist, device = init_distributed(cfg["device"])
     t = cfg["train"]
     check_parallel(t, dist)
@@ -827,7 +827,7 @@ class Run:
 
     @property
     def space(self):
-        return get_space(self.cfg["space"])
+        return recorded_space(self.cfg["space"], self.path / "config.yaml")
 
     @property
     def meta(self):
@@ -853,7 +853,7 @@ def open_run(path) -> Run:
         raise RlnasError(f"{path} is not an rlnas run (no config.yaml/run.json); "
                          "create one with `rlnas train`")
     cfg = config_mod.load_yaml(path / "config.yaml")
-    config_mod.validate(cfg)
+    config_mod.validate(cfg, where=path / "config.yaml")
     try:
         info = json.loads((path / "run.json").read_text())
     except json.JSONDecodeError:

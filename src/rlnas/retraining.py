@@ -23,7 +23,7 @@ from .data import load_dataset, make_loader
 from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed,
                      make_optimizer, prepare_training_data, run_loop, start_or_resume)
 from .errors import RlnasError
-from .spaces import get_space
+from .spaces import recorded_space
 
 
 def resolve_arch(space, spec: str) -> Tuple[tuple, str]:
@@ -132,7 +132,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     The run directory, the data and the test overlap are checked before anything is written;
     training holds the run's lock."""
     run_dir = Path(run_dir)
-    space = get_space(cfg["space"])
+    space = recorded_space(cfg["space"], "the retraining config")
     arch, source = resolve_arch(space, arch_spec)
     arch_str = space.to_str(arch)
     _check_retrain_dir(cfg, run_dir, arch_str)  # fails fast, before the data is loaded
@@ -265,7 +265,7 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     if missing:
         raise RlnasError(f"{run_dir / 'ckpt' / 'last.pt'} lacks {', '.join(missing)}; it is not "
                          f"a retrained network")
-    space = get_space(ckpt["space"])
+    space = recorded_space(ckpt["space"], run_dir / "ckpt" / "last.pt")
     kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
     try:
@@ -296,7 +296,7 @@ def load_exported_state(path) -> torch.nn.Module:
                          f"({str(err).strip()[:100] or type(err).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != "rlnas-network-1":
         raise RlnasError(f"{path} is not an rlnas model.pt (format rlnas-network-1)")
-    space = get_space(saved["space"])
+    space = recorded_space(saved["space"], path)
     kwargs = {k: v for k, v in saved["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(saved["arch"]), num_classes=saved["num_classes"],
                           **kwargs)
