@@ -520,3 +520,125 @@ def test_a_user_space_does_not_let_the_working_folder_shadow_modules(tmp_path):
     assert len(proc.stdout.splitlines()) == 2
     assert not [p.name for p in tmp_path.glob("shadowed-*")]
     assert str(tmp_path) not in proc.stdout
+
+
+# --- issue 18, item 2: a refused folder is left as it was found ------------------------------
+USER_FILES = {".env.local.tmp": "SECRET=1", ".my.backup.csv": "a,b\n", ".plot.v2.png": "png",
+              "ckpt/.old.weights.tmp": "weights", "notes.txt": "mine"}
+
+
+def user_folder(folder: Path, with_config: bool = False) -> Path:
+    for name, text in USER_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    if with_config:
+        (folder / "config.yaml").write_text("space: nb201\nmine: true\n")
+    return folder
+
+
+def assert_untouched(folder: Path, before):
+    assert snapshot(folder) == before
+    assert not (folder / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+@pytest.mark.parametrize("command", ["train", "train-dot", "retrain"])
+def test_refused_out_leaves_the_users_folder_as_it_was(command, with_config, npz_root, tmp_path,
+                                                       monkeypatch, capsys):
+    (tmp_path / "mine").mkdir()
+    folder = user_folder(tmp_path / "mine", with_config)
+    before = snapshot(folder)
+    out = str(folder)
+    if command == "train-dot":
+        monkeypatch.chdir(folder)
+        out = "."
+    argv = (retrain_argv(npz_root, "--out", out) if command == "retrain" else
+            ["train", "nb201-cifar10", f"root={npz_root}", *TINY, "--out", out, "-q"])
+    assert main(argv) == 2
+    assert "not an rlnas run" in one_line_error(capsys, argv[0])
+    assert_untouched(folder, before)
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+def test_evaluate_out_refuses_a_folder_of_other_files(with_config, supernet, table, tmp_path,
+                                                      capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    user_folder(folder, with_config)
+    before = snapshot(folder)
+    assert main(["evaluate", str(supernet), "--nasbench201", str(table), "--scorers", "params",
+                 "--out", str(folder), "-q"]) == 2
+    assert "holds files rlnas did not write" in one_line_error(capsys, "evaluate")
+    assert_untouched(folder, before)
+
+
+def test_evaluate_out_reuses_its_own_folder(supernet, table, tmp_path):
+    folder = tmp_path / "report"
+    argv = ["evaluate", str(supernet), "--nasbench201", str(table), "--scorers", "params",
+            "--out", str(folder), "-q"]
+    assert main(argv) == 0 and main(argv) == 0
+    assert (folder / "evaluation.json").exists()
+
+
+def test_export_out_refuses_a_folder_of_other_files(retrained, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    user_folder(folder)
+    (folder / "export.json").write_text('{"mine": true}')  # a user's file of that name
+    before = snapshot(folder)
+    assert main(["export", str(retrained), "--out", str(folder)]) == 2
+    assert "holds files rlnas did not write" in one_line_error(capsys, "export")
+    assert snapshot(folder) == before
+    again = tmp_path / "again"
+    assert main(["export", str(retrained), "--out", str(again)]) == 0
+    assert main(["export", str(retrained), "--out", str(again)]) == 0  # its own: updated
+
+
+def test_stale_temps_removed_only_when_rlnas_named_them(supernet, tmp_path):
+    from rlnas.files import TEMP_PREFIX
+    run = copy_run(supernet, tmp_path)
+    stale = [run / f"{TEMP_PREFIX}ranking.csv.ab_c1234.csv", run / "ckpt" /
+             f"{TEMP_PREFIX}last.pt.zz99zz99.tmp"]
+    for p in stale:
+        p.write_text("half-written")
+    user_files = [run / ".my.backup.csv", run / ".env.local.tmp", run / "ckpt" / ".old.weights.tmp",
+                  run / ".plot.v2.png"]
+    for p in user_files:
+        p.write_text("mine")
+    assert main(["rank", str(run)]) == 0
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_text() == "mine" for p in user_files)
+
+
+def test_atomic_write_temp_names_are_recognisable(tmp_path, monkeypatch):
+    from rlnas.files import atomic_write, is_temp_name
+    seen = []
+    atomic_write(tmp_path / "metrics.csv", lambda tmp: (seen.append(Path(tmp).name),
+                                                        Path(tmp).write_text("x")), suffix=".csv")
+    assert len(seen) == 1 and is_temp_name(seen[0]), seen
+    for name in USER_FILES:
+        assert not is_temp_name(Path(name).name)
+
+
+def test_two_threads_on_one_run_refused_as_two_processes(tmp_path):
+    import threading
+    from rlnas.files import run_lock
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    def hold():
+        with run_lock(tmp_path, "train"):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(RlnasError, match="is in use by"):
+            with run_lock(tmp_path, "rank"):
+                pass
+    finally:
+        release.set()
+        t.join(10)
+    with run_lock(tmp_path, "rank"):  # free again once the first thread is done
+        pass

@@ -704,10 +704,15 @@ def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, 
     return dict(last, resumed=bool(start), steps=total)
 
 
+# what a run or retraining writes right after its config.yaml
+_WRITTEN_WITH_CONFIG = ("run.json", "labels.npz", "arch.json")
+
+
 def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     """True when ``run_dir`` holds a run to resume (with a compatible config)."""
     saved = run_dir / "config.yaml"
-    if saved.exists():
+    # a config.yaml alone may be the user's own: a run has what rlnas writes next to it
+    if saved.exists() and any((run_dir / n).exists() for n in _WRITTEN_WITH_CONFIG):
         config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
         return (run_dir / "ckpt" / "last.pt").exists()
     try:  # the lock file alone (a run that failed before writing anything) is not a run

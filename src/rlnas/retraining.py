@@ -18,7 +18,8 @@ import torch
 
 from . import config as config_mod
 from .checkpoint import load_checkpoint
-from .files import atomic_write, atomic_write_text, make_dir, os_error_text, run_lock
+from .files import (atomic_write, atomic_write_text, claim_output_folder, make_dir,
+                    os_error_text, run_lock)
 from .data import load_dataset, make_loader
 from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed,
                      make_optimizer, prepare_training_data, run_loop, start_or_resume)
@@ -278,6 +279,7 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
 
 
 EXPORT_FORMAT = "rlnas-export-1"
+EXPORT_FILES = ("model.pt", "model.pt2", "model.ts", "model.onnx", "export.json")
 # what the in-process checks accept between the rlnas module and an exported program (float32)
 EXPORT_TOLERANCE = 1e-4
 
@@ -370,8 +372,12 @@ def export(run_dir, out_dir=None, onnx: bool = False, image_size: Optional[int] 
     last. Holds the run's lock (a retraining in progress would be exported half-trained).
     Returns the paths written."""
     run_dir = Path(run_dir)
+    in_run = out_dir is None  # RUN/export is rlnas's own folder: an interrupted export's files
     out_dir = Path(out_dir or run_dir / "export")
     model, meta = load_network(run_dir)
+    claim_output_folder(out_dir, "export.json",
+                        lambda m: isinstance(m, dict) and m.get("format") == EXPORT_FORMAT,
+                        "export", own_names=EXPORT_FILES if in_run else ())
     with run_lock(run_dir, "export"):
         return _export(run_dir, out_dir, onnx, model, meta, image_size)
 
