@@ -354,7 +354,8 @@ def test_module_attribute_spaces(tmp_path, monkeypatch):
     (tmp_path / "user_spaces.py").write_text(
         "from test_choice import tiny_space\n"
         "SPACE = tiny_space()\n"
-        "def factory(**kw):\n    return tiny_space()\n"
+        "from rlnas.spaces import space_factory\n"
+        "@space_factory\ndef factory(**kw):\n    return tiny_space()\n"
         "NOT_A_SPACE = 3\n")
     monkeypatch.chdir(tmp_path)
     space = get_space("user_spaces:SPACE")

@@ -394,3 +394,251 @@ def test_converter_takes_trust_pickle():
     if "trust_pickle" not in inspect.signature(convert).parameters:
         pytest.skip("rlnas.nb201convert.convert has no trust_pickle yet (another change)")
     assert inspect.signature(convert).parameters["trust_pickle"].default is False
+
+
+# --- issue 18, item 1: nothing read from a run file imports code ------------------------------
+PAYLOAD = ("from pathlib import Path\n"
+           "Path(__file__).with_name('payload-ran').write_text('ran')\n"
+           "from rlnas.spaces import get_space\n"
+           "SPACE = get_space('nb201')\n")
+
+
+@pytest.fixture
+def no_named_spaces(monkeypatch):
+    """A process in which the user has named no user space yet."""
+    import rlnas.spaces
+    monkeypatch.setattr(rlnas.spaces, "_NAMED_BY_USER", set())
+    for name in ("payload", "myspace"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+
+
+def _payload_folder(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "payload.py").write_text(PAYLOAD)
+    monkeypatch.chdir(work)
+    return work
+
+
+def _name_payload_in_config(run: Path):
+    cfg = (run / "config.yaml").read_text().replace("space: nb201", "space: payload:SPACE")
+    assert "payload:SPACE" in cfg
+    (run / "config.yaml").write_text(cfg)
+
+
+@pytest.mark.parametrize("command", ["rank", "search", "evaluate", "train"])
+def test_run_config_naming_a_module_does_not_import_it(command, supernet, table, tmp_path,
+                                                       monkeypatch, capsys, no_named_spaces):
+    run = copy_run(supernet, tmp_path)
+    work = _payload_folder(tmp_path, monkeypatch)
+    _name_payload_in_config(run)
+    argv = {"rank": ["rank", str(run)], "search": ["search", str(run)],
+            "evaluate": ["evaluate", str(run), "--nasbench201", str(table)],
+            "train": ["train", str(run), "-q"]}[command]
+    assert main(argv) == 2
+    err = one_line_error(capsys, command)
+    assert "'payload:SPACE'" in err and "--space payload:SPACE" in err
+    assert not (work / "payload-ran").exists()
+
+
+def test_retraining_checkpoint_naming_a_module_is_not_imported(retrained, tmp_path,
+                                                               monkeypatch, capsys,
+                                                               no_named_spaces):
+    from rlnas.checkpoint import load_checkpoint, save_checkpoint
+    run = copy_run(retrained, tmp_path)
+    shutil.rmtree(run / "export")
+    work = _payload_folder(tmp_path, monkeypatch)
+    ckpt = load_checkpoint(run / "ckpt" / "last.pt")
+    save_checkpoint(run / "ckpt" / "last.pt", dict(ckpt, space="payload:SPACE"))
+    assert main(["export", str(run)]) == 2
+    assert "--space payload:SPACE" in one_line_error(capsys, "export")
+    assert not (work / "payload-ran").exists() and not (run / "export").exists()
+    # named again by the user, the same space is imported and the export works
+    assert main(["export", str(run), "--space", "payload:SPACE"]) == 0
+    assert (work / "payload-ran").exists() and (run / "export" / "export.json").exists()
+
+
+def test_exported_model_naming_a_module_is_not_imported(retrained, tmp_path, monkeypatch,
+                                                         no_named_spaces):
+    from rlnas.retraining import load_exported_state
+    work = _payload_folder(tmp_path, monkeypatch)
+    saved = torch.load(retrained / "export" / "model.pt", weights_only=True)
+    torch.save(dict(saved, space="payload:SPACE"), tmp_path / "model.pt")
+    with pytest.raises(RlnasError, match=r"rlnas.allow_space\('payload:SPACE'\)"):
+        load_exported_state(tmp_path / "model.pt")
+    assert not (work / "payload-ran").exists()
+    import rlnas
+    rlnas.allow_space("payload:SPACE")
+    assert isinstance(load_exported_state(tmp_path / "model.pt"), torch.nn.Module)
+
+
+@pytest.mark.parametrize("spec", ["builtins:exit", "sys:exit", "builtins:breakpoint",
+                                  "pdb:set_trace", "time:sleep", "builtins:print",
+                                  "shutil:rmtree", "json:loads"])
+def test_a_callable_that_is_not_a_space_is_never_called(spec, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "breakpointhook", lambda *a, **k: print("debugger"))
+    assert main(["sample", spec]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, (out, err)
+    assert err.startswith("rlnas sample: error: ") and "is not a SearchSpace" in err
+
+
+def test_a_declared_factory_and_a_space_class_are_called(tmp_path, monkeypatch, no_named_spaces):
+    from rlnas.spaces import get_space
+    (tmp_path / "myspace.py").write_text(
+        "from rlnas.spaces import get_space, space_factory\n"
+        "from rlnas.spaces.nb201 import NB201Space as SpaceClass\n"
+        "@space_factory\ndef make():\n    return get_space('nb201')\n"
+        "def undeclared():\n    raise SystemExit('called')\n")
+    monkeypatch.chdir(tmp_path)
+    path_before = list(sys.path)
+    assert get_space("myspace:make").name == "myspace:make"
+    assert sys.path == path_before  # the working folder is not put on the import path
+    assert get_space("myspace:SpaceClass").name == "myspace:SpaceClass"
+    with pytest.raises(RlnasError, match="marked @space_factory"):
+        get_space("myspace:undeclared")
+
+
+SHADOWS = ("json", "matplotlib", "yaml", "numpy")
+
+
+def test_a_user_space_does_not_let_the_working_folder_shadow_modules(tmp_path):
+    for name in SHADOWS:  # each would leave a marker file if it were imported
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(tmp_path / ('shadowed-' + name))!r}, 'w').write('x')\n"
+            "raise SystemExit('shadowed')\n")
+    (tmp_path / "myspace.py").write_text(
+        "import json, matplotlib, yaml\nfrom rlnas.spaces import get_space\n"
+        "SPACE = get_space('nb201')\n")
+    code = ("from rlnas.cli import main\nimport sys\n"
+            "rc = main(['sample', 'myspace:SPACE', '-n', '2'])\n"
+            "import matplotlib.pyplot, json\nsys.exit(rc)\n")
+    # -P: the interpreter itself puts no working folder on the path (as the `rlnas` script)
+    proc = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 2
+    assert not [p.name for p in tmp_path.glob("shadowed-*")]
+    assert str(tmp_path) not in proc.stdout
+
+
+# --- issue 18, item 2: a refused folder is left as it was found ------------------------------
+USER_FILES = {".env.local.tmp": "SECRET=1", ".my.backup.csv": "a,b\n", ".plot.v2.png": "png",
+              "ckpt/.old.weights.tmp": "weights", "notes.txt": "mine"}
+
+
+def user_folder(folder: Path, with_config: bool = False) -> Path:
+    for name, text in USER_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    if with_config:
+        (folder / "config.yaml").write_text("space: nb201\nmine: true\n")
+    return folder
+
+
+def assert_untouched(folder: Path, before):
+    assert snapshot(folder) == before
+    assert not (folder / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+@pytest.mark.parametrize("command", ["train", "train-dot", "retrain"])
+def test_refused_out_leaves_the_users_folder_as_it_was(command, with_config, npz_root, tmp_path,
+                                                       monkeypatch, capsys):
+    (tmp_path / "mine").mkdir()
+    folder = user_folder(tmp_path / "mine", with_config)
+    before = snapshot(folder)
+    out = str(folder)
+    if command == "train-dot":
+        monkeypatch.chdir(folder)
+        out = "."
+    argv = (retrain_argv(npz_root, "--out", out) if command == "retrain" else
+            ["train", "nb201-cifar10", f"root={npz_root}", *TINY, "--out", out, "-q"])
+    assert main(argv) == 2
+    assert "not an rlnas run" in one_line_error(capsys, argv[0])
+    assert_untouched(folder, before)
+
+
+@pytest.mark.parametrize("with_config", [False, True])
+def test_evaluate_out_refuses_a_folder_of_other_files(with_config, supernet, table, tmp_path,
+                                                      capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    user_folder(folder, with_config)
+    before = snapshot(folder)
+    assert main(["evaluate", str(supernet), "--nasbench201", str(table), "--scorers", "params",
+                 "--out", str(folder), "-q"]) == 2
+    assert "holds files rlnas did not write" in one_line_error(capsys, "evaluate")
+    assert_untouched(folder, before)
+
+
+def test_evaluate_out_reuses_its_own_folder(supernet, table, tmp_path):
+    folder = tmp_path / "report"
+    argv = ["evaluate", str(supernet), "--nasbench201", str(table), "--scorers", "params",
+            "--out", str(folder), "-q"]
+    assert main(argv) == 0 and main(argv) == 0
+    assert (folder / "evaluation.json").exists()
+
+
+def test_export_out_refuses_a_folder_of_other_files(retrained, tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    user_folder(folder)
+    (folder / "export.json").write_text('{"mine": true}')  # a user's file of that name
+    before = snapshot(folder)
+    assert main(["export", str(retrained), "--out", str(folder)]) == 2
+    assert "holds files rlnas did not write" in one_line_error(capsys, "export")
+    assert snapshot(folder) == before
+    again = tmp_path / "again"
+    assert main(["export", str(retrained), "--out", str(again)]) == 0
+    assert main(["export", str(retrained), "--out", str(again)]) == 0  # its own: updated
+
+
+def test_stale_temps_removed_only_when_rlnas_named_them(supernet, tmp_path):
+    from rlnas.files import TEMP_PREFIX
+    run = copy_run(supernet, tmp_path)
+    stale = [run / f"{TEMP_PREFIX}ranking.csv.ab_c1234.csv", run / "ckpt" /
+             f"{TEMP_PREFIX}last.pt.zz99zz99.tmp"]
+    for p in stale:
+        p.write_text("half-written")
+    user_files = [run / ".my.backup.csv", run / ".env.local.tmp", run / "ckpt" / ".old.weights.tmp",
+                  run / ".plot.v2.png"]
+    for p in user_files:
+        p.write_text("mine")
+    assert main(["rank", str(run)]) == 0
+    assert not any(p.exists() for p in stale)
+    assert all(p.read_text() == "mine" for p in user_files)
+
+
+def test_atomic_write_temp_names_are_recognisable(tmp_path, monkeypatch):
+    from rlnas.files import atomic_write, is_temp_name
+    seen = []
+    atomic_write(tmp_path / "metrics.csv", lambda tmp: (seen.append(Path(tmp).name),
+                                                        Path(tmp).write_text("x")), suffix=".csv")
+    assert len(seen) == 1 and is_temp_name(seen[0]), seen
+    for name in USER_FILES:
+        assert not is_temp_name(Path(name).name)
+
+
+def test_two_threads_on_one_run_refused_as_two_processes(tmp_path):
+    import threading
+    from rlnas.files import run_lock
+    inside, release, errors = threading.Event(), threading.Event(), []
+
+    def hold():
+        with run_lock(tmp_path, "train"):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert inside.wait(10)
+    try:
+        with pytest.raises(RlnasError, match="is in use by"):
+            with run_lock(tmp_path, "rank"):
+                pass
+    finally:
+        release.set()
+        t.join(10)
+    with run_lock(tmp_path, "rank"):  # free again once the first thread is done
+        pass

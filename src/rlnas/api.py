@@ -25,7 +25,7 @@ PathLike = Union[str, Path]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
 
 __all__ = ["train", "open_run", "evaluate", "load_config", "get_scorer", "list_scorers",
-           "get_space", "list_spaces", "list_presets", "Run", "Ranking", "Scorer", "RlnasError"]
+           "get_space", "list_spaces", "list_presets", "allow_space", "Run", "Ranking", "Scorer", "RlnasError"]
 
 
 # --- configs ----------------------------------------------------------------------------------
@@ -88,6 +88,13 @@ def get_space(name: str, **kwargs):
     and ``cost``."""
     from .spaces import get_space as _get
     return _get(name, **kwargs)
+
+
+def allow_space(spec: str) -> None:
+    """Let runs made with the user space ``spec`` (``package.module:ATTR``) import it: rlnas
+    imports no code a run file names unless the user names it (here, or by ``get_space``)."""
+    from .spaces import allow_space as _allow
+    _allow(spec)
 
 
 def list_spaces() -> List[str]:

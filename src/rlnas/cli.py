@@ -55,6 +55,13 @@ def _add_train_args(p):
     p.add_argument("--out", "-o", help="run directory (default: runs/<preset>, or the run "
                                        "directory given as config)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_space_arg(p)
+
+
+def _add_space_arg(p):
+    p.add_argument("--space", dest="named_space", metavar="MODULE:ATTR",
+                   help="the user space the run was made with: rlnas imports a user space a "
+                        "run file names only when it is named again here")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt to compare with init.pt, by file name "
                         "(default last.pt)")
+    _add_space_arg(p)
     p.add_argument("--scorer", help="scorer name or rank ensemble a+b (default: the run's "
                                     "search.scorer; see `rlnas scorers`)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     p = sub.add_parser("search", help="search a run's space (by its search.scorer)")
     p.add_argument("run")
+    _add_space_arg(p)
     p.add_argument("--method", choices=["evolution", "exhaustive", "random"])
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
@@ -93,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
+    _add_space_arg(p)
     p.add_argument("--nasbench201", required=True, help="NB201 table (CSV: arch + accuracies)")
     p.add_argument("--scorers", default="angle",
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
@@ -117,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retrain", help="train a found architecture from scratch (true labels)")
     p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file")
+    _add_space_arg(p)
     p.add_argument("arch", help="a run directory or result.json (its best arch), or an arch string")
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.add_argument("--out", "-o", help="output directory (default: runs/<preset>)")
@@ -125,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="a retrained network as a torch.export program (model.pt2), state dict and export.json (+ ONNX)")
     p.add_argument("run", help="retraining directory")
     p.add_argument("--out", help="output folder (default RUN/export)")
+    _add_space_arg(p)
     p.add_argument("--onnx", action="store_true", help="also write model.onnx (torch's dynamo exporter; needs rlnas[onnx])")
 
     p = sub.add_parser("cost", help="params and FLOPs of an architecture (default: an NB201 cell)")
@@ -318,8 +330,8 @@ def dispatch(args):
         out = _train(args, loaded)
         if not _main_process():
             return
-        from .spaces import get_space
-        if get_space(cfg["space"]).enumerate() is not None:
+        from .spaces import recorded_space
+        if recorded_space(cfg["space"], out / "config.yaml").enumerate() is not None:
             _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
         evaluate = cfg["evaluate"]["nasbench201"]
         res = _search(out, notes=not evaluate, bars=not args.quiet)
@@ -401,6 +413,9 @@ def _oom_types():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "named_space", None):
+            from .spaces import allow_space
+            allow_space(args.named_space)
         dispatch(args)
     except RlnasError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)

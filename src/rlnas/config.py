@@ -374,14 +374,26 @@ def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
         if key in NUMERIC_RANGES and isinstance(value, str):
             _set(cfg, key, _numeric_value(key, value, None))
     cfg = apply_overrides(cfg, overrides)
-    validate(cfg)
+    named = any(str(o).partition("=")[0].strip() == "space" for o in overrides)
+    validate(cfg, where=None if named or not _in_run(path) else path)
     return cfg
 
 
-def validate(cfg: Dict[str, Any]):
-    """Catch values that would fail late with an unclear message."""
-    from .spaces import get_space
-    get_space(cfg.get("space", ""))
+def _in_run(path) -> bool:
+    """Whether ``path`` lies in a folder rlnas wrote (a run or retraining): its space name is
+    then a record, not the user's word."""
+    folder = Path(path).parent
+    return any((folder / name).exists() for name in ("run.json", "arch.json", "ckpt"))
+
+
+def validate(cfg: Dict[str, Any], where=None):
+    """Catch values that would fail late with an unclear message. ``where``: the run file the
+    config was read from (a user space it names is then imported only if the user named it)."""
+    from .spaces import get_space, recorded_space
+    if where is None:
+        get_space(cfg.get("space", ""))
+    else:
+        recorded_space(cfg.get("space", ""), where)
     for key, value in flatten(cfg).items():
         rng = NUMERIC_RANGES.get(key)
         if rng is None and key.startswith("model.") and type(value) is int:  # not bool

@@ -33,7 +33,7 @@ from .data import DeviceLoader, load_dataset, make_loader, nb201_train_half
 from .files import LOCK_NAME, atomic_write_text, make_dir, os_error_text, run_lock
 from .errors import RlnasError
 from .labels import load_labels, make_labels, save_labels
-from .spaces import get_space
+from .spaces import recorded_space
 
 
 # ----------------------------------------------------------------------------------------------
@@ -627,7 +627,7 @@ def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, 
     saved_cfg = run_dir / "config.yaml"
     resume = check_run_dir(cfg, run_dir)
     check_tensorboard(run_dir)  # a missing tensorboard package fails before the data loads
-    space = get_space(cfg["space"])
+    space = recorded_space(cfg["space"], run_dir / "config.yaml")
     dist, device = init_distributed(cfg["device"])
     t = cfg["train"]
     check_parallel(t, dist)
@@ -704,10 +704,15 @@ def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, 
     return dict(last, resumed=bool(start), steps=total)
 
 
+# what a run or retraining writes right after its config.yaml
+_WRITTEN_WITH_CONFIG = ("run.json", "labels.npz", "arch.json")
+
+
 def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     """True when ``run_dir`` holds a run to resume (with a compatible config)."""
     saved = run_dir / "config.yaml"
-    if saved.exists():
+    # a config.yaml alone may be the user's own: a run has what rlnas writes next to it
+    if saved.exists() and any((run_dir / n).exists() for n in _WRITTEN_WITH_CONFIG):
         config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
         return (run_dir / "ckpt" / "last.pt").exists()
     try:  # the lock file alone (a run that failed before writing anything) is not a run
@@ -827,7 +832,7 @@ class Run:
 
     @property
     def space(self):
-        return get_space(self.cfg["space"])
+        return recorded_space(self.cfg["space"], self.path / "config.yaml")
 
     @property
     def meta(self):
@@ -853,7 +858,7 @@ def open_run(path) -> Run:
         raise RlnasError(f"{path} is not an rlnas run (no config.yaml/run.json); "
                          "create one with `rlnas train`")
     cfg = config_mod.load_yaml(path / "config.yaml")
-    config_mod.validate(cfg)
+    config_mod.validate(cfg, where=path / "config.yaml")
     try:
         info = json.loads((path / "run.json").read_text())
     except json.JSONDecodeError:

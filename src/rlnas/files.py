@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Tuple
 
 from .errors import RlnasError
 
@@ -21,8 +23,14 @@ try:  # POSIX; elsewhere runs are not locked (documented in the README)
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-TEMP_PREFIX = "."
+# rlnas's temp files are `.rlnas-tmp.<target name>.<8 mkstemp characters><suffix>`: a name no user
+# file has by accident, so that cleaning up after a kill -9 removes only what rlnas made
+TEMP_PREFIX = ".rlnas-tmp."
+_TEMP_NAME = re.compile(r"\.rlnas-tmp\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]{1,8}")
 LOCK_NAME = ".rlnas.lock"
+# what rlnas writes first into every run and retraining folder (config.yaml is also a user's
+# name, so it alone does not make a folder a run)
+RUN_MARKERS = ("config.yaml", "run.json")
 
 
 def _file_mode() -> int:
@@ -106,17 +114,26 @@ def make_dir(path, what: str = "run directory") -> Path:
     return path
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is the name of a temp file ``atomic_write`` makes."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def is_run_folder(folder) -> bool:
+    """Whether ``folder`` holds an rlnas run or retraining (its config.yaml and run.json)."""
+    return all((Path(folder) / name).is_file() for name in RUN_MARKERS)
+
+
 def remove_stale_temps(folder) -> int:
     """Delete temp files an interrupted ``atomic_write`` left in ``folder`` (a kill -9 between
-    mkstemp and rename). Only called under the run lock, so no live writer owns them."""
+    mkstemp and rename): only files named as rlnas names its temp files. Only called under the
+    run lock of a folder that is a run, so no live writer owns them and no user file is hit."""
     folder = Path(folder)
     removed = 0
     if not folder.is_dir():
         return 0
     for p in folder.iterdir():
-        if p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME and p.is_file() \
-                and any(p.name.endswith(s) for s in (".tmp", ".csv", ".png")) \
-                and p.name.count(".") >= 3:
+        if is_temp_name(p.name) and p.is_file() and not p.is_symlink():
             try:
                 p.unlink()
                 removed += 1
@@ -125,9 +142,46 @@ def remove_stale_temps(folder) -> int:
     return removed
 
 
-# path -> (open lock file, nesting depth): `rlnas run` trains, ranks and searches in one process,
-# and each stage takes the lock of the same run.
-_HELD: Dict[str, Tuple[object, int]] = {}
+# (path, thread) -> (open lock file, nesting depth): `rlnas run` trains, ranks and searches in one
+# process, and each stage takes the lock of the same run. Per thread, so that a second thread on
+# the same run is refused by the flock as a second process is, rather than sharing the lock.
+_HELD: Dict[Tuple[str, int], Tuple[object, int]] = {}
+
+
+def claim_output_folder(folder, manifest: str, is_ours: Callable[[object], bool],
+                        command: str, own_names: Iterable[str] = ()) -> None:
+    """Refuse to write ``command``'s outputs into ``folder`` where it holds files rlnas did not
+    write there: it must be new, empty, or hold ``manifest`` (the file ``command`` writes last)
+    with content ``is_ours`` accepts (an earlier output of the same command, which is updated),
+    or hold only ``own_names``.
+
+    Args:
+        folder: the output folder.
+        manifest: the name of the file the command writes last (e.g. export.json).
+        is_ours: predicate on the manifest's parsed JSON.
+        command: the command, for the message.
+        own_names: names accepted without the manifest, in a folder rlnas owns (an output
+            folder inside a run, where an interrupted command left them).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    try:
+        others = sorted(p.name for p in folder.iterdir()
+                        if p.name != LOCK_NAME and not is_temp_name(p.name))
+    except OSError as exc:
+        raise RlnasError(f"cannot read output folder {folder}: {os_error_text(exc)}") from None
+    if not others or set(others) <= set(own_names):
+        return
+    try:
+        ours = manifest in others and is_ours(json.loads((folder / manifest).read_text()))
+    except (OSError, ValueError, TypeError, AttributeError):
+        ours = False
+    if not ours:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        raise RlnasError(f"output folder {folder} holds files rlnas did not write ({shown}); "
+                         f"`rlnas {command} --out` takes a new or empty folder, or one an "
+                         f"earlier `rlnas {command}` wrote")
 
 
 def _holder(lock_path: Path) -> str:
@@ -147,7 +201,7 @@ def run_lock(run_dir, command: str) -> Iterator[None]:
     itself stays and only names the last holder. Processes of a torchrun job other than rank 0
     do not lock (rank 0 holds it for the job)."""
     run_dir = Path(run_dir)
-    key = str(run_dir.resolve())
+    key = (str(run_dir.resolve()), threading.get_ident())
     if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
         yield
         return
@@ -163,6 +217,7 @@ def run_lock(run_dir, command: str) -> Iterator[None]:
     lock_path = run_dir / LOCK_NAME
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        made_lock = not os.path.lexists(lock_path)
         f = open(lock_path, "a+")
     except OSError as exc:
         raise RlnasError(f"cannot use run {run_dir}: {os_error_text(exc)}") from None
@@ -181,11 +236,16 @@ def run_lock(run_dir, command: str) -> Iterator[None]:
         pass  # the flock is what protects the run; the note is only for the message
     _HELD[key] = (f, 1)
     try:
-        remove_stale_temps(run_dir)
-        remove_stale_temps(run_dir / "ckpt")
+        if is_run_folder(run_dir):  # never in a user's folder that a run check will refuse
+            remove_stale_temps(run_dir)
+            remove_stale_temps(run_dir / "ckpt")
         yield
     finally:
-        f, depth = _HELD.pop(key)
+        f, depth = _HELD.pop(key, (f, 1))
+        if made_lock and not is_run_folder(run_dir):
+            # a refused or failed first start: leave the folder as it was found
+            with contextlib.suppress(OSError):
+                os.remove(lock_path)
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
             f.close()

@@ -24,7 +24,8 @@ from scipy.stats import kendalltau
 from .angle import AngleScorer
 from .benchmark import (correlation_report, load_nb201_table, nb201_disconnected, scatter_plot,
                         tau_over_training_plot)
-from .files import atomic_write_text, make_dir, run_lock, write_json_atomic
+from .files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
+                    write_json_atomic)
 from .engine import Run, prepare_training_data, training_variant
 from .errors import RlnasError
 from .scorers import get_scorer, scorer_info
@@ -55,8 +56,12 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
     if not runs:
         raise RlnasError("no run to evaluate")
     out_dir = Path(out_dir or runs[0].path)
-    with (run_lock(out_dir, "evaluate") if (out_dir / "config.yaml").exists()
-          else contextlib.nullcontext()):
+    in_run = is_run_folder(out_dir)
+    if not in_run:  # a folder of the user's: never overwrite what rlnas did not write there
+        claim_output_folder(out_dir, "evaluation.json",
+                            lambda r: isinstance(r, dict) and "per_run" in r and "scorers" in r,
+                            "evaluate")
+    with run_lock(out_dir, "evaluate") if in_run else contextlib.nullcontext():
         return _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir, plots,
                               progress, budgets, result)
 

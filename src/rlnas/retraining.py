@@ -18,12 +18,13 @@ import torch
 
 from . import config as config_mod
 from .checkpoint import load_checkpoint
-from .files import atomic_write, atomic_write_text, make_dir, os_error_text, run_lock
+from .files import (atomic_write, atomic_write_text, claim_output_folder, make_dir,
+                    os_error_text, run_lock)
 from .data import load_dataset, make_loader
 from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed,
                      make_optimizer, prepare_training_data, run_loop, start_or_resume)
 from .errors import RlnasError
-from .spaces import get_space
+from .spaces import recorded_space
 
 
 def resolve_arch(space, spec: str) -> Tuple[tuple, str]:
@@ -132,7 +133,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     The run directory, the data and the test overlap are checked before anything is written;
     training holds the run's lock."""
     run_dir = Path(run_dir)
-    space = get_space(cfg["space"])
+    space = recorded_space(cfg["space"], "the retraining config")
     arch, source = resolve_arch(space, arch_spec)
     arch_str = space.to_str(arch)
     _check_retrain_dir(cfg, run_dir, arch_str)  # fails fast, before the data is loaded
@@ -265,7 +266,7 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     if missing:
         raise RlnasError(f"{run_dir / 'ckpt' / 'last.pt'} lacks {', '.join(missing)}; it is not "
                          f"a retrained network")
-    space = get_space(ckpt["space"])
+    space = recorded_space(ckpt["space"], run_dir / "ckpt" / "last.pt")
     kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
     try:
@@ -278,6 +279,7 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
 
 
 EXPORT_FORMAT = "rlnas-export-1"
+EXPORT_FILES = ("model.pt", "model.pt2", "model.ts", "model.onnx", "export.json")
 # what the in-process checks accept between the rlnas module and an exported program (float32)
 EXPORT_TOLERANCE = 1e-4
 
@@ -296,7 +298,7 @@ def load_exported_state(path) -> torch.nn.Module:
                          f"({str(err).strip()[:100] or type(err).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != "rlnas-network-1":
         raise RlnasError(f"{path} is not an rlnas model.pt (format rlnas-network-1)")
-    space = get_space(saved["space"])
+    space = recorded_space(saved["space"], path)
     kwargs = {k: v for k, v in saved["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(saved["arch"]), num_classes=saved["num_classes"],
                           **kwargs)
@@ -370,8 +372,12 @@ def export(run_dir, out_dir=None, onnx: bool = False, image_size: Optional[int] 
     last. Holds the run's lock (a retraining in progress would be exported half-trained).
     Returns the paths written."""
     run_dir = Path(run_dir)
+    in_run = out_dir is None  # RUN/export is rlnas's own folder: an interrupted export's files
     out_dir = Path(out_dir or run_dir / "export")
     model, meta = load_network(run_dir)
+    claim_output_folder(out_dir, "export.json",
+                        lambda m: isinstance(m, dict) and m.get("format") == EXPORT_FORMAT,
+                        "export", own_names=EXPORT_FILES if in_run else ())
     with run_lock(run_dir, "export"):
         return _export(run_dir, out_dir, onnx, model, meta, image_size)
 
