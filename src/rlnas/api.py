@@ -343,7 +343,14 @@ class Run:
                  others: Sequence[Union["Run", PathLike]] = (), **kwargs) -> Dict[str, Any]:
         """``rlnas evaluate`` on this run (and ``others``, e.g. runs of other seeds): see
         :func:`rlnas.evaluate`. ``nasbench201`` defaults to the config's
-        ``evaluate.nasbench201``; ``scorers`` to the run's scorer and the ``params`` baseline."""
+        ``evaluate.nasbench201``; ``scorers`` to the run's scorer and the ``params`` baseline.
+        ``benchmark=FILE``: any benchmark table instead (see :func:`rlnas.evaluate`)."""
+        if kwargs.get("benchmark") is not None:
+            if nasbench201 is not None:
+                raise RlnasError("give nasbench201 or benchmark, not both")
+            return evaluate([self, *others], None,
+                            scorers=scorers if scorers is not None else [self.scorer, "params"],
+                            **kwargs)
         table = nasbench201 or self.config.get("evaluate", {}).get("nasbench201")
         if not table:
             raise RlnasError(f"{self.path}: no NAS-Bench-201 table; pass nasbench201=PATH "
@@ -396,11 +403,12 @@ def train(config: PathLike, out: Optional[PathLike] = None, overrides: Overrides
     return run
 
 
-def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: PathLike,
+def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLike] = None,
              scorers: Union[str, Sequence[str]] = ("angle",), *,
              columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
              proxy: Optional[Dict[str, Any]] = None, out: Optional[PathLike] = None,
-             result: Optional[str] = None, progress: bool = True) -> Dict[str, Any]:
+             result: Optional[str] = None, progress: bool = True,
+             benchmark: Optional[PathLike] = None) -> Dict[str, Any]:
     """``rlnas evaluate``: compare scorers with NAS-Bench-201 over one or more NB201 runs (one
     per seed); returns the dict written to ``evaluation.json`` (also ``evaluation.md`` and
     ``plots/``, in ``out``, default the first run). ``scorers``: names / ensembles, as a list or
@@ -411,7 +419,10 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: PathLike,
     run to report (a search name or ``result-*.json``; default the latest). Key results:
     ``summary`` (mean and std over runs of Kendall tau, Spearman rho, precision@k, top-1
     accuracy per scorer and column), ``per_run``, ``search`` (the searched arch's
-    accuracies)."""
+    accuracies). ``benchmark``: any benchmark table in place of ``nasbench201`` (NB201 CSV,
+    NAS-Bench-Macro JSON, DARTS-214 CSV, or a CSV ``arch,<accuracy columns>[,params_m,flops_m]``
+    in the runs' space notation; see ``rlnas.tables``): the archs scored are the table's, and
+    each scorer's top-pick percentile and top-10 mean accuracy are added."""
     from .report import evaluate_runs
     if isinstance(runs, (str, Path, Run)):
         runs = [runs]
@@ -420,4 +431,4 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: PathLike,
              else list(scorers))
     return evaluate_runs([r._run for r in handles], nasbench201, scorers=names, columns=columns,
                          sample=sample, proxy=proxy, out_dir=Path(out) if out is not None else None,
-                         progress=progress, result=result)
+                         progress=progress, result=result, benchmark=benchmark)

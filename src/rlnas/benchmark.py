@@ -296,6 +296,8 @@ def correlation_report(
         raise RlnasError("no archs to evaluate")
     rows_all = table.rows(arch_strs)  # every arch must be in the table
 
+    # a BenchmarkTable (rlnas.tables) names its own accuracy columns
+    semantics = getattr(table, "semantics", ACCURACY_COLUMNS)
     if columns is None:
         columns = list(table.accuracy_columns)
     else:
@@ -303,9 +305,9 @@ def correlation_report(
             columns = [columns]
         columns = list(columns)
         for c in columns:
-            if c not in ACCURACY_COLUMNS:
+            if c not in semantics:
                 raise RlnasError(
-                    f"unknown accuracy column {c!r}; known: {', '.join(ACCURACY_COLUMNS)}"
+                    f"unknown accuracy column {c!r}; known: {', '.join(semantics)}"
                 )
             if c not in table.columns:
                 raise RlnasError(f"accuracy column {c!r} is not in table {table.path}")
@@ -346,7 +348,7 @@ def correlation_report(
         top1 = int(by_score[0])
         oracle = int(by_acc[0])
         entry: dict = {
-            "semantics": ACCURACY_COLUMNS[col],
+            "semantics": semantics[col],
             "n": n,
             "kendall_tau": _finite_or_none(tau),
             "spearman_rho": _finite_or_none(rho),

@@ -6,6 +6,7 @@
     rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
                                                        -> RUN/result-<method>-<scorer>[...].json
     rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
+    rlnas evaluate RUN [RUN ...] --benchmark FILE      the same against any benchmark table
     rlnas run PRESET [key=value ...] [--out RUN]       train, rank, search (and evaluate)
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
@@ -103,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
     _add_space_arg(p)
-    p.add_argument("--nasbench201", required=True, help="NB201 table (CSV: arch + accuracies)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--nasbench201", help="NB201 table (CSV: arch + accuracies)")
+    which.add_argument("--benchmark", metavar="FILE",
+                       help="any benchmark table: NB201 CSV, NAS-Bench-Macro JSON, DARTS-214 CSV "
+                            "or a CSV arch,<accuracy columns>[,params_m,flops_m] in the run's "
+                            "space notation; the archs scored are the table's")
     p.add_argument("--scorers", default="angle",
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
@@ -269,12 +275,12 @@ def _print_notes(run, search=None, evaluation=None):
 
 
 def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
-              progress=True, result=None, full=False):
+              progress=True, result=None, full=False, benchmark=None):
     from .report import evaluate_runs, format_markdown, format_summary
     runs = [_open_run(r) for r in run_dirs]
     names = [s.strip() for s in scorers.split(",") if s.strip()]
     res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
-                        out_dir=out, progress=progress, result=result)
+                        out_dir=out, progress=progress, result=result, benchmark=benchmark)
     where = Path(out or run_dirs[0])
     if full:
         print(format_markdown(res))
@@ -323,7 +329,8 @@ def dispatch(args):
             ("batch_size", args.proxy_batch), ("recal_images", args.recal_images),
             ("eval_images", args.eval_images)) if v}
         _evaluate(args.runs, args.nasbench201, args.scorers, args.columns, args.sample, proxy,
-                  args.out, progress=not args.quiet, result=args.result, full=args.full)
+                  args.out, progress=not args.quiet, result=args.result, full=args.full,
+                  benchmark=args.benchmark)
     elif args.command == "run":
         loaded = _train_config(args)  # fail fast before training
         cfg = loaded[0]

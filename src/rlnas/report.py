@@ -32,8 +32,10 @@ from .scorers import get_scorer, scorer_info
 from .sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
                           format_size_report, plot_constrained, size_controlled_report)
 from .stages import cost_kwargs, needs_data, score_context
+from .tables import BenchmarkTable, load_benchmark_table, size_groups
 
 STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
+PICK_STATS = ("top1_percentile", "mean_top10_accuracy")  # benchmark tables (rlnas.tables)
 
 
 def topk_list(n: int) -> List[int]:
@@ -41,20 +43,26 @@ def topk_list(n: int) -> List[int]:
     return sorted({k for k in ks if k <= n})
 
 
-def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("angle",),
+def evaluate_runs(runs: Sequence[Run], table_path=None, scorers: Sequence[str] = ("angle",),
                   columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
                   proxy: Optional[Dict[str, Any]] = None, out_dir: Optional[Path] = None,
                   plots: bool = True, progress: bool = True, budgets: int = 10,
-                  result: Optional[str] = None) -> Dict[str, Any]:
+                  result: Optional[str] = None, benchmark=None) -> Dict[str, Any]:
     """Score the NB201 cells of each run with each scorer and compare with the table; write
     ``evaluation.json``, ``evaluation.md`` and plots to ``out_dir`` (default: the first run).
     Where ``out_dir`` is a run directory, its lock is held.
 
     The searched cell reported is the first run's latest search (``result.json``), or the search
     ``result`` names: a file name in the run (``result-evolution-angle.json``), a search name
-    (``evolution-angle``) or a path; the report names the file, method, scorer and limits."""
+    (``evolution-angle``) or a path; the report names the file, method, scorer and limits.
+
+    ``benchmark``: any benchmark table instead of ``table_path`` (NB201 CSV, NAS-Bench-Macro
+    JSON, DARTS-214 CSV or a generic ``arch,<accuracy columns>`` CSV, see ``rlnas.tables``):
+    the archs scored are the table's, in the runs' space."""
     if not runs:
         raise RlnasError("no run to evaluate")
+    if (table_path is None) == (benchmark is None):
+        raise RlnasError("give one table: a NAS-Bench-201 table or a benchmark table")
     out_dir = Path(out_dir or runs[0].path)
     in_run = is_run_folder(out_dir)
     if not in_run:  # a folder of the user's: never overwrite what rlnas did not write there
@@ -63,34 +71,89 @@ def evaluate_runs(runs: Sequence[Run], table_path, scorers: Sequence[str] = ("an
                             "evaluate")
     with run_lock(out_dir, "evaluate") if in_run else contextlib.nullcontext():
         return _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir, plots,
-                              progress, budgets, result)
+                              progress, budgets, result, benchmark)
+
+
+def _load_table(runs, table_path, benchmark):
+    """The ground truth and the archs to score: (table, archs)."""
+    if benchmark is None:
+        for run in runs:
+            if run.cfg["space"] != "nb201":
+                raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
+        return load_nb201_table(table_path), runs[0].space.enumerate()
+    table = load_benchmark_table(benchmark, runs[0].space)
+    for run in runs:
+        if run.cfg["space"] != runs[0].cfg["space"]:
+            raise RlnasError(f"{run.path}: space {run.cfg['space']}, the first run's is "
+                             f"{runs[0].cfg['space']}; evaluate runs of one space together")
+        table.check_space(run.cfg["space"])
+    space = runs[0].space
+    try:
+        archs = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
+    except RlnasError as exc:
+        raise RlnasError(f"benchmark table {benchmark}: an arch is not in the run's space "
+                         f"({exc})") from None
+    return table, archs
+
+
+def _benchmark_cost(table, space, archs, run) -> Dict[str, np.ndarray]:
+    """Params and FLOPs (M) of the benchmark's network: the table's own where it has them, else
+    the space's count for the network the table's archs were trained as."""
+    kw = table.cost_kwargs if table.cost_kwargs else cost_kwargs(run)
+    counted = None
+    out = {}
+    for kind in ("params", "flops"):
+        if f"{kind}_m" in table.columns:
+            out[kind] = table.lookup([space.to_str(tuple(a)) for a in archs], f"{kind}_m")
+        else:
+            counted = counted if counted is not None else space.cost(archs, **kw)
+            out[kind] = np.asarray(counted[kind], dtype=np.float64)
+    return out
+
+
+def _pick_quality(scores: np.ndarray, acc: np.ndarray) -> Dict[str, Any]:
+    """The percentile of the scorer's top arch among the scored archs (share below its
+    accuracy, %) and the mean accuracy of its 10 best-scored archs."""
+    keep = ~np.isnan(scores)
+    s, a = scores[keep], acc[keep]
+    order = np.argsort(-s, kind="stable")
+    return {"top1_percentile": float(100.0 * np.mean(a < a[order[0]])),
+            "mean_top10_accuracy": float(np.mean(a[order[:10]]))}
 
 
 def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: Path, plots,
-                   progress, budgets, result_file=None) -> Dict[str, Any]:
-    for run in runs:
-        if run.cfg["space"] != "nb201":
-            raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
+                   progress, budgets, result_file=None, benchmark=None) -> Dict[str, Any]:
     for name in scorers:
         for part in name.split("+"):
             scorer_info(part)  # unknown names fail before any work
-    table = load_nb201_table(table_path)
+    table, archs = _load_table(runs, table_path, benchmark)
+    table_path = table_path if benchmark is None else benchmark
     cols = list(columns or table.accuracy_columns)
     for c in cols:
         if c not in table.columns:
             raise RlnasError(f"column {c!r} is not in {table_path}; it has "
                              f"{', '.join(table.accuracy_columns)}")
     space = runs[0].space
-    archs = space.enumerate()
     if sample:
         if not 10 <= sample <= len(archs):
             raise RlnasError(f"--sample must be between 10 and {len(archs)}, got {sample}")
         archs = archs[np.sort(np.random.default_rng(0).choice(len(archs), sample, replace=False))]
     strs = [space.to_str(tuple(a)) for a in archs]
     acc = {c: table.lookup(strs, c) for c in cols}
-    cost = space.cost(archs, **cost_kwargs(runs[0]))
+    groups, notes = {"params": None, "flops": None}, []
+    if benchmark is None:
+        cost = space.cost(archs, **cost_kwargs(runs[0]))
+    else:
+        cost = _benchmark_cost(table, space, archs, runs[0])
+        groups = {k: size_groups(cost[k])[0] for k in ("params", "flops")}
+        bin_note = size_groups(cost["params"])[1]
+        notes = list(table.notes) + ([bin_note] if bin_note else [])
     ks = topk_list(len(archs))
     found = _searched(runs[0], table, cols, result_file)
+    if found and benchmark is not None and found["found"][0][cols[0]] is None:
+        notes.append(f"the searched arch {found['found'][0]['arch']} is not in the table: "
+                     f"no searched-arch accuracy")
+        found = None
     # the output folders first: a bad --out fails before minutes of scoring
     make_dir(out_dir, "output folder")
     if plots:
@@ -124,11 +187,17 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         for name in scorers:
             entry["correlation"][name] = correlation_report(strs, scores[name], table,
                                                             columns=cols, topk=ks)
+            if benchmark is not None:
+                for c in cols:
+                    entry["correlation"][name]["columns"][c].update(
+                        _pick_quality(scores[name], acc[c]))
         with_size = dict(scores, params=cost["params"], flops=cost["flops"])
         for c in cols:
             entry["size_control"][c] = size_controlled_report(
-                with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c)
-        entry["over_training"] = angle_over_training(run, table, cols, progress=progress)
+                with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c,
+                params_groups=groups["params"], flops_groups=groups["flops"])
+        entry["over_training"] = angle_over_training(
+            run, table, cols, progress=progress, archs=None if benchmark is None else archs)
         # constrained search on the primary column: each scorer's pick under a ladder of limits
         primary = _primary(cols)
         entry["constrained"] = {
@@ -161,6 +230,9 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
               "sample": sample, "topk": ks, "scorers": list(scorers),
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
+    if benchmark is not None:
+        result.update(benchmark=table.kind, space=runs[0].cfg["space"], title=table.title,
+                      notes=notes)
     if found:
         result["search"] = found
     write_json_atomic(result, out_dir / "evaluation.json")
@@ -208,14 +280,29 @@ def _searched(run: Run, table, cols, result: Optional[str] = None):
     found = []
     for arch, score in tops:
         row = {"arch": arch, key: score}
-        row.update({c: float(table.lookup([arch], c)[0]) for c in cols})
+        if isinstance(table, BenchmarkTable):  # the arch in its notation, or not in the table
+            arch = _table_key(run.space, arch)
+            row.update({c: float(table.lookup([arch], c)[0]) if arch in table else None
+                        for c in cols})
+        else:
+            row.update({c: float(table.lookup([arch], c)[0]) for c in cols})
         found.append(row)
     return dict(head, found=found)
 
 
+def _table_key(space, arch: str) -> str:
+    """``arch`` in a benchmark table's notation: the space's string of its (canonical) arch."""
+    try:
+        a = space.from_str(arch)
+        a = space.canonical(a) if hasattr(space, "canonical") else a
+        return space.to_str(a)
+    except RlnasError:
+        return arch
+
+
 # --- aggregation ------------------------------------------------------------------------------
 def _stat_names(ks):
-    return list(STATS) + [f"precision_at_{k}" for k in ks] + [f"best_in_top{k}" for k in ks]
+    return list(STATS) + list(PICK_STATS) + [f"precision_at_{k}" for k in ks] + [f"best_in_top{k}" for k in ks]
 
 
 SIZE_STATS = ("within_params_tau", "partial_spearman_params", "partial_kendall_params")
@@ -285,7 +372,8 @@ def _split_notes(text: str):
 def format_markdown(result: Dict[str, Any]) -> str:
     n = result["num_archs"]
     tcols = topk_columns(n)
-    lines = ["# Scorer comparison on NAS-Bench-201",
+    picks = bool(result.get("benchmark"))  # a benchmark table: pick percentile, top-10 mean
+    lines = [f"# Scorer comparison on {result.get('title', 'NAS-Bench-201')}",
              "",
              f"Table `{result['table']}`; {n} cells"
              f"{' (seeded sample)' if result['sample'] else ''}; {len(result['runs'])} run(s): "
@@ -297,13 +385,17 @@ def format_markdown(result: Dict[str, Any]) -> str:
              + (" (" + ", ".join(label for label, k in tcols if k is None)
                 + f": more than the {n} cells)" if any(k is None for _, k in tcols) else "")
              + "; within-params tau = tau inside groups of equal params; time in seconds "
-               "(scoring all cells).", ""]
+               "(scoring all cells)"
+             + ("; top-1 pct = percentile of the top pick among the scored archs; top-10 mean "
+                "= mean accuracy of the 10 best-scored archs (%)" if picks else "") + ".", ""]
     if result.get("search"):
         lines += [_search_line(result), ""]
     notes_seen: List[str] = []
     for c in result["columns"]:
         lines += [f"## {c}", ""]
-        head = (["scorer", "tau", "rho", "top-1 acc (%)"] + [label for label, _ in tcols]
+        head = (["scorer", "tau", "rho", "top-1 acc (%)"]
+                + (["top-1 pct", "top-10 mean (%)"] if picks else [])
+                + [label for label, _ in tcols]
                 + ["within-params tau", "partial rho given params", "time (s)"])
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -311,6 +403,8 @@ def format_markdown(result: Dict[str, Any]) -> str:
             s = result["summary"][name][c]
             row = [name, _fmt(s["kendall_tau"]), _fmt(s["spearman_rho"]),
                    _fmt(s["top1_accuracy"], ".2f")]
+            if picks:
+                row += [_fmt(s["top1_percentile"], ".1f"), _fmt(s["mean_top10_accuracy"], ".2f")]
             row += [_fmt(s.get(f"precision_at_{k}", _NA), ".2f") if k is not None else "n/a"
                     for _, k in tcols]
             row += [_fmt(s["within_params_tau"]), _fmt(s["partial_spearman_params"]),
@@ -347,6 +441,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
                   _search_line(result), "",
                   f"`{best['arch']}`: " + ", ".join(f"{c} {best[c]:.2f} %"
                                                     for c in result["columns"]), ""]
+    notes_seen = [f"\\* {nt}" for nt in result.get("notes", [])] + notes_seen
     if notes_seen:
         lines += ["## Notes", ""] + notes_seen + [""]
     return "\n".join(lines)
@@ -386,7 +481,7 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
         row += [_fmt(result["summary"][s][c]["top1_accuracy"], ".2f") for s in picks]
         rows.append(row)
     width = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"Scorers vs NAS-Bench-201 ({result['num_archs']} cells"
+    lines = [f"Scorers vs {result.get('title', 'NAS-Bench-201')} ({result['num_archs']} cells"
              f"{', seeded sample' if result.get('sample') else ''}, "
              f"{'mean ± std over ' + str(runs) + ' runs' if runs > 1 else 'one run'}): "
              f"tau = Kendall tau of the score with the column's accuracy (-1..1"
@@ -553,7 +648,7 @@ def checkpoints_by_epoch(run: Run) -> List[tuple]:
     return sorted(found.items())
 
 
-def angle_over_training(run: Run, table=None, cols=(), progress: bool = False
+def angle_over_training(run: Run, table=None, cols=(), progress: bool = False, archs=None
                         ) -> List[Dict[str, Any]]:
     """Angle ranking of every kept checkpoint (the run's angle variant, see ``training_variant``):
     tau with the previous one and with the table. ``progress``: a bar over the checkpoints
@@ -561,7 +656,7 @@ def angle_over_training(run: Run, table=None, cols=(), progress: bool = False
     from tqdm.auto import tqdm
     space = run.space
     variant = training_variant(run.cfg)
-    archs = space.enumerate()
+    archs = space.enumerate() if archs is None else archs  # a table's archs (DARTS: no list)
     state0 = run.checkpoint_state("init.pt")
     strs = [space.to_str(tuple(a)) for a in archs] if table is not None else None
     rows, prev = [], None

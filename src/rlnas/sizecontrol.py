@@ -349,8 +349,13 @@ def size_controlled_report(
     min_size: int = 10,
     decimals: int = 6,
     accuracy_name: str = "accuracy",
+    params_groups=None,
+    flops_groups=None,
 ) -> dict:
     """Overall and size-controlled rank correlations of each scorer with ``accuracy``.
+
+    ``params_groups`` / ``flops_groups``: the groups of the within-size tau in place of the
+    equal rounded sizes (e.g. size bins, ``rlnas.tables.size_groups``, where sizes rarely repeat).
 
     ``params`` / ``flops`` are the cost of each arch (any unit; the groups of equal size are
     formed from the values rounded to ``decimals`` decimals). ``flops`` may be None: the
@@ -395,8 +400,11 @@ def size_controlled_report(
     if n_all < 3:
         raise RlnasError(f"need at least 3 archs, got {n_all}")
 
-    p_groups = np.round(p, int(decimals))
-    f_groups = np.round(f, int(decimals)) if f is not None else None
+    p_groups = np.round(p, int(decimals)) if params_groups is None else \
+        _vector(params_groups, "params groups")
+    f_groups = (np.round(f, int(decimals)) if flops_groups is None else
+                _vector(flops_groups, "flops groups")) if f is not None else None
+    _same_length(n_all, **{"params groups": p_groups})
     controls: Dict[str, Any] = {}
     for cname, cvals, cgroups in (("params", p, p_groups), ("flops", f, f_groups)):
         if cvals is None:
