@@ -88,7 +88,7 @@ def train(args) -> None:
 def _scorer_row(per_run: dict, scorer: str, column: str) -> dict:
     col = per_run["correlation"][scorer]["columns"][column]
     return {"tau": col["kendall_tau"], "top1_percentile": col.get("top1_percentile"),
-            "top10_mean": col.get("top10_mean_accuracy"), "top1": col.get("top1_accuracy")}
+            "top10_mean": col.get("mean_top10_accuracy"), "top1": col.get("top1_accuracy")}
 
 
 def evaluate(args) -> None:
@@ -102,7 +102,7 @@ def evaluate(args) -> None:
             continue
         report = run / "ground-truth"
         subprocess.run([*_rlnas(), "evaluate", str(run), "--benchmark", str(table), "--scorers",
-                        scorers, "--out", str(report), "--no-plots", "-q"], check=True)
+                        scorers, "--out", str(report), "-q"], check=True)
         ev = json.loads((report / "evaluation.json").read_text())
         per_run = ev["per_run"][0]
         results[run.name] = {
