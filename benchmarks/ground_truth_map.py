@@ -150,7 +150,7 @@ def _plot(groups: dict, scorers: list, path: Path, space: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for s in (s for s in scorers if s not in FREE):
         xs = [np.mean([r["wall_s"] / 60 for r in runs]) for runs in groups.values()]
         ys = [np.mean([r["scorers"][s]["tau"] for r in runs]) for runs in groups.values()]
@@ -168,7 +168,7 @@ def _plot(groups: dict, scorers: list, path: Path, space: str) -> None:
     ax.set_xlabel("supernet training (CPU minutes, 2 cores)")
     ax.set_ylabel(f"Kendall tau with {SPACES[space]['column']}")
     ax.set_title(f"{space}: scorers against compute (mean over seeds)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # clear of the points
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"plot: {path}")
