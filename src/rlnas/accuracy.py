@@ -351,12 +351,12 @@ class AccuracyScorer:
 
     def archs(self, archs) -> np.ndarray:
         a = _as_archs(archs)
-        genes = int(getattr(self.space, "num_genes", 0) or a.shape[-1])
+        genes = int(self.space.num_genes or a.shape[-1])
         if a.ndim != 2 or a.shape[1] != genes:
             raise RlnasError(f"archs must have shape (N, {genes}), got {np.asarray(archs).shape}")
         for arch in a:
             if not self.space.is_valid(tuple(int(v) for v in arch)):
-                raise RlnasError(f"not a valid {getattr(self.space, 'name', '') or 'space'} "
+                raise RlnasError(f"not a valid {self.space.name or 'space'} "
                                  f"arch: {tuple(int(v) for v in arch)}")
         return a
 

@@ -193,10 +193,9 @@ class Constraint:
             return None
         archs = space.enumerate()
         if archs is None:
-            bounds = getattr(space, "cost_bounds", None)
-            if bounds is None:
+            extremes = space.cost_bounds(**self.cost_kwargs)  # {key: (min, max)} or None
+            if extremes is None:
                 return None
-            extremes = bounds(**self.cost_kwargs)  # {key: (min, max)}: one bound at a time
             masks = [(name, key, is_max, value, c, c <= value if is_max else c >= value)
                      for name, key, is_max, value in self._bounds()
                      for c in [np.asarray(extremes[key], dtype=np.float64)]]
@@ -266,7 +265,7 @@ class SearchResult:
         history = [{key: (_json_float(v) if isinstance(v, (float, np.floating)) else
                           int(v) if isinstance(v, (int, np.integer)) else v)
                     for key, v in h.items()} for h in self.history]
-        return {"method": self.method, "space": getattr(space, "name", ""),
+        return {"method": self.method, "space": space.name,
                 "evaluations": int(self.evaluations), "seconds": float(self.seconds),
                 "best": best, "top": ranked, "history": history}
 

@@ -318,7 +318,7 @@ class _Runner:
 
     def archs(self, archs) -> np.ndarray:
         a = np.asarray(archs, dtype=np.int64)
-        genes = int(getattr(self.space, "num_genes", 0) or (a.shape[-1] if a.ndim else 1))
+        genes = int(self.space.num_genes or (a.shape[-1] if a.ndim else 1))
         return a.reshape(-1, genes)
 
     def bar(self, archs: np.ndarray, desc: str, progress: Optional[bool] = None):

@@ -294,7 +294,7 @@ def _table_key(space, arch: str) -> str:
     """``arch`` in a benchmark table's notation: the space's string of its (canonical) arch."""
     try:
         a = space.from_str(arch)
-        a = space.canonical(a) if hasattr(space, "canonical") else a
+        a = space.canonical(a)  # the arch itself in most spaces
         return space.to_str(a)
     except RlnasError:
         return arch

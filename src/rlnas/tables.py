@@ -258,14 +258,11 @@ def _load_generic_csv(path, text: str, header: List[str], space) -> BenchmarkTab
     if not acc_cols:
         _fail(path, "has an 'arch' column but no accuracy column (format: arch,<accuracy "
                     "columns>[,params_m,flops_m])")
-    canonical = getattr(space, "canonical", None)
 
     def normalise(text_arch, line):
         try:
             arch = space.from_str(text_arch)
-            if canonical is not None:
-                arch = canonical(arch)
-            return space.to_str(arch)
+            return space.to_str(space.canonical(arch))  # the arch itself in most spaces
         except RlnasError as exc:
             _fail(path, f"line {line}: arch {text_arch!r} is not in the run's space ({exc})")
 

@@ -51,7 +51,7 @@ import torch.nn as nn
 
 from ..angle import FIXED, STATS, vector_stats
 from ..errors import RlnasError
-from .base import Arch, SearchSpace
+from .base import Arch, SearchSpace, refuse_model_options
 
 AngleRule = Callable[[nn.Module], Sequence[Union[str, torch.Tensor]]]
 ENUMERATE_LIMIT = 100_000  # spaces with at most this many archs offer enumerate()
@@ -321,13 +321,32 @@ class ChoiceSpace(SearchSpace):
                       np.array(ops, dtype=np.float64).reshape(-1, 2))
 
     def supernet(self, num_classes: Optional[int] = None, **unknown) -> "ChoiceSupernet":
-        self._no_unknown(unknown, "supernet")
+        """Every op of every block (``forward(x, arch)`` runs one path).
+
+        Args:
+            num_classes: the head's outputs (default: the declared ``num_classes``).
+            **unknown: refused (the declaration fixes the network).
+
+        Returns:
+            the ``ChoiceSupernet``.
+        """
+        refuse_model_options(self.name, "supernet", unknown, ["num_classes"])
         return ChoiceSupernet(self, num_classes or self.num_classes)
 
-    def network(self, arch: Arch, num_classes: Optional[int] = None, dropout: float = 0.0,
+    def network(self, arch: Arch, num_classes: Optional[int] = None, *, dropout: float = 0.0,
                 **unknown) -> nn.Sequential:
-        """The standalone network of ``arch``: ``stem``, ``blocks`` (the chosen ops), ``head``."""
-        self._no_unknown(unknown, "network")
+        """The standalone network of ``arch``: ``stem``, ``blocks`` (the chosen ops), ``head``.
+
+        Args:
+            arch: a valid arch.
+            num_classes: the head's outputs (default: the declared ``num_classes``).
+            dropout: passed to the head factory (before the classifier).
+            **unknown: refused.
+
+        Returns:
+            an ``nn.Sequential`` with ``arch`` set.
+        """
+        refuse_model_options(self.name, "network", unknown, ["num_classes", "dropout"])
         arch = self._check(arch)
         net = nn.Sequential()
         net.add_module("stem", self.make_stem())
@@ -335,12 +354,6 @@ class ChoiceSpace(SearchSpace):
         net.add_module("head", self.make_head(num_classes or self.num_classes, float(dropout)))
         net.arch = arch
         return net
-
-    def _no_unknown(self, unknown, what):
-        if unknown:
-            raise RlnasError(f"the {self.name} {what} takes no model option "
-                             f"{', '.join(sorted(unknown))} (known: num_classes"
-                             f"{', dropout' if what == 'network' else ''})")
 
     # --- genome and notation ---------------------------------------------------------------
     def gene_choices(self, gene: int) -> Sequence[int]:

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
 from . import register_space
-from .base import Arch, SearchSpace
+from .base import Arch, SearchSpace, refuse_model_options
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")
@@ -315,18 +315,51 @@ class DartsSpace(SearchSpace):
                 "image_size": 224}
 
     # --- models ----------------------------------------------------------------------------
-    def supernet(self, num_classes: int = 10, variant: str = "cifar",
+    def supernet(self, num_classes: int = 10, *, variant: str = "cifar",
                  channels: Optional[int] = None, layers: Optional[int] = None,
-                 stem_multiplier: int = 3) -> "DartsSupernet":
+                 stem_multiplier: int = 3, **unknown) -> "DartsSupernet":
+        """The weight-sharing supernet (``forward(x, genome)``: one 28-gene path).
+
+        Args:
+            num_classes: classifier outputs.
+            variant: ``cifar`` or ``imagenet`` (stem and macro layout, spec 3.2 / 3.3).
+            channels: C of the first cell stage (default 16 / 48 by variant).
+            layers: cells, reductions at layers//3 and 2*layers//3 (default 8 / 14).
+            stem_multiplier: the CIFAR stem's Conv3x3(3 -> stem_multiplier * C).
+            **unknown: refused.
+
+        Returns:
+            the ``DartsSupernet``.
+        """
+        refuse_model_options(self.name, "supernet", unknown, (
+            "num_classes", "variant", "channels", "layers", "stem_multiplier"))
         if variant not in _SUPERNET_DEFAULTS:
             raise RlnasError(f"unknown DARTS supernet variant {variant!r}; known: cifar, imagenet")
         c0, l0 = _SUPERNET_DEFAULTS[variant]
         return DartsSupernet(num_classes, variant, channels or c0, layers or l0, stem_multiplier)
 
-    def network(self, arch: Arch, variant: str = "imagenet", channels: Optional[int] = None,
-                layers: Optional[int] = None, num_classes: Optional[int] = None,
-                auxiliary: bool = False, drop_path: float = 0.0,
-                stem_multiplier: int = 3) -> "DartsNetwork":
+    def network(self, arch: Arch, num_classes: Optional[int] = None, *,
+                variant: str = "imagenet", channels: Optional[int] = None,
+                layers: Optional[int] = None, auxiliary: bool = False, drop_path: float = 0.0,
+                stem_multiplier: int = 3, **unknown) -> "DartsNetwork":
+        """The standalone network (``NetworkCIFAR`` / ``NetworkImageNet``) of one genotype.
+
+        Args:
+            arch: a valid genome.
+            num_classes: classifier outputs (default 10 / 1000 by variant).
+            variant: ``cifar`` or ``imagenet`` (default: the paper's reporting network).
+            channels, layers: as ``supernet`` (default 36, 20 / 48, 14 by variant).
+            auxiliary: add the auxiliary head (its logits returned in training mode).
+            drop_path: the initial drop-path probability.
+            stem_multiplier: as ``supernet``.
+            **unknown: refused.
+
+        Returns:
+            the ``DartsNetwork``.
+        """
+        refuse_model_options(self.name, "network", unknown, (
+            "num_classes", "variant", "channels", "layers", "auxiliary", "drop_path",
+            "stem_multiplier"))
         if variant not in ("cifar", "imagenet"):
             raise RlnasError(f"unknown DARTS network variant {variant!r}; known: cifar, imagenet")
         c0, l0, k0, _ = _NET_DEFAULTS[variant]

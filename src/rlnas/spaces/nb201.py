@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
 from . import register_space
-from .base import Arch, SearchSpace
+from .base import Arch, SearchSpace, refuse_model_options
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
@@ -27,6 +27,8 @@ EDGE_INDEX = {e: k for k, e in enumerate(EDGES)}
 # Every input->output path of the cell as edge indices ([0,3], [0,2,3], [0,1,2,3], [0,1,3]).
 PATHS = ((3,), (1, 5), (0, 2, 5), (0, 4))
 NUM_ARCHS = 5 ** 6
+
+_MODEL_OPTIONS = ("num_classes", "channels", "cells")  # of supernet() and network()
 
 _ARCH_RE = re.compile(r"^\|(.+)\|\+\|(.+)\|\+\|(.+)\|$")
 
@@ -55,6 +57,8 @@ class NB201Space(SearchSpace):
         return f"|{ops[0]}|+|{ops[1]}|{ops[2]}|+|{ops[3]}|{ops[4]}|{ops[5]}|"
 
     def from_str(self, text: str) -> Arch:
+        if not isinstance(text, str):
+            raise RlnasError(f"an NB201 arch must be text, got {type(text).__name__}")
         m = _ARCH_RE.match(text.strip())
         if not m:
             raise RlnasError(f"malformed NB201 arch string {text!r}: expected "
@@ -100,10 +104,36 @@ class NB201Space(SearchSpace):
                 "image_size": int(info["image_size"])}
 
     # --- models ----------------------------------------------------------------------------
-    def supernet(self, channels=16, cells=5, num_classes=10) -> "NB201Supernet":
+    def supernet(self, num_classes: int = 10, *, channels: int = 16, cells: int = 5,
+                 **unknown) -> "NB201Supernet":
+        """The weight-sharing supernet (``forward(x, path)``: one genome, or one per searchable
+        cell).
+
+        Args:
+            num_classes: classifier outputs.
+            channels: C of the first stage (doubled at each of the two reductions).
+            cells: searchable cells per stage (N).
+            **unknown: refused.
+
+        Returns:
+            the ``NB201Supernet``.
+        """
+        refuse_model_options(self.name, "supernet", unknown, _MODEL_OPTIONS)
         return NB201Supernet(channels, cells, num_classes)
 
-    def network(self, arch: Arch, channels=16, cells=5, num_classes=10) -> "NB201Network":
+    def network(self, arch: Arch, num_classes: int = 10, *, channels: int = 16, cells: int = 5,
+                **unknown) -> "NB201Network":
+        """The standalone network of one cell (BN affine, as the benchmark's).
+
+        Args:
+            arch: a valid genome.
+            num_classes, channels, cells: as ``supernet``.
+            **unknown: refused.
+
+        Returns:
+            the ``NB201Network``.
+        """
+        refuse_model_options(self.name, "network", unknown, _MODEL_OPTIONS)
         self._check(arch)
         return NB201Network(tuple(arch), channels, cells, num_classes)
 
