@@ -227,31 +227,18 @@ def test_angle_pieces_follow_the_weights_each_arch_uses(case):
 
 
 # --- the base class itself --------------------------------------------------------------------
-class SearchOnlySpace(SearchSpace):
-    """The minimum a searcher needs: genes and a cost (no notation, supernet or angle)."""
-
-    name = "search-only"
-    num_genes = 3
-
-    def gene_choices(self, gene):
-        return range(4)
-
-    def cost(self, archs, **kw):
-        s = np.asarray(archs, dtype=np.float64).reshape(-1, 3).sum(1) + 1
-        return {"params": s, "flops": s}
-
-
 def test_base_defaults_and_missing_capabilities():
-    space = SearchOnlySpace()
+    from test_choice import SumSpace  # genes and a cost only: what a searcher needs
+    space = SumSpace()
     arch = space.sample(np.random.default_rng(0))
     assert space.is_valid(arch) and space.repair(arch, None) == arch
     assert space.canonical(arch) == arch and space.enumerate() is None
     assert space.cost_bounds() is None and space.cost_defaults({}) == {}
     for call in (lambda: space.supernet(num_classes=3), lambda: space.network(arch),
-                 lambda: space.to_str(arch), lambda: space.from_str("1 2 3"),
+                 lambda: space.to_str(arch), lambda: space.from_str("1 2 3 4 0 1 2 3"),
                  lambda: space.sample_training_path(0, 0, 1),
                  lambda: space.angle_pieces({}, {}), lambda: space.angle_multiplicity([arch])):
-        with pytest.raises(MissingCapability, match="search space search-only provides no"):
+        with pytest.raises(MissingCapability, match="search space sum provides no"):
             call()
     assert issubclass(MissingCapability, RlnasError)
 
