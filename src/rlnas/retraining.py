@@ -160,7 +160,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                  "labels": "true labels", "num_images": int(len(data.y)),
                  "num_classes": int(data.num_classes),
                  "image_size": int(d.get("resolution") or data.image_size[0]),
-                 "device": str(device), "processes": dist.world}, indent=2) + "\n")
+                 "device": str(device), "processes": dist.world,
+                 "config": cfg}, indent=2) + "\n")  # what the checkpoints are trained with
         dist.barrier()
         torch.manual_seed(cfg["seed"])
         model = space.network(arch, num_classes=data.num_classes, **m).to(device)
