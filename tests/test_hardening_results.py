@@ -115,3 +115,29 @@ def test_scorer_scores_valid_genomes():
 def test_result_refuses_files_that_are_not_results(run, name):
     with pytest.raises(RlnasError, match="not a search result"):
         run.result(name)
+
+
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+
+
+@pytest.mark.parametrize("stop_at_step,complete", [(2, False), (None, True)])
+def test_export_of_a_half_done_retraining_says_so(stop_at_step, complete, tmp_path, capsys):
+    from conftest import write_npz
+    from rlnas.retraining import export, train_network
+    (tmp_path / "data").mkdir()
+    write_npz(tmp_path / "data" / "train_1.npz", 64, seed=0)
+    write_npz(tmp_path / "data" / "test_1.npz", 40, seed=1)
+    cfg = load_config("retrain-nb201-cifar10", [f"root={tmp_path / 'data'}", "channels=4",
+                                                "cells=1", "epochs=2", "batch=32"])
+    run_dir = tmp_path / "retrain"
+    try:
+        train_network(cfg, NB201_ARCH, run_dir, progress=False, stop_at_step=stop_at_step)
+    except KeyboardInterrupt:  # how stop_at_step simulates a Ctrl-C
+        assert stop_at_step is not None
+    capsys.readouterr()
+    export(run_dir)
+    err = capsys.readouterr().err
+    manifest = json.loads((run_dir / "export" / "export.json").read_text())
+    assert manifest["complete"] is complete
+    assert manifest["epochs"] == 2 and manifest["epochs_done"] == (1 if stop_at_step else 2)
+    assert ("1 of its 2 epochs" in err) is not complete
