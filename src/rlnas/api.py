@@ -112,6 +112,30 @@ def list_scorers(describe: bool = False) -> Union[List[str], Dict[str, str]]:
     return {n: scorer_info(n).description for n in names} if describe else names
 
 
+def check_genomes(space, archs):
+    """``archs`` as an int64 array ``(N, num_genes)`` of valid genomes of ``space``.
+
+    Raises:
+        RlnasError: naming the first arch that is not a sequence of ``num_genes`` integers each
+            among its gene's choices (a score of an arch outside the space means nothing)."""
+    import numpy as np
+    raw = np.asarray(archs, dtype=object)
+    if raw.ndim == 1 and len(raw) and not isinstance(raw[0], (list, tuple, np.ndarray)):
+        raw = raw.reshape(1, -1)  # one genome
+    n = space.num_genes
+    if raw.ndim != 2 or raw.shape[1] != n:
+        raise RlnasError(f"archs of space {space.name} are genomes of {n} integers; got an "
+                         f"array of shape {raw.shape}")
+    for row in raw:
+        if not all(isinstance(g, (int, np.integer)) and not isinstance(g, bool) for g in row):
+            raise RlnasError(f"genome {list(row)!r} of space {space.name}: genes must be "
+                             f"integers")
+        if not space.is_valid(tuple(int(g) for g in row)):
+            raise RlnasError(f"genome {[int(g) for g in row]} is not an arch of space "
+                             f"{space.name} (a gene out of its choices)")
+    return raw.astype(np.int64)
+
+
 class Scorer:
     """A scorer built for one space (and run): call it with archs, get scores (bigger = better).
 
@@ -128,8 +152,7 @@ class Scorer:
             archs = [archs]
         if isinstance(archs, (list, tuple)) and archs and isinstance(archs[0], str):
             archs = [self.space.from_str(a) for a in archs]
-        arr = np.asarray(archs, dtype=np.int64).reshape(-1, self.space.num_genes)
-        return np.asarray(self.fn(arr), dtype=np.float64)
+        return np.asarray(self.fn(check_genomes(self.space, archs)), dtype=np.float64)
 
     def __repr__(self):
         where = f", run={str(self.run.path)!r}, checkpoint={self.checkpoint!r}" if self.run else ""
@@ -326,15 +349,23 @@ class Run:
         (``result.json``), or ``name`` (a search name such as ``evolution-angle_sum``, or a
         ``result-*.json`` file name)."""
         import json
+        have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
         candidates = ([self.path / "result.json"] if not name else
                       [self.path / name, self.path / f"result-{name}.json"])
         for p in candidates:
             if p.is_file():
+                if not (p.name == "result.json" or (p.name.startswith("result-")
+                                                     and p.name.endswith(".json"))):
+                    raise RlnasError(f"{p.name} is not a search result; results of "
+                                     f"{self.path}: {have}")
                 try:
-                    return json.loads(p.read_text())
+                    found = json.loads(p.read_text())
                 except ValueError:
                     raise RlnasError(f"{p} is not valid JSON") from None
-        have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
+                if not isinstance(found, dict) or "top" not in found:
+                    raise RlnasError(f"{p} is not a search result (no 'top'); results of "
+                                     f"{self.path}: {have}")
+                return found
         raise RlnasError(f"no search result {name or 'result.json'!r} in {self.path} "
                          f"(its results: {have}); run Run.search() first")
 

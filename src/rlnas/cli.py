@@ -65,6 +65,23 @@ def _add_space_arg(p):
                         "run file names only when it is named again here")
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (0 or a negative count would silently mean a default
+    or nothing).
+
+    Args:
+        text: the option's value as typed.
+    Returns:
+        the integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlnas", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -114,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
     p.add_argument("--sample", type=int, help="score a seeded sample of N cells (slow scorers)")
-    p.add_argument("--proxy-channels", type=int, help="proxy network C (default 16)")
+    p.add_argument("--proxy-channels", type=positive_int, help="proxy network C (default 16)")
     p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage (default 5)")
     p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
     p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
@@ -157,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole method on scikit-learn's digits, offline")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=None, help="supernet epochs (default: the preset, 20)")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="supernet epochs (default: the preset, 20)")
     p.add_argument("--quiet", "-q", action="store_true")
 
     p = sub.add_parser("nasbench201", help="NAS-Bench-201 ground-truth tools")
@@ -188,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="print uniformly drawn archs of a space (baselines)")
     p.add_argument("space")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", type=int, default=1)
+    p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
 
     sub.add_parser("presets", help="list the config presets")
     sub.add_parser("scorers", help="list the registered scorers")

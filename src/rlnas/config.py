@@ -105,16 +105,22 @@ _POSITIVE_OR_NULL = NumRange(0, lo_open=True, nullable=True)
 _NON_NEGATIVE = NumRange(0)
 _PROBABILITY = NumRange(0, 1, hi_open=True)  # 1 would drop / smooth away everything
 _SEED = _int(0, 2**32 - 1)  # NumPy's RandomState (the label generator) takes seeds < 2**32
-_MODEL_SIZE = _int(1)
+# Upper bounds far above any real run, below what would exhaust memory or never end: a typo
+# (epochs=1e9) fails at once, stating the bound.
+_MAX_EPOCHS = 100_000
+_MAX_BATCH = 1_000_000
+_MAX_IMAGES = 1_000_000_000
+_MAX_COUNT = 10_000_000  # population sizes, generations, samples, archs reported
+_MODEL_SIZE = _int(1, 100_000)
 
 # Every numeric key of the presets and examples/*.yaml, with the values it may take
 # (tests/test_config.py checks that none is missing). Keys not listed here are not numbers.
 NUMERIC_RANGES: Dict[str, NumRange] = {
     "seed": _SEED,
-    "data.subset": _int(2, null=True),
-    "data.resolution": _int(4, null=True),  # pixels
-    "data.cutout": _int(0),  # side of the square; 0 = off
-    "labels.num_classes": _int(2, null=True),  # null = the dataset's classes
+    "data.subset": _int(2, _MAX_IMAGES, null=True),
+    "data.resolution": _int(4, 100_000, null=True),  # pixels
+    "data.cutout": _int(0, 100_000),  # side of the square; 0 = off
+    "labels.num_classes": _int(2, _MAX_IMAGES, null=True),  # null = the dataset's classes
     "labels.seed": _SEED,
     "model.channels": _MODEL_SIZE,
     "model.cells": _MODEL_SIZE,
@@ -122,9 +128,9 @@ NUMERIC_RANGES: Dict[str, NumRange] = {
     "model.stem_multiplier": _MODEL_SIZE,
     "model.dropout": _PROBABILITY,
     "model.drop_path": _PROBABILITY,
-    "train.epochs": _int(1),
-    "train.batch_size": _int(1),
-    "train.accumulate": _int(1),
+    "train.epochs": _int(1, _MAX_EPOCHS),
+    "train.batch_size": _int(1, _MAX_BATCH),
+    "train.accumulate": _int(1, _MAX_BATCH),
     "train.lr": _POSITIVE,
     "train.lr_min": _NON_NEGATIVE,
     "train.momentum": _PROBABILITY,
@@ -133,22 +139,22 @@ NUMERIC_RANGES: Dict[str, NumRange] = {
     "train.grad_clip_norm": _POSITIVE_OR_NULL,  # null = no clipping
     "train.grad_clip_value": _POSITIVE_OR_NULL,
     "train.aux_weight": _NON_NEGATIVE,
-    "train.warmup_epochs": _int(0),
+    "train.warmup_epochs": _int(0, _MAX_EPOCHS),
     "train.ckpt_every_steps": _int(0),  # 0 = at epoch ends only
     "train.keep_every_epochs": _int(0),  # 0 = keep none
     "train.stop_when_stable": NumRange(0, 1, hi_open=True, nullable=True),  # tau >= 1 - this
-    "train.stability_every": _int(1),
-    "search.population": _int(1),
-    "search.topk": _int(1),
-    "search.mutations": _int(1),
-    "search.crossovers": _int(1),
-    "search.generations": _int(1),
+    "train.stability_every": _int(1, _MAX_EPOCHS),
+    "search.population": _int(1, _MAX_COUNT),
+    "search.topk": _int(1, _MAX_COUNT),
+    "search.mutations": _int(1, _MAX_COUNT),
+    "search.crossovers": _int(1, _MAX_COUNT),
+    "search.generations": _int(1, _MAX_COUNT),
     "search.mutation_prob": NumRange(0, 1),
-    "search.num_samples": _int(1),
+    "search.num_samples": _int(1, _MAX_COUNT),
     "search.max_params": _POSITIVE_OR_NULL,  # M params; null = no limit
     "search.max_flops": _POSITIVE_OR_NULL,
-    "search.report_top": _int(1),
-    "eval.every_epochs": _int(0),  # 0 = after the last epoch only
+    "search.report_top": _int(1, _MAX_COUNT),
+    "eval.every_epochs": _int(0, _MAX_EPOCHS),  # 0 = after the last epoch only
 }
 
 

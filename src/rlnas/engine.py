@@ -656,7 +656,10 @@ def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, 
                 "image_size": int(data.image_size[0]),
                 "train_resolution": int(cfg["data"].get("resolution") or data.image_size[0]),
                 "device": str(device),
-                "processes": dist.world}
+                "processes": dist.world,
+                # what the checkpoints are trained with: config.yaml may be edited, this is
+                # the record a resume and every later stage compare with
+                "config": cfg}
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
 
     torch.manual_seed(cfg["seed"])  # W0 is a function of the seed
@@ -714,7 +717,14 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     # a config.yaml alone may be the user's own: a run has what rlnas writes next to it
     if saved.exists() and any((run_dir / n).exists() for n in _WRITTEN_WITH_CONFIG):
         config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
-        return (run_dir / "ckpt" / "last.pt").exists()
+        check_recorded_config(cfg, run_dir)
+        resume = (run_dir / "ckpt" / "last.pt").exists()
+        if resume and not (run_dir / "arch.json").exists() \
+                and not (run_dir / "ckpt" / "init.pt").exists():
+            raise RlnasError(f"run {run_dir} has ckpt/last.pt but no ckpt/init.pt (W0): the "
+                             f"angle can never rank it, so it is not resumed; train a new run "
+                             f"with --out NEW")
+        return resume
     try:  # the lock file alone (a run that failed before writing anything) is not a run
         foreign = run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir())
     except OSError as exc:
@@ -723,6 +733,44 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
         raise RlnasError(f"{run_dir} exists and is not an rlnas run (no config.yaml); "
                          "choose an empty or new directory")
     return False
+
+
+def recorded_config(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The config a run's checkpoints were trained with, as recorded in its run.json when
+    training started; None for runs made before rlnas recorded it (or an unreadable run.json)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = info.get("config") if isinstance(info, dict) else None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None) -> None:
+    """RlnasError unless ``cfg`` may continue (``keys``: only those keys may differ from) what
+    the run was trained with (run.json); runs without the record are not checked.
+
+    Args:
+        cfg: the config of the command (read from the possibly edited config.yaml).
+        run_dir: the run.
+        keys: None (resume: :func:`rlnas.config.check_resume_compatible`) or the dotted keys
+            that a later stage depends on (rank, search: the space, scorer and model)."""
+    recorded = recorded_config(run_dir)
+    if recorded is None:
+        return
+    how = ("its config.yaml was edited after training (run.json records what the checkpoints "
+           "were trained with): restore config.yaml, or train a new run with --out NEW")
+    if keys is None:
+        try:
+            config_mod.check_resume_compatible(recorded, cfg, run_dir)
+        except RlnasError as err:
+            raise RlnasError(f"{err}; {how}") from None
+        return
+    a, b = config_mod.flatten(recorded), config_mod.flatten(cfg)
+    for k in sorted(set(a) | set(b)):
+        if any(k == p or k.startswith(p + ".") for p in keys) and a.get(k) != b.get(k):
+            raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, but its "
+                             f"config.yaml says {b.get(k)!r}; {how}")
 
 
 def check_parallel(t: Dict[str, Any], dist: Dist):
@@ -859,6 +907,8 @@ def open_run(path) -> Run:
                          "create one with `rlnas train`")
     cfg = config_mod.load_yaml(path / "config.yaml")
     config_mod.validate(cfg, where=path / "config.yaml")
+    # rank and search would score by another scorer or space and replace the run's results
+    check_recorded_config(cfg, path, keys=("space", "search.scorer", "model", "labels"))
     try:
         info = json.loads((path / "run.json").read_text())
     except json.JSONDecodeError:

@@ -160,7 +160,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                  "labels": "true labels", "num_images": int(len(data.y)),
                  "num_classes": int(data.num_classes),
                  "image_size": int(d.get("resolution") or data.image_size[0]),
-                 "device": str(device), "processes": dist.world}, indent=2) + "\n")
+                 "device": str(device), "processes": dist.world,
+                 "config": cfg}, indent=2) + "\n")  # what the checkpoints are trained with
         dist.barrier()
         torch.manual_seed(cfg["seed"])
         model = space.network(arch, num_classes=data.num_classes, **m).to(device)
@@ -275,7 +276,8 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
         raise RlnasError(f"{run_dir}: checkpoint does not match its architecture "
                          f"({str(err).splitlines()[0][:100]})") from None
     model.eval()
-    return model, {k: ckpt[k] for k in ("space", "arch", "model_config", "num_classes")}
+    meta = {k: ckpt[k] for k in ("space", "arch", "model_config", "num_classes")}
+    return model, dict(meta, epochs_done=int(ckpt.get("epoch", 0) or 0))
 
 
 EXPORT_FORMAT = "rlnas-export-1"
@@ -522,7 +524,28 @@ def _version(name: str) -> Optional[str]:
         return None
 
 
+def training_progress(run_dir: Path, cfg: Dict[str, Any], epochs_done: int) -> Dict[str, Any]:
+    """``{"complete", "epochs_done", "epochs"}`` of a retraining: the epochs of its last.pt
+    against those it was configured with (run.json's record, else config.yaml; None where
+    neither says). A retraining stopped half-way is exported, but not as a finished one.
+
+    Args:
+        run_dir: the retraining.
+        cfg: its config.yaml as read (may be {}).
+        epochs_done: the epoch of ckpt/last.pt.
+    Returns:
+        the three fields of export.json."""
+    from .engine import recorded_config
+    train = (recorded_config(run_dir) or cfg or {}).get("train")
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+    return {"complete": None if epochs is None else epochs_done >= epochs,
+            "epochs_done": epochs_done, "epochs": epochs}
+
+
 def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
+    meta = dict(meta)
+    epochs_done = meta.pop("epochs_done", 0)
     try:
         size = image_size or int(json.loads((run_dir / "run.json").read_text())["image_size"])
     except (ValueError, KeyError, TypeError):
@@ -537,6 +560,11 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
         spec = input_spec(cfg, size) if cfg else None
     except RlnasError as err:  # e.g. the demo set without scikit-learn: export all the same
         spec, why = None, str(err)
+    progress = training_progress(run_dir, cfg, epochs_done)
+    if progress["complete"] is False:
+        print(f"note: {run_dir} is retrained for {epochs_done} of its {progress['epochs']} "
+              f"epochs (stopped half-way); exporting those weights, export.json says so "
+              f"(complete: false)", file=sys.stderr)
     make_dir(out_dir, "output folder")
     retrained = None
     if (run_dir / "retrain.json").exists():
@@ -577,6 +605,7 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
                 "DARTS auxiliary head are off",
         "input": spec or {"shape": ["N", 3, size, size], "layout": "NCHW", "dtype": "float32",
                           "expects": f"unknown normalisation: {why}"},
+        **progress,
         "files": files, "retraining": retrained, "run": str(run_dir),
         "versions": {"rlnas": _version("rlnas"), "torch": torch.__version__,
                      "onnx": _version("onnx") if onnx else None},
