@@ -71,8 +71,8 @@ class NumRange:
 
     def describe(self) -> str:
         kind = "an integer" if self.integer else "a number"
-        if self.integer and self.lo == 1 and self.hi is None and not self.lo_open:
-            text = "a positive integer"
+        if self.integer and self.lo == 1 and not self.lo_open:
+            text = "a positive integer" + ("" if self.hi is None else f" (at most {self.hi})")
         elif self.hi is None:
             text = f"{kind} {'>' if self.lo_open else '>='} {self.lo}"
         else:
