@@ -258,6 +258,8 @@ def load_yaml(path) -> Dict[str, Any]:
         raise RlnasError(f"config file {path} not found") from None
     except yaml.YAMLError as err:
         raise RlnasError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    except UnicodeDecodeError:  # binary junk in place of the file
+        raise RlnasError(f"config file {path} is not UTF-8 text (damaged?)") from None
     if not isinstance(cfg, dict):
         raise RlnasError(f"config file {path} must hold a mapping at top level")
     return cfg

@@ -907,10 +907,30 @@ def open_run(path) -> Run:
                          "create one with `rlnas train`")
     cfg = config_mod.load_yaml(path / "config.yaml")
     config_mod.validate(cfg, where=path / "config.yaml")
+    info = read_run_info(path / "run.json")
     # rank and search would score by another scorer or space and replace the run's results
     check_recorded_config(cfg, path, keys=("space", "search.scorer", "model", "labels"))
-    try:
-        info = json.loads((path / "run.json").read_text())
-    except json.JSONDecodeError:
-        raise RlnasError(f"{path / 'run.json'} is corrupt") from None
     return Run(path, cfg, info)
+
+
+def read_run_info(path: Path) -> Dict[str, Any]:
+    """A run's ``run.json``, checked: a damaged file is one line naming it, not a traceback.
+
+    Args:
+        path: the ``run.json`` file.
+
+    Returns:
+        The run's record, a mapping holding a positive integer ``num_classes``.
+    """
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise RlnasError(f"{path} is corrupt (not JSON text)") from None
+    if not isinstance(info, dict):
+        raise RlnasError(f"{path} is corrupt: it must hold a JSON object, not "
+                         f"{type(info).__name__}")
+    k = info.get("num_classes")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise RlnasError(f"{path} is corrupt: num_classes must be a positive integer, "
+                         f"found {k!r}")
+    return info
