@@ -735,18 +735,22 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     return False
 
 
-def recorded_config(run_dir: Path) -> Optional[Dict[str, Any]]:
+def recorded_config(run_dir: Path, info: Optional[Dict[str, Any]] = None
+                    ) -> Optional[Dict[str, Any]]:
     """The config a run's checkpoints were trained with, as recorded in its run.json when
-    training started; None for runs made before rlnas recorded it (or an unreadable run.json)."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
+    training started (``info``: that run.json, already read); None for runs made before rlnas
+    recorded it (or an unreadable run.json)."""
+    if info is None:
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            return None
     recorded = info.get("config") if isinstance(info, dict) else None
     return recorded if isinstance(recorded, dict) else None
 
 
-def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None) -> None:
+def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
+                          info: Optional[Dict[str, Any]] = None) -> None:
     """RlnasError unless ``cfg`` may continue (``keys``: only those keys may differ from) what
     the run was trained with (run.json); runs without the record are not checked.
 
@@ -754,8 +758,9 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None) -> None
         cfg: the config of the command (read from the possibly edited config.yaml).
         run_dir: the run.
         keys: None (resume: :func:`rlnas.config.check_resume_compatible`) or the dotted keys
-            that a later stage depends on (rank, search: the space, scorer and model)."""
-    recorded = recorded_config(run_dir)
+            that a later stage depends on (rank, search: the space, scorer and model).
+        info: the run's run.json where the caller has read it already."""
+    recorded = recorded_config(run_dir, info)
     if recorded is None:
         return
     how = ("its config.yaml was edited after training (run.json records what the checkpoints "
@@ -909,7 +914,8 @@ def open_run(path) -> Run:
     config_mod.validate(cfg, where=path / "config.yaml")
     info = read_run_info(path / "run.json")
     # rank and search would score by another scorer or space and replace the run's results
-    check_recorded_config(cfg, path, keys=("space", "search.scorer", "model", "labels"))
+    check_recorded_config(cfg, path, keys=("space", "search.scorer", "model", "labels"),
+                          info=info)
     return Run(path, cfg, info)
 
 

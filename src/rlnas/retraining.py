@@ -22,7 +22,8 @@ from .files import (atomic_write, atomic_write_text, claim_output_folder, make_d
                     os_error_text, run_lock)
 from .data import load_dataset, make_loader
 from .engine import (CHANNELS_LAST, LoopSpec, check_parallel, check_run_dir, init_distributed,
-                     make_optimizer, prepare_training_data, run_loop, start_or_resume)
+                     make_optimizer, prepare_training_data, recorded_config, run_loop,
+                     start_or_resume)
 from .errors import RlnasError
 from .spaces import recorded_space
 
@@ -535,7 +536,6 @@ def training_progress(run_dir: Path, cfg: Dict[str, Any], epochs_done: int) -> D
         epochs_done: the epoch of ckpt/last.pt.
     Returns:
         the three fields of export.json."""
-    from .engine import recorded_config
     train = (recorded_config(run_dir) or cfg or {}).get("train")
     epochs = train.get("epochs") if isinstance(train, dict) else None
     epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
