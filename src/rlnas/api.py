@@ -390,6 +390,27 @@ class Run:
                         scorers=scorers if scorers is not None else [self.scorer, "params"],
                         **kwargs)
 
+    def check(self, archs: int = 4, epochs: int = 2, images: Optional[int] = None,
+              image_size: Optional[int] = None, channels: Optional[int] = None,
+              cells: Optional[int] = None, seed: int = 0, scorer: Optional[str] = None,
+              out: Optional[PathLike] = None, data_root: Optional[PathLike] = None,
+              test_root: Optional[PathLike] = None, progress: bool = False, log: Optional[Callable] = None) -> Dict[str, Any]:
+        """``rlnas check``: retrain ``archs`` top-ranked, middle-ranked and random archs with the
+        true labels (``epochs``, ``images``, ``image_size``, ``channels``/``cells``: the budget)
+        and judge ``scorer`` (default the run's) against the params / flops baselines by
+        Kendall tau, with a bootstrap interval. Writes ``check.json`` / ``check.csv`` in ``out``
+        (default ``RUN/check``; resumable; ``data_root`` / ``test_root``: the data, default the
+        run's) and returns the report (``rows``, ``tau``,
+        ``difference_interval``, ``winner``, ``verdict``). ``log``: progress lines (default:
+        none)."""
+        from .check import check_run
+        return check_run(self._run, archs=archs, epochs=epochs, images=images,
+                         image_size=image_size, channels=channels, cells=cells, seed=seed,
+                         scorer=scorer, out=Path(out) if out is not None else None,
+                         data_root=str(data_root) if data_root is not None else None,
+                         test_root=str(test_root) if test_root is not None else None,
+                         progress=progress, log=log or (lambda line: None))
+
     def __repr__(self):
         return f"Run({str(self.path)!r}, space={self.config['space']!r}, scorer={self.scorer!r})"
 

@@ -8,6 +8,7 @@
     rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
     rlnas evaluate RUN [RUN ...] --benchmark FILE      the same against any benchmark table
     rlnas run PRESET [key=value ...] [--out RUN]       train, rank, search (and evaluate)
+    rlnas check RUN [--archs K] [--epochs E] [...]     retrain top/middle/random archs, true labels
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
     rlnas bench | cost ARCH | sample SPACE | scorers | presets
@@ -143,6 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true",
                    help="print the whole evaluation.md instead of the summary")
     p.add_argument("--quiet", "-q", action="store_true")
+
+    p = sub.add_parser("check", help="retrain top / middle / random archs of a run with the "
+                                     "true labels: does its scorer beat params and flops here?")
+    p.add_argument("run")
+    p.add_argument("--archs", type=int, default=4, help="archs per group (top, middle, random)")
+    p.add_argument("--epochs", type=int, default=2, help="retraining epochs per arch")
+    p.add_argument("--images", type=int, default=None,
+                   help="training images (default: the run's data.subset, else all)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image side in px (default: the run's data.resolution)")
+    p.add_argument("--channels", type=int, default=None, help="network channels (NB201, DARTS)")
+    p.add_argument("--cells", type=int, default=None, help="network cells (NB201, DARTS)")
+    p.add_argument("--seed", type=int, default=0, help="picks and training")
+    p.add_argument("--scorer", default=None, help="default: the run's search.scorer")
+    p.add_argument("--data-root", default=None, help="the dataset's folder (default: the run's)")
+    p.add_argument("--test-root", default=None,
+                   help="the test images (default: the run's data.test_root, else data root)")
+    p.add_argument("--out", default=None, help="default: RUN/check")
+    p.add_argument("--quiet", "-q", action="store_true")
+    _add_space_arg(p)
 
     p = sub.add_parser("run", help="train, rank, search and evaluate in one go",
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -364,6 +385,15 @@ def dispatch(args):
             from .config import search_scorer
             _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
                       progress=not args.quiet, result=res["file"])
+    elif args.command == "check":
+        from .api import open_run
+        from .check import format_report
+        report = open_run(args.run).check(
+            archs=args.archs, epochs=args.epochs, images=args.images, image_size=args.image_size,
+            channels=args.channels, cells=args.cells, seed=args.seed, scorer=args.scorer,
+            out=args.out, data_root=args.data_root, test_root=args.test_root,
+            progress=not args.quiet, log=print)
+        print(format_report(report))
     elif args.command == "retrain":
         from .config import load_config
         from .retraining import train_network
