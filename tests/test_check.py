@@ -94,3 +94,42 @@ def test_cli_check_errors_and_output(run, tmp_path, capsys):
                  "--image-size", "8", "-q", "--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     assert "verdict: " in out and "Kendall tau with the retrained accuracy" in out
+
+
+def _npz_folder(folder, n_train=48, n_test=24):
+    folder.mkdir()
+    for name, n, seed in (("train_1.npz", n_train, 0), ("test_1.npz", n_test, 1)):
+        rng = np.random.default_rng(seed)
+        np.savez(folder / name, x=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 y=rng.integers(0, 10, n))
+    return folder
+
+
+@pytest.mark.parametrize("preset, model", [
+    ("nasbench-macro-fast", []),  # a chain, ranked exhaustively
+    ("darts-cifar10-fast", ["channels=4", "cells=1"]),  # sampled
+])
+def test_check_on_other_spaces(tmp_path, preset, model):
+    """Every kind of space: an enumerable chain (its ranking) and a space too large to rank
+    (a seeded sample of SAMPLE_SIZE archs); the report is the same shape."""
+    data = _npz_folder(tmp_path / "data")
+    run = rlnas.train(preset, tmp_path / "run", progress=False,
+                      overrides=[f"root={data}", "epochs=1", "batch=16", "data.subset=null",
+                                 "device=cpu", *model])
+    rep = run.check(out=tmp_path / "c", archs=2, epochs=1, images=48, image_size=8)
+    assert len(rep["rows"]) == 6 and len({r["arch"] for r in rep["rows"]}) == 6
+    assert rep["space"] == run.space.name and rep["verdict"].startswith("verdict: ")
+    for r in rep["rows"]:
+        assert run.space.is_valid(run.space.from_str(r["arch"]))
+    # a missing dataset: one line naming the folder and the flag to pass
+    with pytest.raises(RlnasError, match="nope.*--data-root"):
+        run.check(out=tmp_path / "m", archs=2, epochs=1, data_root=str(tmp_path / "nope"))
+
+
+def test_check_data_root_on_bundled_digits_is_refused(run, tmp_path, capsys):
+    with pytest.raises(RlnasError, match="ships inside scikit-learn"):
+        run.check(out=tmp_path / "m", data_root=str(tmp_path / "nope"), **BUDGET)
+    assert main(["check", str(run.path), "--data-root", str(tmp_path / "nope"), "-q",
+                 "--out", str(tmp_path / "m2")]) != 0
+    err = capsys.readouterr().err
+    assert "scikit-learn" in err and "Traceback" not in err

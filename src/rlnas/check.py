@@ -87,6 +87,10 @@ def pick_archs(scores: np.ndarray, k: int, seed: int, groups: Sequence[str] = GR
 def load_check_data(d: Dict[str, Any], images: Optional[int], data_root: Optional[str],
                     test_root: Optional[str] = None):
     """(train subset, test) of the run's dataset; errors name the data root to pass."""
+    if d["dataset"] == "digits" and (data_root or test_root):
+        # silently ignoring the folder would check other data than the user meant
+        raise RlnasError("the digits dataset ships inside scikit-learn: --data-root / "
+                         "--test-root do not apply to it")
     root = data_root or d.get("root")
     try:
         train = load_dataset(d["dataset"], root, split="train")
