@@ -380,11 +380,15 @@ def dispatch(args):
         if recorded_space(cfg["space"], out / "config.yaml").enumerate() is not None:
             _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
         evaluate = cfg["evaluate"]["nasbench201"]
-        res = _search(out, notes=not evaluate, bars=not args.quiet)
+        res = _search(out, notes=False, bars=not args.quiet)
         if evaluate:
             from .config import search_scorer
             _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
                       progress=not args.quiet, result=res["file"])
+        else:  # say what was left out, then the weak-answer line (last, as after a search)
+            from .report import skipped_evaluation_note
+            print(skipped_evaluation_note(out, cfg))
+            _print_notes(_open_run(out), search=res)
     elif args.command == "check":
         from .api import open_run
         from .check import format_report

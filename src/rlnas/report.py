@@ -690,6 +690,24 @@ def weak_line(run, search: Optional[Dict[str, Any]] = None,
     return f"weak answer: {'; '.join(notes)}. To improve: {advice}."
 
 
+def skipped_evaluation_note(run_dir, cfg: Dict[str, Any]) -> str:
+    """What `rlnas run` without a benchmark table left out, and how to get it: NB201 takes the
+    table on the same command (``nasbench201=``, config key ``evaluate.nasbench201``); every
+    space can be evaluated afterwards with ``rlnas evaluate RUN --benchmark FILE``."""
+    from .config import search_scorer
+    scorers = f"{search_scorer(cfg)},params"
+    skipped = ("evaluation skipped: no benchmark table given, so the ranking was not compared "
+               "with true accuracies (no Kendall tau against the params baseline, no "
+               "evaluation.md, no plots)")
+    if cfg.get("space") == "nb201":
+        return (f"{skipped}. To get it: add nasbench201=PATH/TO/NAS-Bench-201.csv (config key "
+                f"evaluate.nasbench201) to this command, or run `rlnas evaluate {run_dir} "
+                f"--nasbench201 PATH --scorers {scorers}`.")
+    return (f"{skipped}. To get it: `rlnas evaluate {run_dir} --benchmark FILE --scorers "
+            f"{scorers}` (a NAS-Bench-Macro JSON, a DARTS-214 CSV, or a CSV arch,<accuracy "
+            f"columns> in the space's notation).")
+
+
 # --- the angle over training ------------------------------------------------------------------
 def checkpoints_by_epoch(run: Run) -> List[tuple]:
     """(epoch, file name) of the kept periodic checkpoints and last.pt, by epoch."""
