@@ -265,3 +265,22 @@ def test_a_macro_fast_run_at_chance_is_not_flagged_but_a_darts_run_states_the_li
     run = SimpleNamespace(path=tmp_path, cfg=load_config("darts-cifar10-fast"), info=info)
     convs = {"space": "darts", "top": [{"genome": [4] * 28}]}
     assert FAST_RECIPES["darts-cifar10"].limit in weak_line(run, convs)
+
+
+def test_run_without_a_table_says_what_evaluation_it_skipped(npz_root, tmp_path, capsys):
+    run = tmp_path / "darts"
+    assert main(["run", "darts-cifar10", f"root={npz_root}", "channels=4", "model.layers=3",
+                 "epochs=1", "batch=32", "search.generations=2", "--out", str(run), "-q"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    note = next(line for line in lines if line.startswith("evaluation skipped"))
+    assert "no benchmark table" in note and f"rlnas evaluate {run} --benchmark FILE" in note
+    assert not (run / "evaluation.json").exists()
+    # a weak-answer line, where there is one, stays the last line
+    assert lines.index(note) == len(lines) - 1 or lines[-1].startswith("weak answer")
+
+
+def test_skipped_evaluation_note_names_the_nb201_flag_and_config_key():
+    from rlnas.report import skipped_evaluation_note
+    note = skipped_evaluation_note("runs/x", load_config("nb201-cifar10-fast"))
+    assert "nasbench201=" in note and "evaluate.nasbench201" in note
+    assert "rlnas evaluate runs/x --nasbench201 PATH --scorers distance_sum,params" in note

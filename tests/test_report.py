@@ -141,3 +141,49 @@ def test_constrained_ladder(runs, table, tmp_path):
     assert cons["methods"]["params"]["cost"] == cons["largest"]["cost"]
     assert (tmp_path / "plots" / "constrained_params_cifar10_test.png").exists()
     assert "Constrained search" in (tmp_path / "evaluation.md").read_text()
+
+
+# --- the weak-answer line names only what would change this run's outcome ---------------------
+def _evaluation(taus):
+    """An evaluation result with one column ``c`` and each scorer's mean Kendall tau on it."""
+    return {"scorers": list(taus), "columns": ["c"],
+            "summary": {n: {"c": {"kendall_tau": {"mean": t}}} for n, t in taus.items()}}
+
+
+def _weak_run(tmp_path, scorer):
+    from types import SimpleNamespace
+    cfg = {"space": "mobilenet", "search": {"scorer": scorer}, "labels": {"kind": "true"}}
+    return SimpleNamespace(path=tmp_path, cfg=cfg, info={})
+
+
+def test_weak_line_warns_only_about_the_scorer_that_picked_the_answer(tmp_path):
+    from rlnas.report import weak_line
+    run = _weak_run(tmp_path, "distance")
+    # angle was only added for comparison: below params, but it did not pick the answer
+    assert weak_line(run, evaluation=_evaluation({"distance": 0.5, "angle": 0.1,
+                                                  "params": 0.3})) is None
+    line = weak_line(run, evaluation=_evaluation({"distance": 0.2, "angle": 0.1, "params": 0.3}))
+    assert line.startswith("weak answer: distance ranks") and "angle" not in line
+    # the search's scorer (rlnas search --scorer) is the one that picked, not the config's
+    line = weak_line(run, search={"scorer": "angle"},
+                     evaluation=_evaluation({"distance": 0.5, "angle": 0.1, "params": 0.3}))
+    assert line.startswith("weak answer: angle ranks")
+
+
+def test_weak_line_does_not_advise_the_scorer_the_run_already_uses(tmp_path):
+    from rlnas.config import CROSS_SPACE_SCORER
+    from rlnas.report import weak_line
+    run = _weak_run(tmp_path, CROSS_SPACE_SCORER)
+    line = weak_line(run, evaluation=_evaluation({CROSS_SPACE_SCORER: 0.1, "params": 0.3}))
+    assert "To improve:" in line and "score by" not in line and "train.epochs" in line
+    other = weak_line(_weak_run(tmp_path, "angle"),
+                      evaluation=_evaluation({"angle": 0.1, "params": 0.3}))
+    assert f"score by {CROSS_SPACE_SCORER}" in other
+
+
+def test_weak_line_advises_a_scorer_this_evaluation_measured_better(tmp_path):
+    from rlnas.report import weak_line
+    run = _weak_run(tmp_path, "angle")
+    line = weak_line(run, evaluation=_evaluation({"angle": 0.1, "synflow": 0.6, "snip": 0.4,
+                                                  "params": 0.3}))
+    assert "score by synflow" in line and "--scorer synflow" in line and "snip" not in line

@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
     p.add_argument("--sample", type=int, help="score a seeded sample of N cells (slow scorers)")
-    p.add_argument("--proxy-channels", type=positive_int, help="proxy network C (default 16)")
-    p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage (default 5)")
+    p.add_argument("--proxy-channels", type=positive_int, help="proxy network C, NB201/DARTS (default: the space's network, NB201 16)")
+    p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage, NB201 (default 5)")
     p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
     p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
     p.add_argument("--eval-images", type=int, help="accuracy scorer: held-out images")
@@ -380,11 +380,15 @@ def dispatch(args):
         if recorded_space(cfg["space"], out / "config.yaml").enumerate() is not None:
             _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
         evaluate = cfg["evaluate"]["nasbench201"]
-        res = _search(out, notes=not evaluate, bars=not args.quiet)
+        res = _search(out, notes=False, bars=not args.quiet)
         if evaluate:
             from .config import search_scorer
             _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
                       progress=not args.quiet, result=res["file"])
+        else:  # say what was left out, then the weak-answer line (last, as after a search)
+            from .report import skipped_evaluation_note
+            print(skipped_evaluation_note(out, cfg))
+            _print_notes(_open_run(out), search=res)
     elif args.command == "check":
         from .api import open_run
         from .check import format_report

@@ -15,8 +15,9 @@ reach its output) counts as zero. Pure functions return the raw value, which may
 the scorers turn non-finite values into NaN.
 
 Scorers read ``ctx.options``: ``data`` (an :class:`~rlnas.data.ImageData`, required),
-``proxy_model`` (network kwargs, default ``{'channels': 16, 'cells': 5}``; ``num_classes``
-defaults to the data's), ``batch_size`` (64), ``num_batches`` (1), ``device`` (``ctx.device``),
+``proxy_model`` (keywords of the space's ``network``, default none: the space's own network at
+its defaults, the one its costs describe -- NB201 C=16, N=5; DARTS its reporting network; a
+``ChoiceSpace`` its only network; ``num_classes`` defaults to the data's), ``batch_size`` (64), ``num_batches`` (1), ``device`` (``ctx.device``),
 ``progress`` (True: a tqdm bar over the archs on stderr, shown once a call has run for
 ``PROGRESS_DELAY`` seconds, so a short call draws nothing).
 Every arch's network is built under ``torch.manual_seed(ctx.seed)`` (so all archs share one
@@ -42,8 +43,11 @@ from .scorers import ScoreContext, ScoreFn, register_scorer
 __all__ = ["PROXIES", "PROXY_NAMES", "DEFAULT_PROXY_MODEL", "grad_norm", "snip", "synflow", "fisher",
            "jacov", "nwot", "score_all", "weight_layers"]
 
-DEFAULT_PROXY_MODEL = {"channels": 16, "cells": 5}
+# No keywords: each space's ``network`` defaults (NB201's are C=16, N=5). Size keywords are the
+# space's own, so a default naming NB201's would be refused by every other space.
+DEFAULT_PROXY_MODEL: Dict[str, object] = {}
 JACOV_EPS = 1e-5
+_RELUS = (nn.ReLU, nn.ReLU6)  # the rectifiers whose on/off codes NASWOT compares
 PROGRESS_DELAY = 2.0  # seconds before a bar appears (tqdm's ``delay``)
 
 
@@ -229,8 +233,8 @@ def _jacov_score(jac: np.ndarray) -> float:
 def nwot(model: nn.Module, x, y=None) -> float:
     """NASWOT (Mellor et al. 2021 v2), train mode, no gradients.
 
-    For each image n, c[n] is the binary code (input > 0) of every call of every ``nn.ReLU``
-    module, flattened and concatenated over all calls (N x D). K = c cᵀ + (1-c)(1-c)ᵀ (N x N; K[i, j]
+    For each image n, c[n] is the binary code (input > 0) of every call of every ``nn.ReLU`` and
+    ``nn.ReLU6`` module (MobileNet's blocks use ReLU6, which is not an ``nn.ReLU``), flattened and concatenated over all calls (N x D). K = c cᵀ + (1-c)(1-c)ᵀ (N x N; K[i, j]
     = number of units on which images i and j agree, D - Hamming distance), computed in float64;
     score = log|det K| (``slogdet``); -inf when K is singular. ``y`` is ignored.
     """
@@ -243,7 +247,8 @@ def nwot(model: nn.Module, x, y=None) -> float:
         c = (inp[0].detach().reshape(n, -1) > 0).double()
         k = k + c @ c.T + (1.0 - c) @ (1.0 - c).T
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, _RELUS)]
     try:
         with _preserved(model, train=True), torch.no_grad():
             model(x)
