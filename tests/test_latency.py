@@ -1,0 +1,153 @@
+"""Latency (rlnas.latency): the chain lookup table and its sum, the per-network cell cache, the
+JSON cache (hit, key, corrupt file), device tables and their errors, the max-latency limit in
+the searchers and in `rlnas search`. Tiny networks, 2 repeats: correctness, not timings (the
+timings are in benchmarks/latency_accuracy.py)."""
+import json
+
+import numpy as np
+import pytest
+import torch.nn as nn
+
+import rlnas.latency as latency
+from rlnas.errors import RlnasError
+from rlnas.latency import (CellLatency, ChainLatency, LatencySetting, TableLatency,
+                           latency_model, measured_here, pareto_front)
+from rlnas.spaces import get_space
+from rlnas.spaces.choice import Choice, ChoiceSpace, Op, skip
+
+FAST = LatencySetting(warmup=1, repeats=2)
+
+
+def conv_op(k):
+    return Op(f"conv{k}", lambda c_in, c_out, stride, k=k: nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()))
+
+
+def tiny_chain(name="tiny"):
+    ops = [conv_op(3), conv_op(1), skip()]  # one list: blocks 1 and 2 share their ops
+    return ChoiceSpace(
+        name, stem=lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),
+        blocks=[Choice([conv_op(3), conv_op(1)], 8, stride=2),
+                Choice(ops, 8), Choice(ops, 8)],
+        head=lambda classes, dropout: nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes)),
+        input_size=8, num_classes=3)
+
+
+SPACE = tiny_chain()
+
+
+class Counter:
+    """Counts calls of latency.time_module (what a cache hit must not make)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = latency.time_module
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+        monkeypatch.setattr(latency, "time_module", counted)
+
+
+# --- measuring -------------------------------------------------------------------------------
+def test_chain_prediction_is_the_sum_of_its_table_entries(tmp_path):
+    model = ChainLatency(SPACE, FAST, folder=tmp_path)
+    table = model.table()
+    assert set(table) == {"stem", "head"} | {f"block{b}.op{o}" for b, n in
+                                             enumerate(SPACE.num_ops) for o in range(n)}
+    assert all(v > 0 for v in table.values())
+    archs = SPACE.enumerate()
+    expected = [table["stem"] + table["head"] + sum(table[f"block{b}.op{o}"]
+                                                     for b, o in enumerate(a)) for a in archs]
+    np.testing.assert_allclose(model(archs), expected, rtol=1e-12)
+    lo, hi = model.bounds()
+    assert lo == pytest.approx(min(expected)) and hi == pytest.approx(max(expected))
+
+
+def test_repeated_blocks_on_one_shape_are_measured_once(tmp_path, monkeypatch):
+    counter = Counter(monkeypatch)
+    model = ChainLatency(SPACE, FAST, folder=tmp_path)
+    # stem, head, block 0's two ops, blocks 1 and 2 share their three ops (same op, same shape)
+    assert counter.calls == 2 + 2 + 3
+    assert model.table()["block1.op0"] == model.table()["block2.op0"]
+
+
+def test_chain_cache_hit_does_not_measure_again(tmp_path, monkeypatch):
+    first = ChainLatency(SPACE, FAST, folder=tmp_path)
+    assert first.built_now and first.cache.path.is_file()
+    saved = json.loads(first.cache.path.read_text())
+    assert saved["key"]["threads"] == 1 and saved["key"]["batch"] == 1
+    assert saved["key"]["input"] == [3, 8, 8] and saved["seconds"] > 0
+    counter = Counter(monkeypatch)
+    again = ChainLatency(SPACE, FAST, folder=tmp_path)
+    assert counter.calls == 0 and not again.built_now
+    assert again.table() == first.table()
+    # another setting is another table
+    other = ChainLatency(SPACE, LatencySetting(batch=2, warmup=1, repeats=2), folder=tmp_path)
+    assert counter.calls > 0 and other.cache.path != first.cache.path
+
+
+def test_corrupt_cache_is_measured_again(tmp_path):
+    first = ChainLatency(SPACE, FAST, folder=tmp_path)
+    first.cache.path.write_text("{not json")
+    again = ChainLatency(SPACE, FAST, folder=tmp_path)
+    assert again.built_now and json.loads(again.cache.path.read_text())["entries"]
+
+
+def test_cell_space_measures_each_network_once(tmp_path, monkeypatch):
+    space = get_space("nb201")
+    counter = Counter(monkeypatch)
+    model = measured_here(space, {"num_classes": 10, "image_size": 8, "channels": 4,
+                                  "cells": 1}, FAST, folder=tmp_path)
+    assert isinstance(model, CellLatency)
+    archs = space.enumerate()[[0, 1, 0, 1]]
+    ms = model(archs)
+    assert counter.calls == 2 and ms[0] == ms[2] and ms[1] == ms[3] and (ms > 0).all()
+    model(archs[:1])
+    assert counter.calls == 2
+    again = measured_here(space, {"num_classes": 10, "image_size": 8, "channels": 4, "cells": 1},
+                          FAST, folder=tmp_path)
+    np.testing.assert_array_equal(again(archs), ms)
+    assert counter.calls == 2 and again.measured == 0
+
+
+def test_macro_identity_variants_share_one_measurement(tmp_path, monkeypatch):
+    """Cell caches key by canonical arch: genomes building one network are measured once."""
+    space = get_space("nasbench-macro")
+    model = CellLatency(space, {}, (3, 8, 8), FAST, folder=tmp_path)
+    counter = Counter(monkeypatch)
+    a, b = space.from_str("12010000"), space.from_str("12001000")
+    assert space.canonical(a) == space.canonical(b)
+    model(np.array([a, b]))
+    assert counter.calls == 1
+
+
+def test_cache_folder_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLNAS_CACHE", str(tmp_path / "c"))
+    model = ChainLatency(SPACE, FAST)
+    assert model.cache.path.parent == tmp_path / "c" and model.cache.path.is_file()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch": 0}, "batch must be a positive integer"),
+    ({"threads": 1.5}, "threads must be a positive integer"),
+    ({"precision": "int8"}, "unknown latency precision"),
+    ({"precision": "fp16"}, "fp16 needs a GPU"),
+    ({"device": "nonsense"}, "unknown latency device"),
+])
+def test_bad_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(RlnasError, match=message):
+        LatencySetting(**kwargs)
+
+
+def test_cost_options_without_latency_meaning_are_refused(tmp_path):
+    with pytest.raises(RlnasError, match="no latency meaning"):
+        measured_here(SPACE, {"bogus": 1}, FAST, folder=tmp_path)
+
+
+def test_pareto_front():
+    scores = np.array([1.0, 3.0, 2.0, 3.0, np.nan, 5.0])
+    ms = np.array([1.0, 2.0, 1.5, 4.0, 0.5, np.inf])
+    # 4 has no score; 0 (fastest scored), 2 (better, slower), 1 (better still); 3 is beaten by 1, 5 cannot run
+    assert pareto_front(scores, ms).tolist() == [0, 2, 1]
