@@ -151,3 +151,88 @@ def test_pareto_front():
     ms = np.array([1.0, 2.0, 1.5, 4.0, 0.5, np.inf])
     # 4 has no score; 0 (fastest scored), 2 (better, slower), 1 (better still); 3 is beaten by 1, 5 cannot run
     assert pareto_front(scores, ms).tolist() == [0, 2, 1]
+
+
+# --- device tables ---------------------------------------------------------------------------
+NB201 = get_space("nb201")
+
+
+def write_nb201_table(path, value=lambda i: 1.0 + i, drop=0, extra_rows=(), header=None):
+    """A complete NB201 device table (column dev_latency), ``drop`` archs left out."""
+    lines = [header or "index,arch,dev_latency,dev_energy"]
+    for i, arch in enumerate(NB201.enumerate()[drop:]):
+        lines.append(f"{i},{NB201.to_str(tuple(arch))},{value(i)},0")
+    lines += list(extra_rows)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_device_table_by_device_or_column_name(tmp_path):
+    path = write_nb201_table(tmp_path / "t.csv")
+    archs = NB201.enumerate()[[0, 7, 15624]]
+    for device in ("dev", "dev_latency"):
+        model = latency_model(NB201, table=path, device=device)
+        assert isinstance(model, TableLatency) and model.column == "dev_latency"
+        np.testing.assert_array_equal(model(archs), [1.0, 8.0, 15625.0])
+        assert model.source == f"table {path} column dev_latency"
+    assert model.bounds() == (1.0, 15625.0)
+
+
+def test_negative_entries_are_archs_that_cannot_run_there(tmp_path):
+    path = write_nb201_table(tmp_path / "t.csv", value=lambda i: -1 if i == 0 else i)
+    model = TableLatency(NB201, path, "dev")
+    assert model(NB201.enumerate()[:2]).tolist() == [np.inf, 1.0]
+    assert model.bounds() == (1.0, 15624.0) and model.describe()["not_on_device"] == 1
+
+
+@pytest.mark.parametrize("make, device, message", [
+    (lambda p: write_nb201_table(p), "gpu", r"no device column 'gpu'; known: dev_latency$"),
+    (lambda p: write_nb201_table(p), None, "name the device column"),
+    (lambda p: write_nb201_table(p, drop=3), "dev", "does not cover space nb201: 3 of its "
+                                                    "15625 archs have no row"),
+    (lambda p: write_nb201_table(p, extra_rows=["9,|nor_conv_3x3~0|+|none~0|none~1|+|"
+                                                "none~0|none~1|none~2|,1"]),
+     "dev", "line 15627: 3 fields, the header has 4"),
+    (lambda p: write_nb201_table(p, extra_rows=["9,|nor_conv_3x3~0|+|none~0|none~1|+|"
+                                                "none~0|none~1|none~2|,fast,0"]),
+     "dev", "dev_latency is 'fast', not a number"),
+    (lambda p: write_nb201_table(p, extra_rows=["9,|nor_conv_3x3~0|+|none~0|none~1|+|"
+                                                "none~0|none~1|none~2|,3,0"]),
+     "dev", "appears twice with different dev_latency"),
+    (lambda p: write_nb201_table(p, extra_rows=["9,conv,3,0"]), "dev", "line 15627: "),
+    (lambda p: write_nb201_table(p, header="index,name,dev_latency,dev_energy"), "dev",
+     "has no 'arch' column"),
+    (lambda p: p.write_text(""), "dev", "is empty"),
+    (lambda p: p.write_text("index,arch,dev_latency\n"), "dev", "no rows"),
+    (lambda p: None, "dev", "not found"),
+])
+def test_bad_device_tables_are_one_line_errors(tmp_path, make, device, message):
+    path = tmp_path / "t.csv"
+    make(path)
+    with pytest.raises(RlnasError, match=message) as err:
+        TableLatency(NB201, path, device)
+    assert "\n" not in str(err.value)
+
+
+def test_a_device_column_without_measurements_is_refused(tmp_path):
+    path = write_nb201_table(tmp_path / "t.csv", value=lambda i: -1)
+    with pytest.raises(RlnasError, match="holds no latency"):
+        TableLatency(NB201, path, "dev")
+
+
+def test_device_without_table_is_refused():
+    with pytest.raises(RlnasError, match="names a column of --latency-table"):
+        latency_model(NB201, device="pixel3")
+
+
+def test_hw_nasbench_table_reads_as_published(shared_data):
+    path = shared_data / "hw-nasbench201" / "hw_nasbench201_cifar10.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with open(path) as f:
+        row = f.readlines()[1].strip().split(",")  # index 0; its arch string has no commas
+    model = TableLatency(NB201, path, "pixel3")
+    arch = NB201.from_str(row[1])
+    assert model(np.array([arch]))[0] == float(row[6])  # pixel3_latency is the 7th column
+    edgetpu = TableLatency(NB201, path, "edgetpu")
+    assert edgetpu.describe()["not_on_device"] == 4699
