@@ -236,3 +236,107 @@ def test_hw_nasbench_table_reads_as_published(shared_data):
     assert model(np.array([arch]))[0] == float(row[6])  # pixel3_latency is the 7th column
     edgetpu = TableLatency(NB201, path, "edgetpu")
     assert edgetpu.describe()["not_on_device"] == 4699
+
+
+# --- searching under a latency limit ---------------------------------------------------------
+def test_constraint_filters_by_latency_and_refuses_below_the_fastest(tmp_path):
+    from rlnas.evolution import Constraint, exhaustive_search, random_search
+    model = ChainLatency(SPACE, FAST, folder=tmp_path)
+    ms = model(SPACE.enumerate())
+    limit = float(np.median(ms))
+    c = Constraint(max_latency=limit, latency=model)
+    assert c.describe() == f"max_latency={limit:.4g} ms"
+    res = exhaustive_search(SPACE, lambda a: -model(a), constraint=c)
+    assert len(res.archs) == int((ms <= limit).sum()) and (model(res.archs) <= limit).all()
+    with pytest.raises(RlnasError, match=r"satisfies max_latency=.* ms; the fastest takes "
+                                         r".* ms \(measured here \(cpu, batch 1"):
+        Constraint(max_latency=0.5 * ms.min(), latency=model).check_feasible(SPACE)
+    # a space too large to enumerate: refused from the lookup table's bounds, before scoring
+    big = tiny_chain("big")
+    big.enumerate = lambda: None
+    calls = []
+    with pytest.raises(RlnasError, match="the fastest takes"):
+        random_search(big, lambda a: calls.append(a) or np.zeros(len(a)), num_samples=5,
+                      constraint=Constraint(max_latency=0.5 * ms.min(), latency=model))
+    assert calls == []
+
+
+def test_max_latency_needs_a_model():
+    from rlnas.evolution import Constraint
+    with pytest.raises(RlnasError, match="needs a latency model"):
+        Constraint(max_latency=3.0)
+
+
+TINY = ["channels=4", "cells=1", "epochs=1", "batch=32", "data.nb201_half=false"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from conftest import write_npz
+    from rlnas.cli import main
+    root = tmp_path_factory.mktemp("data")
+    write_npz(root / "train_1.npz", 64, seed=0)
+    run = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "nb201-cifar10", f"root={root}", *TINY, "--out", str(run), "-q"]) == 0
+    table = write_nb201_table(tmp_path_factory.mktemp("table") / "dev.csv",
+                              value=lambda i: -1 if i == 5 else 1.0 + i % 100)
+    return run, table, root
+
+
+def test_search_under_a_device_latency_limit(tiny_run, capsys):
+    import csv
+    from rlnas.cli import main
+    run, table, _ = tiny_run
+    code = main(["search", str(run), "--method", "exhaustive", "--max-latency", "50",
+                 "--latency-table", str(table), "--latency-device", "dev", "-q"])
+    out = capsys.readouterr().out
+    assert code == 0 and "ms" in out and "Pareto front of" in out
+    res = json.loads((run / "result.json").read_text())
+    assert res["name"] == "exhaustive-angle-maxl50-dev_latency"
+    assert res["max_latency"] == 50 and res["constraint"] == "max_latency=50 ms"
+    source = f"table {table} column dev_latency"
+    assert res["latency"]["source"] == source and res["latency"]["not_on_device"] == 1
+    model = TableLatency(NB201, table, "dev")
+    for row in res["top"]:
+        assert row["latency_source"] == source
+        assert row["latency_ms"] == model(np.array([row["genome"]]))[0] <= 50
+    assert res["evaluations"] == int((model(NB201.enumerate()) <= 50).sum())
+    with open(run / "visited.csv") as f:
+        visited = list(csv.DictReader(f))
+    assert len(visited) == res["evaluations"] and all(float(r["latency_ms"]) <= 50
+                                                       for r in visited)
+    with open(run / res["latency"]["pareto_file"]) as f:
+        front = list(csv.DictReader(f))
+    assert (run / "pareto.csv").read_text() == (run / res["latency"]["pareto_file"]).read_text()
+    ms = [float(r["latency_ms"]) for r in front]
+    scores = [float(r["angle"]) for r in front]
+    assert ms == sorted(ms) and scores == sorted(scores) and len(front) == \
+        res["latency"]["pareto_size"]
+    # the front's last row is the best scored arch (nothing beats it on score)
+    assert front[-1]["arch"] == res["top"][0]["arch"]
+    assert (run / "plots" / f"search-{res['name']}_score_vs_latency.png").is_file()
+
+
+def test_search_refuses_a_latency_limit_below_the_fastest_arch(tiny_run, capsys):
+    from rlnas.cli import main
+    run, table, _ = tiny_run
+    before = (run / "result.json").read_text() if (run / "result.json").exists() else None
+    code = main(["search", str(run), "--max-latency", "0.5", "--latency-table", str(table),
+                 "--latency-device", "dev", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the fastest takes 1 ms (table" in err and len(err.splitlines()) == 1
+    after = (run / "result.json").read_text() if (run / "result.json").exists() else None
+    assert after == before
+    code = main(["search", str(run), "--max-latency", "5", "--latency-table", str(table),
+                 "--latency-device", "gpu", "-q"])
+    assert code == 2 and "no device column 'gpu'" in capsys.readouterr().err
+
+
+def test_run_refuses_a_latency_limit_before_training(tiny_run, tmp_path, capsys):
+    from rlnas.cli import main
+    _, table, root = tiny_run
+    code = main(["run", "nb201-cifar10", f"root={root}", *TINY, "--out", str(tmp_path / "r"),
+                 "--max-latency", "0.5", "--latency-table", str(table), "--latency-device",
+                 "dev", "-q"])
+    assert code == 2 and "the fastest takes" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
