@@ -332,17 +332,25 @@ class Run:
     def search(self, method: Optional[str] = None, scorer: Optional[str] = None,
                max_params: Optional[float] = None, max_flops: Optional[float] = None,
                seed: Optional[int] = None, checkpoint: str = "last.pt",
-               name: Optional[str] = None) -> Dict[str, Any]:
+               name: Optional[str] = None, max_latency: Optional[float] = None,
+               latency_table=None, latency_device: Optional[str] = None,
+               latency_setting=None) -> Dict[str, Any]:
         """``rlnas search``: search the space by ``scorer`` (default the run's ``search.scorer``)
         with ``method`` (``evolution``, ``exhaustive``, ``random``; default the config's), under
         optional limits in M params / M FLOPs of the benchmark network. Returns the result
         dict the search writes: ``top`` (list of ``{"arch", "genome", <scorer>, "params_m",
         "flops_m"}``, best first), ``method``, ``scorer``, ``constraint``, ``evaluations``,
         ``seconds``, ``history``, ``size``; ``file`` names its ``result-<name>.json`` (``name``
-        defaults to one made from the settings; ``result.json`` is a copy of the latest)."""
+        defaults to one made from the settings; ``result.json`` is a copy of the latest).
+        ``max_latency`` (ms), ``latency_table`` (a device CSV) and its ``latency_device``
+        column, ``latency_setting`` (``rlnas.latency.LatencySetting``, measured here): as
+        ``rlnas search --max-latency`` (each top arch gets ``latency_ms`` and
+        ``latency_source``; ``latency`` says where the numbers come from)."""
         from .stages import search
         return search(self._run, method=method, final=checkpoint, max_params=max_params,
-                      max_flops=max_flops, seed=seed, scorer=scorer, name=name)
+                      max_flops=max_flops, seed=seed, scorer=scorer, name=name,
+                      max_latency=max_latency, latency_table=latency_table,
+                      latency_device=latency_device, latency_setting=latency_setting)
 
     def result(self, name: Optional[str] = None) -> Dict[str, Any]:
         """A search result written earlier, without searching again: the latest

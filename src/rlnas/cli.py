@@ -4,6 +4,7 @@
     rlnas train RUN [key=value ...]                    continue RUN from its saved config.yaml
     rlnas rank RUN [--scorer S]                        score every arch -> ranking.csv
     rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
+                     [--max-latency MS [--latency-table CSV --latency-device COLUMN]]
                                                        -> RUN/result-<method>-<scorer>[...].json
     rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
     rlnas evaluate RUN [RUN ...] --benchmark FILE      the same against any benchmark table
@@ -60,6 +61,17 @@ def _add_train_args(p):
     _add_space_arg(p)
 
 
+def _add_latency_args(p):
+    p.add_argument("--max-latency", type=float, metavar="MS",
+                   help="limit in ms: measured here (CPU, batch 1, 1 thread, fp32; cached) on "
+                        "the benchmark-size net, or read from --latency-table")
+    p.add_argument("--latency-table", metavar="CSV",
+                   help="measured device latencies, one row per arch (column arch), e.g. "
+                        "HW-NAS-Bench's hw_nasbench201_cifar10.csv for NB201")
+    p.add_argument("--latency-device", metavar="COLUMN",
+                   help="the device column of --latency-table (pixel3 or pixel3_latency)")
+
+
 def _add_space_arg(p):
     p.add_argument("--space", dest="named_space", metavar="MODULE:ATTR",
                    help="the user space the run was made with: rlnas imports a user space a "
@@ -108,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=["evolution", "exhaustive", "random"])
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
+    _add_latency_args(p)
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt, by file name (default last.pt)")
@@ -168,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train, rank, search and evaluate in one go",
                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_train_args(p)
+    _add_latency_args(p)
 
     p = sub.add_parser("retrain", help="train a found architecture from scratch (true labels)")
     p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file")
@@ -289,17 +303,24 @@ def _rank(run_dir, checkpoint="last.pt", scorer=None, bars=True):
 
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
-            checkpoint="last.pt", scorer=None, name=None, notes=True, bars=True):
+            checkpoint="last.pt", scorer=None, name=None, notes=True, bars=True, latency=None):
     from .stages import search
     run = _open_run(run_dir)
+    latency = latency or {}
     res = search(run, method=method, final=checkpoint, max_params=max_params,
-                 max_flops=max_flops, seed=seed, scorer=scorer, name=name, bars=bars)
+                 max_flops=max_flops, seed=seed, scorer=scorer, name=name, bars=bars,
+                 **latency)
     best = res["top"][0]
+    ms = f", {best['latency_ms']:.3g} ms" if best.get("latency_ms") is not None else ""
     print(f"{Path(run_dir) / res['file']} (and result.json, the latest search): {res['method']} "
           f"search, {res['evaluations']} archs scored in {res['seconds']:.2f} s "
           f"({res['constraint']}); best {best['arch']} {res['scorer']} "
           f"{best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
-          f"{best['flops_m']:.2f} M FLOPs")
+          f"{best['flops_m']:.2f} M FLOPs{ms}")
+    if "latency" in res:
+        lat = res["latency"]
+        print(f"latency: {lat['source']}; Pareto front of {lat['pareto_size']} archs (score vs "
+              f"latency) in {Path(run_dir) / lat['pareto_file']}")
     if notes:
         _print_notes(run, search=res)
     return res
@@ -353,6 +374,31 @@ def _cost(args):
                       "flops_m": round(float(c["flops"][0]), 5)}))
 
 
+def _latency_options(args):
+    """The search keywords of --max-latency / --latency-table / --latency-device (given ones)."""
+    return {k: v for k, v in (("max_latency", args.max_latency),
+                              ("latency_table", args.latency_table),
+                              ("latency_device", args.latency_device)) if v is not None}
+
+
+def _check_latency_limit(cfg, latency):
+    """Before `rlnas run` trains: the device table reads and covers the space, and the limit is
+    not below the fastest arch, where that is known without the run (a table, or a chain
+    space's lookup table; a cell space measured here is measured after training)."""
+    from .evolution import Constraint
+    from .latency import latency_model
+    from .spaces import get_space
+    from .spaces.choice import ChoiceSpace
+    space = get_space(cfg["space"])
+    table = latency.get("latency_table")
+    if table is None and not isinstance(space, ChoiceSpace):
+        return
+    model = latency_model(space, space.cost_defaults({}) if table is None else None,
+                          table=table, device=latency.get("latency_device"))
+    if latency.get("max_latency") is not None:
+        Constraint(max_latency=latency["max_latency"], latency=model).check_feasible(space)
+
+
 def dispatch(args):
     if args.command == "train":
         _train(args)
@@ -360,7 +406,7 @@ def dispatch(args):
         _rank(args.run, args.checkpoint, args.scorer, bars=not args.quiet)
     elif args.command == "search":
         _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint,
-                args.scorer, args.name, bars=not args.quiet)
+                args.scorer, args.name, bars=not args.quiet, latency=_latency_options(args))
     elif args.command == "evaluate":
         proxy = {k: v for k, v in (
             ("proxy_model", {k2: v2 for k2, v2 in (("channels", args.proxy_channels),
@@ -373,6 +419,9 @@ def dispatch(args):
     elif args.command == "run":
         loaded = _train_config(args)  # fail fast before training
         cfg = loaded[0]
+        latency = _latency_options(args)
+        if latency:  # a bad table or an impossible limit is refused before training
+            _check_latency_limit(cfg, latency)
         out = _train(args, loaded)
         if not _main_process():
             return
@@ -380,7 +429,7 @@ def dispatch(args):
         if recorded_space(cfg["space"], out / "config.yaml").enumerate() is not None:
             _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
         evaluate = cfg["evaluate"]["nasbench201"]
-        res = _search(out, notes=False, bars=not args.quiet)
+        res = _search(out, notes=False, bars=not args.quiet, latency=latency)
         if evaluate:
             from .config import search_scorer
             _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",

@@ -16,8 +16,9 @@ Evolution follows the SPOS / RLNAS searcher:
   mutations fill up to ``population`` minus the crossovers made;
 * the final pick is the best arch of the top-k pool.
 
-Constraints (``Constraint``) bound params / FLOPs in millions as reported by ``space.cost`` and are
-checked *before* scoring: a violating arch is never scored. A bound no arch meets is an error
+Constraints (``Constraint``) bound params / FLOPs in millions as reported by ``space.cost``, and
+latency in ms as a latency model (``rlnas.latency``) gives it, and are checked *before* scoring: a
+violating arch is never scored. A bound no arch meets is an error
 before the search starts: found by enumeration, or from ``space.cost_bounds`` (the exact min / max
 of each cost) where a space too large to enumerate offers it.
 """
@@ -113,18 +114,28 @@ def _fmt(value: float) -> str:
     return f"{float(value):.4g}"
 
 
+_UNITS = {"params": "M", "flops": "M", "latency": "ms"}
+
+
 @dataclass
 class Constraint:
-    """Bounds on params / FLOPs, in millions as given by ``space.cost(archs, **cost_kwargs)``."""
+    """Bounds on params / FLOPs, in millions as given by ``space.cost(archs, **cost_kwargs)``,
+    and on latency in ms as ``latency(archs)`` gives it (a ``rlnas.latency.LatencyModel``; its
+    ``bounds()``, where known, refuse a limit below the fastest arch of a large space)."""
 
     max_params: Optional[float] = None
     max_flops: Optional[float] = None
     min_params: Optional[float] = None
     min_flops: Optional[float] = None
     cost_kwargs: Dict[str, Any] = field(default_factory=dict)
+    max_latency: Optional[float] = None
+    latency: Optional[Any] = None
 
     def __post_init__(self):
-        for name in ("max_params", "max_flops", "min_params", "min_flops"):
+        if self.max_latency is not None and self.latency is None:
+            raise RlnasError("constraint max_latency needs a latency model (measured here or a "
+                             "device table)")
+        for name in ("max_params", "max_flops", "min_params", "min_flops", "max_latency"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -145,7 +156,8 @@ class Constraint:
     def _bounds(self) -> List[Tuple[str, str, bool, float]]:
         out = []
         for name, key, is_max in (("max_params", "params", True), ("max_flops", "flops", True),
-                                  ("min_params", "params", False), ("min_flops", "flops", False)):
+                                  ("min_params", "params", False), ("min_flops", "flops", False),
+                                  ("max_latency", "latency", True)):
             value = getattr(self, name)
             if value is not None:
                 out.append((name, key, is_max, value))
@@ -159,11 +171,14 @@ class Constraint:
         bounds = self._bounds()
         if not bounds:
             return "no constraint"
-        return ", ".join(f"{name}={_fmt(value)} M" for name, _, _, value in bounds)
+        return ", ".join(f"{name}={_fmt(value)} {_UNITS[key]}" for name, key, _, value in bounds)
 
     def _bound_masks(self, space: "SearchSpace", archs: np.ndarray):
         archs = np.asarray(archs, dtype=np.int64).reshape(-1, space.num_genes)
-        cost = space.cost(archs, **self.cost_kwargs)
+        keys = {key for _, key, _, _ in self._bounds()}
+        cost = space.cost(archs, **self.cost_kwargs) if keys - {"latency"} else {}
+        if "latency" in keys:
+            cost["latency"] = np.asarray(self.latency(archs), dtype=np.float64)
         masks = []
         for name, key, is_max, value in self._bounds():
             if key not in cost:
@@ -193,12 +208,12 @@ class Constraint:
             return None
         archs = space.enumerate()
         if archs is None:
-            extremes = space.cost_bounds(**self.cost_kwargs)  # {key: (min, max)} or None
-            if extremes is None:
-                return None
+            extremes = self._extremes(space)  # {key: (min, max)}, where known
             masks = [(name, key, is_max, value, c, c <= value if is_max else c >= value)
-                     for name, key, is_max, value in self._bounds()
+                     for name, key, is_max, value in self._bounds() if key in extremes
                      for c in [np.asarray(extremes[key], dtype=np.float64)]]
+            if not masks:
+                return None
             count = None
         else:
             archs, masks = self._bound_masks(space, archs)
@@ -210,11 +225,32 @@ class Constraint:
             return count
         for name, key, is_max, value, c, m in masks:
             if not m.any():
-                extreme = ("the smallest has " + _fmt(c.min())) if is_max else ("the largest has " + _fmt(c.max()))
-                raise RlnasError(f"no architecture of space {space.name} satisfies {name}={_fmt(value)} M; "
-                                 f"{extreme} M")
+                raise RlnasError(self._unmet(space, name, key, is_max, value, c))
         raise RlnasError(f"no architecture of space {space.name} satisfies {self.describe()} together "
                          f"(each bound alone is satisfiable)")
+
+    def _unmet(self, space: "SearchSpace", name: str, key: str, is_max: bool, value: float,
+               c: np.ndarray) -> str:
+        """Why no arch meets one bound: the extreme arch's cost (latency: the fastest that can
+        run, and where the numbers come from)."""
+        unit = _UNITS[key]
+        if key == "latency":
+            runs = c[np.isfinite(c)]
+            fastest = _fmt(runs.min()) if runs.size else "inf"
+            return (f"no architecture of space {space.name} satisfies {name}={_fmt(value)} "
+                    f"{unit}; the fastest takes {fastest} {unit} ({self.latency.source})")
+        extreme = ("the smallest has " + _fmt(c.min())) if is_max else ("the largest has " + _fmt(c.max()))
+        return (f"no architecture of space {space.name} satisfies {name}={_fmt(value)} {unit}; "
+                f"{extreme} {unit}")
+
+    def _extremes(self, space: "SearchSpace") -> Dict[str, Tuple[float, float]]:
+        """(min, max) of each bounded cost known without enumerating: the space's params /
+        FLOPs bounds, the latency model's bounds."""
+        keys = {key for _, key, _, _ in self._bounds()}
+        extremes = dict(space.cost_bounds(**self.cost_kwargs) or {}) if keys - {"latency"} else {}
+        if "latency" in keys and self.latency.bounds() is not None:
+            extremes["latency"] = tuple(self.latency.bounds())
+        return extremes
 
 
 # ------------------------------------------------------------------------------------------
