@@ -6,18 +6,23 @@ search, evaluate) and a resumed run sees exactly the settings the supernet was t
 Numbers may be written as Python reads them (``lr=1e-3``, ``1E6``, ``.5``, ``epochs=1_000``),
 in overrides and in YAML files alike, although YAML 1.1 reads ``1e-3`` as text. Every numeric
 key has its range in :data:`NUMERIC_RANGES`, which :func:`validate` enforces.
+
+Every key is declared once, in :mod:`rlnas.schema`: a config is completed at load with the
+declared defaults of the keys it lacks, a key the schema does not know is refused with the
+nearest valid name, and a user file may name ``base: PRESET`` and give only what differs.
 """
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
+from . import schema
 from .errors import RlnasError
+from .schema import NumRange  # noqa: F401  (re-exported: the type of NUMERIC_RANGES' values)
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -57,105 +62,10 @@ RESUME_MUTABLE = {"device", "precision", "data.root", "data.split_file", "evalua
                   "train.grad_sync"}
 
 
-@dataclass(frozen=True)
-class NumRange:
-    """The values a numeric config key takes: ``lo`` / ``hi`` bounds (None: unbounded; ``*_open``:
-    the bound itself excluded), integers only or any finite number, null or not."""
-
-    lo: Optional[float] = None
-    hi: Optional[float] = None
-    lo_open: bool = False
-    hi_open: bool = False
-    integer: bool = False
-    nullable: bool = False
-
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
-        if self.integer and self.lo == 1 and not self.lo_open:
-            text = "a positive integer" + ("" if self.hi is None else f" (at most {self.hi})")
-        elif self.hi is None:
-            text = f"{kind} {'>' if self.lo_open else '>='} {self.lo}"
-        else:
-            text = (f"{kind} in {'(' if self.lo_open else '['}{self.lo}, "
-                    f"{self.hi}{')' if self.hi_open else ']'}")
-        return text + (" or null" if self.nullable else "")
-
-    def check(self, key: str, value) -> None:
-        """RlnasError naming the key, the value and the range unless ``value`` is in range."""
-        if value is None and self.nullable:
-            return
-        shown = f"{key}={'null' if value is None else repr(value)}"
-        if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or (self.integer and not isinstance(value, int))):
-            raise RlnasError(f"{shown}: expected {self.describe()}")
-        if not math.isfinite(value):
-            raise RlnasError(f"{shown} is not a finite number: expected {self.describe()}")
-        low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
-        high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
-        if low or high:
-            raise RlnasError(f"{shown} is out of range: expected {self.describe()}")
-
-
-def _int(lo, hi=None, null=False) -> NumRange:
-    return NumRange(lo, hi, integer=True, nullable=null)
-
-
-_POSITIVE = NumRange(0, lo_open=True)
-_POSITIVE_OR_NULL = NumRange(0, lo_open=True, nullable=True)
-_NON_NEGATIVE = NumRange(0)
-_PROBABILITY = NumRange(0, 1, hi_open=True)  # 1 would drop / smooth away everything
-_SEED = _int(0, 2**32 - 1)  # NumPy's RandomState (the label generator) takes seeds < 2**32
-# Upper bounds far above any real run, below what would exhaust memory or never end: a typo
-# (epochs=1e9) fails at once, stating the bound.
-_MAX_EPOCHS = 100_000
-_MAX_BATCH = 1_000_000
-_MAX_IMAGES = 1_000_000_000
-_MAX_COUNT = 10_000_000  # population sizes, generations, samples, archs reported
-_MODEL_SIZE = _int(1, 100_000)
-
-# Every numeric key of the presets and examples/*.yaml, with the values it may take
-# (tests/test_config.py checks that none is missing). Keys not listed here are not numbers.
-NUMERIC_RANGES: Dict[str, NumRange] = {
-    "seed": _SEED,
-    "data.subset": _int(2, _MAX_IMAGES, null=True),
-    "data.resolution": _int(4, 100_000, null=True),  # pixels
-    "data.cutout": _int(0, 100_000),  # side of the square; 0 = off
-    "labels.num_classes": _int(2, _MAX_IMAGES, null=True),  # null = the dataset's classes
-    "labels.seed": _SEED,
-    "model.channels": _MODEL_SIZE,
-    "model.cells": _MODEL_SIZE,
-    "model.layers": _MODEL_SIZE,
-    "model.stem_multiplier": _MODEL_SIZE,
-    "model.dropout": _PROBABILITY,
-    "model.drop_path": _PROBABILITY,
-    "train.epochs": _int(1, _MAX_EPOCHS),
-    "train.batch_size": _int(1, _MAX_BATCH),
-    "train.accumulate": _int(1, _MAX_BATCH),
-    "train.lr": _POSITIVE,
-    "train.lr_min": _NON_NEGATIVE,
-    "train.momentum": _PROBABILITY,
-    "train.weight_decay": _NON_NEGATIVE,
-    "train.label_smoothing": _PROBABILITY,
-    "train.grad_clip_norm": _POSITIVE_OR_NULL,  # null = no clipping
-    "train.grad_clip_value": _POSITIVE_OR_NULL,
-    "train.aux_weight": _NON_NEGATIVE,
-    "train.warmup_epochs": _int(0, _MAX_EPOCHS),
-    "train.ckpt_every_steps": _int(0),  # 0 = at epoch ends only
-    "train.keep_every_epochs": _int(0),  # 0 = keep none
-    "train.stop_when_stable": NumRange(0, 1, hi_open=True, nullable=True),  # tau >= 1 - this
-    "train.stability_every": _int(1, _MAX_EPOCHS),
-    "search.population": _int(1, _MAX_COUNT),
-    "search.topk": _int(1, _MAX_COUNT),
-    "search.mutations": _int(1, _MAX_COUNT),
-    "search.crossovers": _int(1, _MAX_COUNT),
-    "search.generations": _int(1, _MAX_COUNT),
-    "search.mutation_prob": NumRange(0, 1),
-    "search.num_samples": _int(1, _MAX_COUNT),
-    "search.max_params": _POSITIVE_OR_NULL,  # M params; null = no limit
-    "search.max_flops": _POSITIVE_OR_NULL,
-    "search.report_top": _int(1, _MAX_COUNT),
-    "eval.every_epochs": _int(0, _MAX_EPOCHS),  # 0 = after the last epoch only
-}
+# Every numeric key, with the values it may take: derived from the schema (rlnas.schema.KEYS;
+# tests/test_config.py checks that no numeric key of a config is missing).
+NUMERIC_RANGES: Dict[str, NumRange] = schema.numeric_ranges()
+_MODEL_SIZE = schema.MODEL_SIZE
 
 
 @dataclass(frozen=True)
@@ -356,7 +266,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
             raise RlnasError(f"override {item!r} is not of the form key=value")
         key = resolve_alias(key, known)
         if key not in known:
-            raise RlnasError(f"unknown config key {key!r}; known keys: {', '.join(sorted(known))}")
+            raise schema.unknown_key_error(key, known)
         value = _parse_value(raw)
         old = known[key]
         if key in NUMERIC_RANGES or _is_number(old):
@@ -376,15 +286,82 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
 
 
 def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+    """The complete, validated config of a preset, YAML file or run's config.yaml.
+
+    Args:
+        preset: a preset name, a YAML file (which may name ``base: PRESET`` and give only what
+            differs) or a run's ``config.yaml``.
+        overrides: ``key=value`` items (dotted keys or short aliases).
+
+    Returns:
+        The config tree, every declared key of its kind present (missing ones take the
+        schema's defaults).
+    """
     path = resolve_preset(preset)
-    cfg = load_yaml(path)
-    for key, value in flatten(cfg).items():  # a YAML file's `lr: 1e-3` is text too
-        if key in NUMERIC_RANGES and isinstance(value, str):
-            _set(cfg, key, _numeric_value(key, value, None))
+    cfg = read_config_file(path)
     cfg = apply_overrides(cfg, overrides)
     named = any(str(o).partition("=")[0].strip() == "space" for o in overrides)
     validate(cfg, where=None if named or not _in_run(path) else path)
     return cfg
+
+
+def read_config_file(path, _seen=()) -> Dict[str, Any]:
+    """The complete config of the YAML file ``path``: its ``base:`` preset (if it names one)
+    with the file's keys put over it, numbers written as text read as numbers, unknown keys
+    refused, missing keys completed with the schema's defaults; not yet validated."""
+    path = Path(path)
+    cfg = load_yaml(path)
+    schema.check_sections(cfg, f"config file {path}")
+    base = cfg.pop("base", None)
+    if base is not None:
+        cfg = schema.merge(_read_base(base, path, _seen), cfg)
+    for key, value in flatten(cfg).items():  # a YAML file's `lr: 1e-3` is text too
+        if key in NUMERIC_RANGES and isinstance(value, str):
+            _set(cfg, key, _numeric_value(key, value, None))
+    schema.check_known_keys(flatten(cfg), f"config file {path}: ")
+    return complete(cfg)
+
+
+def _read_base(base, path: Path, seen) -> Dict[str, Any]:
+    """The config that ``base: NAME`` in the file ``path`` names: a preset, or a YAML file
+    (relative to ``path``'s folder)."""
+    if not isinstance(base, str) or not base.strip():
+        raise RlnasError(f"config file {path}: base must name a preset or YAML file, got "
+                         f"{base!r}")
+    beside = path.parent / base
+    target = beside if beside.suffix in (".yaml", ".yml") and beside.is_file() \
+        else resolve_preset(base)
+    if target.resolve() in seen or target.resolve() == path.resolve():
+        raise RlnasError(f"config file {path}: base {base!r} names itself (a cycle of bases)")
+    return read_config_file(target, tuple(seen) + (path.resolve(),))
+
+
+def complete(cfg: Dict[str, Any], kind: Optional[str] = None) -> Dict[str, Any]:
+    """``cfg`` with every declared key of its kind that it lacks set to the schema's default
+    (keys it has keep their place and value; a section that is not a mapping is left for
+    :func:`validate` to refuse).
+
+    Args:
+        cfg: a config tree (not changed).
+        kind: ``search`` or ``retrain``; None: :func:`rlnas.schema.config_kind` decides.
+
+    Returns:
+        A new config tree."""
+    out = copy.deepcopy(cfg)
+    for name in schema.SECTIONS:  # `search:` with nothing under it
+        if name in out and out[name] is None:
+            out[name] = {}
+    for key in schema.KEYS:
+        if not key.fill or (kind or schema.config_kind(cfg)) not in key.kinds:
+            continue
+        node, parts = out, key.path.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node.setdefault(parts[-1], copy.deepcopy(key.default))
+    return out
 
 
 def _in_run(path) -> bool:
@@ -402,23 +379,21 @@ def validate(cfg: Dict[str, Any], where=None):
         get_space(cfg.get("space", ""))
     else:
         recorded_space(cfg.get("space", ""), where)
-    for key, value in flatten(cfg).items():
+    flat = flatten(cfg)
+    for key, value in flat.items():
         rng = NUMERIC_RANGES.get(key)
         if rng is None and key.startswith("model.") and type(value) is int:  # not bool
             rng = _MODEL_SIZE  # a user space's own sizes, as the known ones
         if rng is not None:
             rng.check(key, value)
+    for name in ("data", "labels", "train"):  # the sections every stage reads
+        if not isinstance(cfg.get(name), dict):
+            raise RlnasError(f"the config has no {name!r} section (a truncated file?); "
+                             f"restore it, or name a preset to start from with base: PRESET")
+    for key in schema.KEYS:  # the keys with a fixed set of values: lr_schedule, labels.kind, ...
+        if key.choices is not None and key.path in flat:
+            key.check_choice(flat[key.path])
     t = cfg["train"]
-    if t.get("lr_schedule", "cosine") not in ("cosine", "linear", "linear_warmup"):
-        raise RlnasError("train.lr_schedule must be cosine, linear or linear_warmup, got "
-                         f"{t['lr_schedule']!r}")
-    if cfg["labels"]["kind"] not in ("random", "true"):
-        raise RlnasError(f"labels.kind must be 'random' or 'true', got {cfg['labels']['kind']!r}")
-    if cfg["precision"] not in ("auto", "fp32", "bf16", "fp16"):
-        raise RlnasError(f"precision must be auto, fp32, bf16 or fp16, got {cfg['precision']!r}")
-    transform = cfg["data"].get("transform")
-    if transform not in (None, "official", "torchvision"):
-        raise RlnasError(f"data.transform must be official or torchvision, got {transform!r}")
     warmup = t.get("warmup_epochs", 0)
     if t.get("lr_schedule") == "linear_warmup" and warmup >= t["epochs"]:
         # the schedule decays over epochs - warmup_epochs: none left
@@ -472,7 +447,9 @@ def check_resume_compatible(saved: Dict[str, Any], new: Dict[str, Any], run_dir)
     not depend on it (:func:`epochs_change_reason`)."""
     a, b = flatten(saved), flatten(new)
     # keys a later rlnas added are absent from older runs; their defaults keep the old behaviour
-    diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUME_MUTABLE)
+    # a deprecated key (train.sampler) is read by no code: its presence changes nothing
+    diff = sorted(k for k in a if a[k] != b.get(k) and k not in RESUME_MUTABLE
+                  and not getattr(schema.BY_PATH.get(k), "deprecated", False))
     if "train.epochs" in diff:
         reason = epochs_change_reason(saved, new) if isinstance(b.get("train.epochs"), int) \
             else "train.epochs is missing"

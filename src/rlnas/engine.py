@@ -746,7 +746,9 @@ def recorded_config(run_dir: Path, info: Optional[Dict[str, Any]] = None
         except (OSError, ValueError):
             return None
     recorded = info.get("config") if isinstance(info, dict) else None
-    return recorded if isinstance(recorded, dict) else None
+    # completed as config.yaml is: keys a later rlnas added take the defaults that keep the
+    # behaviour the run was trained with
+    return config_mod.complete(recorded) if isinstance(recorded, dict) else None
 
 
 def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
@@ -910,7 +912,7 @@ def open_run(path) -> Run:
     if not (path / "config.yaml").exists() or not (path / "run.json").exists():
         raise RlnasError(f"{path} is not an rlnas run (no config.yaml/run.json); "
                          "create one with `rlnas train`")
-    cfg = config_mod.load_yaml(path / "config.yaml")
+    cfg = config_mod.read_config_file(path / "config.yaml")
     config_mod.validate(cfg, where=path / "config.yaml")
     info = read_run_info(path / "run.json")
     # rank and search would score by another scorer or space and replace the run's results
