@@ -246,7 +246,8 @@ def test_heldout_is_nb201_valid_half_of_real_cifar10(shared_data, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from rlnas.config import load_config
-    from rlnas.engine import open_run, train_supernet
+    from rlnas.pipeline.train import train_supernet
+    from rlnas.rundir import open_run
 
     root = tmp_path_factory.mktemp("acc")
     npz = root / "data"
@@ -268,7 +269,7 @@ def _ctx(run, **options):
 def _manual(run, recal_idx, held: ImageData, labels=None):
     """The scorer's result rebuilt by hand: checkpoint, recal images, held-out images."""
     from rlnas.data import DeviceLoader
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
 
     train, _ = prepare_training_data(run.cfg)
     model = run.space.supernet(num_classes=run.info["num_classes"], **run.cfg["model"])
@@ -304,7 +305,7 @@ def test_scorer_on_tiny_run(tiny_run):
     np.testing.assert_array_equal(got, _manual(tiny_run, np.sort(perm), test))
     assert "test split" in score.info["heldout"]
     # what it holds on the device, exactly: the trained weights, those images, the true labels
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
     train, _ = prepare_training_data(tiny_run.cfg)
     torch.testing.assert_close(score.recal_x, _normalised(train, train.x[np.sort(perm)]), atol=0, rtol=0)
     torch.testing.assert_close(score.heldout_x, _normalised(train, test.x), atol=0, rtol=0)
@@ -327,7 +328,7 @@ def test_scorer_on_tiny_run(tiny_run):
 def test_scorer_uses_true_labels(tiny_run):
     """Held-out = the training images themselves: the scorer must score them against their true
     labels, not the random labels the supernet was trained on."""
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
     from rlnas.labels import load_labels
     from rlnas.scorers import get_scorer
 
@@ -374,7 +375,8 @@ def test_scorer_bad_options(tiny_run):
 
 def test_scorer_sees_images_at_the_supernet_training_resolution(tmp_path):
     from rlnas.config import load_config
-    from rlnas.engine import open_run, train_supernet
+    from rlnas.pipeline.train import train_supernet
+    from rlnas.rundir import open_run
     from rlnas.scorers import get_scorer
     npz = tmp_path / "data"
     npz.mkdir()

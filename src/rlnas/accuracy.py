@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .engine import CHANNELS_LAST
-from .data import DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half
+from .data import (DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half,
+                   prepare_training_data)
+from .distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from .errors import RlnasError
 from .scorers import ScoreContext, ScoreFn, register_scorer
 
@@ -282,7 +283,6 @@ class AccuracyScorer:
     the recalibration images and the held-out images with true labels, all on the device."""
 
     def __init__(self, ctx: ScoreContext):
-        from .engine import autocast_dtype, prepare_training_data, resolve_device
 
         opts = dict(ctx.options or {})
         run = ctx.run

@@ -169,14 +169,15 @@ def get_scorer(name: str, run: Union["Run", PathLike, None] = None, *, space: st
     network on the run's dataset. Without a run, ``space`` names the space and ``seed`` seeds
     the scorer; proxies then need ``data=`` (an ``rlnas.data.ImageData``). Further keyword
     ``options`` go to the scorer (e.g. ``batch_size``, ``proxy_model`` for proxies)."""
-    from . import scorers, stages
+    from . import scorers
+    from .pipeline import rank as stages
     if run is not None:
         run = run if isinstance(run, Run) else open_run(run)
         if not options:  # exactly the function rank and search use
             fn = stages.scorer_for(run._run, name, checkpoint)
         else:
             if stages.needs_data(name) and "data" not in options:
-                from .engine import prepare_training_data
+                from .data import prepare_training_data
                 options["data"] = prepare_training_data(run.config)[0]
             fn = scorers.get_scorer(name, stages.score_context(run._run, checkpoint, **options))
         return Scorer(name, run.space, fn, run, checkpoint)
@@ -271,7 +272,7 @@ class Run:
     ``path`` as the command line does and return what they wrote as data."""
 
     def __init__(self, run, train_result: Optional[Dict[str, Any]] = None):
-        self._run = run  # rlnas.engine.Run: what the stages take
+        self._run = run  # rlnas.rundir.Run: what the stages take
         self.train_result = train_result
 
     @property
@@ -316,7 +317,7 @@ class Run:
         :class:`Ranking`, best first. Writes ``ranking.csv`` (the run's scorer) or
         ``ranking-<scorer>.csv`` (another one), or ``out``, and the returned ranking is that
         file. ``checkpoint`` names the trained checkpoint in ``ckpt/``."""
-        from .stages import rank
+        from .pipeline.rank import rank
         res = rank(self._run, final=checkpoint, scorer=scorer,
                    out=Path(out) if out is not None else None)
         ranking = Ranking.read(res["path"])
@@ -326,7 +327,7 @@ class Run:
     def ranking(self, scorer: Optional[str] = None) -> Ranking:
         """The ranking an earlier ``rank`` wrote for ``scorer`` (default: the run's), without
         scoring again."""
-        from .stages import ranking_path, run_scorer
+        from .pipeline.rank import ranking_path, run_scorer
         return Ranking.read(ranking_path(self._run, run_scorer(self._run, scorer)))
 
     def search(self, method: Optional[str] = None, scorer: Optional[str] = None,
@@ -346,7 +347,7 @@ class Run:
         column, ``latency_setting`` (``rlnas.latency.LatencySetting``, measured here): as
         ``rlnas search --max-latency`` (each top arch gets ``latency_ms`` and
         ``latency_source``; ``latency`` says where the numbers come from)."""
-        from .stages import search
+        from .pipeline.search import search
         return search(self._run, method=method, final=checkpoint, max_params=max_params,
                       max_flops=max_flops, seed=seed, scorer=scorer, name=name,
                       max_latency=max_latency, latency_table=latency_table,
@@ -411,7 +412,7 @@ class Run:
         run's) and returns the report (``rows``, ``tau``,
         ``difference_interval``, ``winner``, ``verdict``). ``log``: progress lines (default:
         none)."""
-        from .check import check_run
+        from .pipeline.check import check_run
         return check_run(self._run, archs=archs, epochs=epochs, images=images,
                          image_size=image_size, channels=channels, cells=cells, seed=seed,
                          scorer=scorer, out=Path(out) if out is not None else None,
@@ -429,7 +430,7 @@ class Run:
 def open_run(path: PathLike) -> Run:
     """The :class:`Run` in directory ``path`` (a run made by :func:`train` or ``rlnas train``).
     Raises :class:`RlnasError` if ``path`` is missing, a file, or not a run."""
-    from .engine import open_run as _open
+    from .rundir import open_run as _open
     if Path(path).exists() and not Path(path).is_dir():
         raise RlnasError(f"{path} is a file, not a run directory")
     return Run(_open(path))
@@ -449,7 +450,8 @@ def train(config: PathLike, out: Optional[PathLike] = None, overrides: Overrides
     ``images_per_s``, ``resumed``, ``already_done``, ...). ``progress=False``: no progress bar.
     Under torchrun every process calls this; the handle is for rank 0's stages."""
     from .config import preset_note
-    from .engine import resolve_device, train_supernet
+    from .distributed import resolve_device
+    from .pipeline.train import train_supernet
     saved = _run_config(config)
     if saved is not None and out is None:
         out = saved.parent
@@ -483,7 +485,7 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLik
     NAS-Bench-Macro JSON, DARTS-214 CSV, or a CSV ``arch,<accuracy columns>[,params_m,flops_m]``
     in the runs' space notation; see ``rlnas.tables``): the archs scored are the table's, and
     each scorer's top-pick percentile and top-10 mean accuracy are added."""
-    from .report import evaluate_runs
+    from .pipeline.evaluate import evaluate_runs
     if isinstance(runs, (str, Path, Run)):
         runs = [runs]
     handles = [r if isinstance(r, Run) else open_run(r) for r in runs]

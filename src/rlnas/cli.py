@@ -268,7 +268,8 @@ def _train_config(args):
 
 def _train(args, loaded=None):
     from .config import preset_note, search_scorer
-    from .engine import resolve_device, train_supernet
+    from .distributed import resolve_device
+    from .pipeline.train import train_supernet
     cfg, out, is_run = loaded or _train_config(args)
     note = None if is_run else preset_note(args.config, cfg, resolve_device(cfg["device"]).type)
     res = train_supernet(cfg, out, progress=not args.quiet,
@@ -288,14 +289,14 @@ def _train(args, loaded=None):
 
 def _open_run(path):
     """open_run, with "a file" rather than "not found" for a path that is a file."""
-    from .engine import open_run
+    from .rundir import open_run
     if Path(path).exists() and not Path(path).is_dir():
         raise RlnasError(f"{path} is a file, not a run directory")
     return open_run(path)
 
 
 def _rank(run_dir, checkpoint="last.pt", scorer=None, bars=True):
-    from .stages import rank
+    from .pipeline.rank import rank
     res = rank(_open_run(run_dir), final=checkpoint, scorer=scorer, bars=bars)
     print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
           f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
@@ -304,7 +305,7 @@ def _rank(run_dir, checkpoint="last.pt", scorer=None, bars=True):
 
 def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
             checkpoint="last.pt", scorer=None, name=None, notes=True, bars=True, latency=None):
-    from .stages import search
+    from .pipeline.search import search
     run = _open_run(run_dir)
     latency = latency or {}
     res = search(run, method=method, final=checkpoint, max_params=max_params,
@@ -327,8 +328,8 @@ def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
 
 
 def _print_notes(run, search=None, evaluation=None):
-    """One 'weak answer' line where the run's numbers show one (rlnas.report.weak_line), last."""
-    from .report import weak_line
+    """One 'weak answer' line where the run's numbers show one (rlnas.advice.weak_line), last."""
+    from .advice import weak_line
     line = weak_line(run, search=search, evaluation=evaluation)
     if line:
         print(line)
@@ -336,7 +337,7 @@ def _print_notes(run, search=None, evaluation=None):
 
 def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
               progress=True, result=None, full=False, benchmark=None):
-    from .report import evaluate_runs, format_markdown, format_summary
+    from .pipeline.evaluate import evaluate_runs, format_markdown, format_summary
     runs = [_open_run(r) for r in run_dirs]
     names = [s.strip() for s in scorers.split(",") if s.strip()]
     res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
@@ -385,7 +386,7 @@ def _check_latency_limit(cfg, latency):
     """Before `rlnas run` trains: the device table reads and covers the space, and the limit is
     not below the fastest arch, where that is known without the run (a table, or a chain
     space's lookup table; a cell space measured here is measured after training)."""
-    from .evolution import Constraint
+    from .searchers import Constraint
     from .latency import latency_model
     from .spaces import get_space
     from .spaces.choice import ChoiceSpace
@@ -435,12 +436,12 @@ def dispatch(args):
             _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
                       progress=not args.quiet, result=res["file"])
         else:  # say what was left out, then the weak-answer line (last, as after a search)
-            from .report import skipped_evaluation_note
+            from .advice import skipped_evaluation_note
             print(skipped_evaluation_note(out, cfg))
             _print_notes(_open_run(out), search=res)
     elif args.command == "check":
         from .api import open_run
-        from .check import format_report
+        from .pipeline.check import format_report
         report = open_run(args.run).check(
             archs=args.archs, epochs=args.epochs, images=args.images, image_size=args.image_size,
             channels=args.channels, cells=args.cells, seed=args.seed, scorer=args.scorer,
@@ -449,7 +450,7 @@ def dispatch(args):
         print(format_report(report))
     elif args.command == "retrain":
         from .config import load_config
-        from .retraining import train_network
+        from .pipeline.retrain import train_network
         cfg = load_config(args.config, args.overrides)
         out = Path(args.out or Path("runs") / Path(args.config).stem)
         s = train_network(cfg, args.arch, out, progress=not args.quiet)
@@ -458,7 +459,7 @@ def dispatch(args):
                   f"test top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
                   f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
     elif args.command == "export":
-        from .retraining import export
+        from .pipeline.export import export
         for f in export(args.run, args.out, onnx=args.onnx):
             print(f"wrote {f}")
     elif args.command == "cost":
@@ -478,7 +479,7 @@ def dispatch(args):
         print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
               f"({s['seconds']:.0f} s); semantics in {s['meta']}")
     elif args.command == "bench":
-        from .bench import run_bench
+        from .throughput import run_bench
         table = run_bench(args.spaces, args.device, args.precision, args.steps, args.batch)
         print(table)
         if args.record:

@@ -20,9 +20,11 @@ from scipy.stats import kendalltau
 
 from .config import load_config
 from .data import DeviceLoader, load_dataset
-from .engine import LoopSpec, open_run, run_loop, train_supernet
-from .retraining import evaluate_network
-from .stages import rank, read_ranking
+from .loop import LoopSpec, run_loop
+from .pipeline.rank import rank, read_ranking
+from .pipeline.retrain import evaluate_network
+from .pipeline.train import train_supernet
+from .rundir import open_run
 
 GROUP_SIZE = 4
 RETRAIN_EPOCHS = 10  # 3 epochs could not tell the groups apart on the digits (RESULTS.md)

@@ -1,6 +1,6 @@
 """Convert the official NAS-Bench-201 / NATS-Bench (topology) benchmark files to the compact table.
 
-The compact table is what :func:`rlnas.benchmark.load_nb201_table` reads (and what
+The compact table is what :func:`rlnas.tables.load_nb201_table` reads (and what
 ``rlnas evaluate`` uses): a plain CSV with one row per architecture, the columns
 ``index, arch, cifar10_valid, cifar10_test, cifar100_valid, cifar100_test,
 imagenet16_valid, imagenet16_test`` and, when the archive has them for every row,
@@ -68,7 +68,7 @@ import time
 import warnings
 from pathlib import Path
 
-from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table
+from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 from rlnas.data import (DATA_PICKLE_GLOBALS, NUMPY_PICKLE_GLOBALS, RestrictedUnpickler,
                         UnsafePickleError)
 from rlnas.files import atomic_write, write_json_atomic
@@ -514,7 +514,7 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
             ``NATS-tss-v1_0-3ffb9.pickle.pbz2`` file.
         out: the CSV to write (atomically: temp file + ``os.replace``). The column
             semantics go to ``<out>.meta.json`` (written atomically too), because
-            :func:`rlnas.benchmark.load_nb201_table` does not skip ``#`` comment lines.
+            :func:`rlnas.tables.load_nb201_table` does not skip ``#`` comment lines.
         kind: ``'auto'`` (from the name of ``source``), ``'nb201'`` or ``'nats-tss'``.
         hp: ``'200'`` (the 200-epoch results: what ``rlnas evaluate`` assumes) or ``'12'``.
         progress: print progress lines to stderr.
@@ -653,7 +653,7 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
         "table": out.name,
         "comment": (
             "Column semantics of the CSV beside this file (kept here because "
-            "rlnas.benchmark.load_nb201_table does not skip '#' comment lines)."
+            "rlnas.tables.load_nb201_table does not skip '#' comment lines)."
         ),
         "source": source.name,
         "source_path": str(source.resolve()),

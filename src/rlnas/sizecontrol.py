@@ -19,7 +19,7 @@ counts parameters. This module gives two views that hold model size fixed:
   (:func:`budget_ladder`), the accuracy of the arch each scorer picks among the archs under the
   budget, against two baselines: ``largest`` (the biggest arch that fits) and ``oracle`` (the
   best accuracy that fits). On a fully scored space this is exactly exhaustive search under a
-  ``Constraint(max_...)`` (see :func:`rlnas.evolution.exhaustive_search`), done for all
+  ``Constraint(max_...)`` (see :func:`rlnas.searchers.exhaustive_search`), done for all
   budgets at once.
 
 Scores are "higher is better". NaN scores are dropped (correlations) or never picked
@@ -593,7 +593,7 @@ def constrained_benchmark(
       order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
     * ``largest``: the eligible arch with the largest cost; ties -> the first in the given
       order (the "just take the biggest network that fits" baseline). NB201 cells with no
-      input->output path (:func:`rlnas.benchmark.nb201_disconnected`: ~10 % accuracy, yet
+      input->output path (:func:`rlnas.spaces.nb201.nb201_disconnected`: ~10 % accuracy, yet
       they count the parameters of their dead convolutions) are skipped: no one would pick
       one, and where one came first among the tied largest cells the baseline fell to 10 %.
       ``skipped_disconnected`` says how many there were. Because the tie-break is arbitrary
@@ -656,7 +656,7 @@ def constrained_benchmark(
         running = np.minimum.accumulate(rank[by_cost])
         return best_first[running[last]]
 
-    from rlnas.benchmark import nb201_disconnected
+    from rlnas.spaces.nb201 import nb201_disconnected
 
     dead = nb201_disconnected(archs)
     oracle_idx = picks(*_priority(acc, n))
@@ -781,7 +781,7 @@ def constrained_figure(result: dict, title: str = "accuracy of the pick under a 
                        xlabel: str = "budget", ylabel: str = "accuracy (%)"):
     """The matplotlib Figure that :func:`plot_constrained` saves."""
     _check_result(result)
-    from rlnas.benchmark import nb201_disconnected
+    from rlnas.spaces.nb201 import nb201_disconnected
 
     x = np.asarray(result["budgets"], dtype=np.float64)
     order = np.argsort(x, kind="stable")

@@ -38,6 +38,24 @@ def valid_paths(arch: Sequence[int]) -> List[Tuple[int, ...]]:
     return [p for p in PATHS if all(arch[e] != NONE for e in p)]
 
 
+def nb201_disconnected(arch_strs) -> np.ndarray:
+    """Boolean mask: True for an NB201 cell with no input->output path (every path holds a
+    ``none`` edge). Such a cell's network ignores its input (NB201 accuracy ~10 % on CIFAR-10,
+    an angle of 0). Strings that are not NB201 arch strings count as connected."""
+    if isinstance(arch_strs, str):
+        arch_strs = [arch_strs]
+    out = np.zeros(len(arch_strs), dtype=bool)
+    for i, a in enumerate(arch_strs):
+        if not isinstance(a, str):
+            continue
+        toks = [t for t in a.strip().replace("+", "").split("|") if t]
+        if len(toks) != 6 or not all("~" in t for t in toks):
+            continue
+        ops = [t.split("~")[0] for t in toks]  # genome (edge) order, as NB201Space.to_str
+        out[i] = not any(all(ops[e] != "none" for e in path) for path in PATHS)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # The space
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,175 @@
+"""`rlnas train`: the supernet trained on the run's labels (random by default) with the space's
+path sampler, in the run directory (resumed exactly where one exists), and the optional stop
+once the ranking is stable (``StabilityStop``)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from .. import config as config_mod
+from ..angle import VARIANTS, AngleScorer
+from ..checkpoint import load_checkpoint
+from ..data import make_loader, prepare_training_data
+from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
+from ..errors import RlnasError
+from ..files import atomic_write_text, make_dir, os_error_text, run_lock
+from ..labels import load_labels, make_labels, save_labels
+from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
+from ..rundir import check_run_dir, model_meta
+from ..spaces import recorded_space
+from ..tensorboard import check_tensorboard
+
+
+def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None,
+                   note: Optional[str] = None) -> Dict:
+    """Train (or resume) the supernet of ``cfg`` in ``run_dir``; under torchrun, one process
+    per device trains the same path on its share of each global batch (rank 0 writes).
+    ``note`` is printed (stderr, rank 0) once the data and run directory are checked and
+    training is about to start. The run is locked meanwhile (``rlnas.files.run_lock``): a second
+    process on it is refused, naming this one."""
+    run_dir = make_dir(Path(run_dir))
+    with run_lock(run_dir, "train"):
+        return _train_supernet(cfg, run_dir, progress, stop_at_step, note)
+
+
+def _train_supernet(cfg: Dict[str, Any], run_dir: Path, progress, stop_at_step, note) -> Dict:
+    saved_cfg = run_dir / "config.yaml"
+    resume = check_run_dir(cfg, run_dir)
+    check_tensorboard(run_dir)  # a missing tensorboard package fails before the data loads
+    space = recorded_space(cfg["space"], run_dir / "config.yaml")
+    dist, device = init_distributed(cfg["device"])
+    t = cfg["train"]
+    check_parallel(t, dist)
+    data, data_desc = prepare_training_data(cfg)
+    lab = cfg["labels"]
+    k = lab["num_classes"] or data.num_classes
+    labels_path = run_dir / "labels.npz"
+    if labels_path.exists():
+        labels, meta = load_labels(labels_path)
+        if len(labels) != len(data.y) or meta.get("kind") != lab["kind"]:
+            raise RlnasError(f"{labels_path} holds {len(labels)} {meta.get('kind')} labels but the "
+                             f"data has {len(data.y)} images; the run's data changed")
+        label_desc = meta.get("description", "")
+    else:
+        labels, label_desc = make_labels(lab["kind"], data.y, k, lab["seed"])
+    dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
+    if dist.main:
+        make_dir(run_dir / "ckpt", "checkpoint folder")
+        atomic_write_text(saved_cfg, config_mod.dump(cfg))
+        if not labels_path.exists():
+            save_labels(labels_path, labels, {"kind": lab["kind"], "num_classes": int(k),
+                                              "seed": lab["seed"], "description": label_desc})
+        info = {"space": cfg["space"], "dataset": data.name, "data": data_desc,
+                "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
+                "dataset_classes": int(data.num_classes),
+                "image_size": int(data.image_size[0]),
+                "train_resolution": int(cfg["data"].get("resolution") or data.image_size[0]),
+                "device": str(device),
+                "processes": dist.world,
+                # what the checkpoints are trained with: config.yaml may be edited, this is
+                # the record a resume and every later stage compare with
+                "config": cfg}
+        atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+
+    torch.manual_seed(cfg["seed"])  # W0 is a function of the seed
+    model = space.supernet(num_classes=k, **cfg["model"]).to(device)
+    if CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+    loader = make_loader(data, labels, t["batch_size"], device=device, seed=cfg["seed"],
+                         augment=cfg["data"]["augment"], channels_last=CHANNELS_LAST,
+                         resolution=cfg["data"].get("resolution"),
+                         transform=cfg["data"].get("transform"))
+    num_cells = model.num_search_cells
+    seed = cfg["seed"]
+    meta = model_meta(cfg, k)
+    spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
+                    lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
+                    weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
+                    lr_schedule=t["lr_schedule"], label_smoothing=t["label_smoothing"],
+                    grad_clip_norm=t["grad_clip_norm"], grad_clip_value=t["grad_clip_value"],
+                    wd_conv_only=t["wd_conv_only"], wd_classifier=t.get("wd_classifier", False),
+                    accumulate=t["accumulate"], dist=dist,
+                    grad_sync=t["grad_sync"],
+                    path_fn=lambda step: space.sample_training_path(seed, step, num_cells),
+                    ckpt_dir=run_dir / "ckpt", ckpt_every_steps=t["ckpt_every_steps"],
+                    keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
+                    metrics_path=run_dir / "metrics.csv", progress=progress, desc="supernet")
+    optimizer = make_optimizer(spec)
+    ckpt = start_or_resume(spec, optimizer, run_dir, resume)
+    if ckpt.get("finished"):
+        return {"resumed": True, "already_done": True, "steps": int(ckpt["step"])}
+    start, epoch_stats = int(ckpt.get("step", 0)), ckpt.get("epoch_stats")
+    if t.get("stop_when_stable") is not None:
+        state0 = (load_checkpoint(run_dir / "ckpt" / "init.pt", expect=meta)["model"] if resume
+                  else {k: v.detach().clone() for k, v in model.state_dict().items()})
+        spec.epoch_callback = StabilityStop(space, state0, model, t["stop_when_stable"],
+                                            t["stability_every"], run_dir / "stability.csv",
+                                            ckpt.get("stability_prev"), dist.main,
+                                            variant=training_variant(cfg))
+    total = loader.steps_per_epoch * t["epochs"]
+    if start >= total:
+        return {"resumed": True, "already_done": True, "steps": total}
+    if note and dist.main:
+        print(note, file=sys.stderr)
+    last = run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
+                    epoch_stats=epoch_stats, path_digest=int(ckpt.get("path_digest", 0)))
+    return dict(last, resumed=bool(start), steps=total)
+
+
+def training_variant(cfg: Dict[str, Any]) -> str:
+    """The angle variant that follows a run over training: its search scorer where that is one
+    (``rlnas.angle.VARIANTS``), else the paper's angle."""
+    name = config_mod.search_scorer(cfg)
+    return name if name in VARIANTS else "angle"
+
+
+class StabilityStop:
+    """Stop supernet training once the angle ranking has settled (an extension of the paper).
+
+    Every ``every`` epochs the angle (the run's variant, ``training_variant``) of a fixed set of
+    archs (all of them where the space is enumerable, else 2,000 seeded samples) is computed from
+    W0 and the current weights; training stops when Kendall's tau with the previous check is
+    >= 1 - ``tol``. The previous ranking
+    travels in the checkpoint, so a resumed run decides exactly as an uninterrupted one."""
+
+    def __init__(self, space, state0, model, tol, every, log_path, prev=None, write=True,
+                 variant="angle"):
+        if not (0 <= float(tol) < 1) or int(every) < 1:
+            raise RlnasError(f"train.stop_when_stable must be in [0, 1) and train.stability_every "
+                             f">= 1, got {tol!r} and {every!r}")
+        self.space, self.state0, self.model, self.variant = space, state0, model, variant
+        self.tol, self.every, self.log_path, self.write = float(tol), int(every), log_path, write
+        archs = space.enumerate()
+        if archs is None:
+            rng = np.random.default_rng(0)
+            archs = np.array([space.sample(rng) for _ in range(2000)])
+        self.archs = archs
+        self.prev = None if prev is None else np.asarray(prev, dtype=np.float64)
+
+    def __call__(self, epoch: int, extra: Dict[str, Any]) -> bool:
+        if epoch % self.every:
+            return False
+        stateT = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        angles = AngleScorer.from_states(self.space, self.state0, stateT, self.variant)(self.archs)
+        tau = None if self.prev is None else float(kendalltau(self.prev, angles).statistic)
+        self.prev = angles
+        extra["stability_prev"] = torch.from_numpy(angles)
+        if tau is not None:
+            extra["scalars"] = {"stability_tau": tau}  # TensorBoard only, not the checkpoint
+        stop = tau is not None and tau >= 1 - self.tol
+        if self.write:
+            try:
+                new = not self.log_path.exists()
+                with open(self.log_path, "a") as f:
+                    if new:
+                        f.write("epoch,tau_previous,stop\n")
+                    f.write(f"{epoch},{'' if tau is None else f'{tau:.6f}'},{int(stop)}\n")
+            except OSError as exc:
+                raise RlnasError(f"cannot write {self.log_path}: {os_error_text(exc)}") from None
+        return stop
