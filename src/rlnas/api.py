@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional,
+                    Sequence, Union)
 
 from .errors import RlnasError
 
 PathLike = Union[str, Path]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]
 
-__all__ = ["train", "open_run", "evaluate", "load_config", "get_scorer", "list_scorers",
-           "get_space", "list_spaces", "list_presets", "allow_space", "Run", "Ranking", "Scorer", "RlnasError"]
+__all__ = ["train", "open_run", "evaluate", "retrain", "export", "load_config", "get_scorer",
+           "list_scorers", "get_space", "list_spaces", "list_presets", "allow_space", "Run",
+           "Ranking", "Scorer", "RlnasError"]
 
 
 # --- configs ----------------------------------------------------------------------------------
@@ -312,14 +314,16 @@ class Run:
         return get_scorer(name or self.scorer, self, checkpoint=checkpoint, **options)
 
     def rank(self, scorer: Optional[str] = None, checkpoint: str = "last.pt",
-             out: Optional[PathLike] = None) -> Ranking:
+             out: Optional[PathLike] = None, *, progress: bool = True) -> Ranking:
         """``rlnas rank``: score every arch (enumerable spaces: NB201) and return the
         :class:`Ranking`, best first. Writes ``ranking.csv`` (the run's scorer) or
         ``ranking-<scorer>.csv`` (another one), or ``out``, and the returned ranking is that
-        file. ``checkpoint`` names the trained checkpoint in ``ckpt/``."""
+        file. ``checkpoint`` names the trained checkpoint in ``ckpt/``; ``progress``: progress
+        bars of slow scorers. ``Ranking.info`` holds what the ranking reported (file, timings,
+        best arch)."""
         from .pipeline.rank import rank
         res = rank(self._run, final=checkpoint, scorer=scorer,
-                   out=Path(out) if out is not None else None)
+                   out=Path(out) if out is not None else None, bars=progress)
         ranking = Ranking.read(res["path"])
         ranking.info = res
         return ranking
@@ -335,7 +339,7 @@ class Run:
                seed: Optional[int] = None, checkpoint: str = "last.pt",
                name: Optional[str] = None, max_latency: Optional[float] = None,
                latency_table=None, latency_device: Optional[str] = None,
-               latency_setting=None) -> Dict[str, Any]:
+               latency_setting=None, *, progress: bool = True) -> Dict[str, Any]:
         """``rlnas search``: search the space by ``scorer`` (default the run's ``search.scorer``)
         with ``method`` (``evolution``, ``exhaustive``, ``random``; default the config's), under
         optional limits in M params / M FLOPs of the benchmark network. Returns the result
@@ -346,12 +350,14 @@ class Run:
         ``max_latency`` (ms), ``latency_table`` (a device CSV) and its ``latency_device``
         column, ``latency_setting`` (``rlnas.latency.LatencySetting``, measured here): as
         ``rlnas search --max-latency`` (each top arch gets ``latency_ms`` and
-        ``latency_source``; ``latency`` says where the numbers come from)."""
+        ``latency_source``; ``latency`` says where the numbers come from). ``progress``: progress
+        bars of slow scorers."""
         from .pipeline.search import search
         return search(self._run, method=method, final=checkpoint, max_params=max_params,
                       max_flops=max_flops, seed=seed, scorer=scorer, name=name,
                       max_latency=max_latency, latency_table=latency_table,
-                      latency_device=latency_device, latency_setting=latency_setting)
+                      latency_device=latency_device, latency_setting=latency_setting,
+                      bars=progress)
 
     def result(self, name: Optional[str] = None) -> Dict[str, Any]:
         """A search result written earlier, without searching again: the latest
@@ -436,8 +442,55 @@ def open_run(path: PathLike) -> Run:
     return Run(_open(path))
 
 
+class TrainingPlan(NamedTuple):
+    """What ``rlnas train CONFIG`` resolves before it trains (:func:`plan_training`)."""
+
+    config: Dict[str, Any]  # the resolved, validated config
+    out: Path  # the run directory
+    continues: bool  # CONFIG named a run directory: its saved config.yaml is continued
+
+
+def plan_training(config: PathLike, out: Optional[PathLike] = None,
+                  overrides: Overrides = None) -> TrainingPlan:
+    """The config and run directory of :func:`train` (and ``rlnas train`` / ``rlnas run``),
+    resolved and checked before anything is trained.
+
+    Args:
+        config: a preset name, a YAML file or a run directory (its saved ``config.yaml``;
+            ``out`` then defaults to it).
+        out: the run directory (default ``runs/<preset>``).
+        overrides: as :func:`load_config`.
+
+    Returns:
+        the :class:`TrainingPlan`.
+    """
+    saved = _run_config(config)
+    name = str(saved or config)
+    default = saved.parent if saved is not None else Path("runs") / Path(name).stem
+    return TrainingPlan(load_config(name, overrides), Path(out or default), saved is not None)
+
+
+def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rlnas.train",
+                 preset: Optional[PathLike] = None) -> Run:
+    """Train (or resume) the supernet of a :class:`TrainingPlan`; returns its :class:`Run`
+    with ``train_result``. Before a new run the preset note (``rlnas.config.preset_note``: the
+    fast recipe on a CPU) is printed to stderr, prefixed with ``caller``; ``preset`` is the
+    name the config was given by (default: none, no note)."""
+    from .config import preset_note
+    from .distributed import resolve_device
+    from .pipeline import train as train_stage
+    cfg = plan.config
+    note = None if plan.continues or preset is None else \
+        preset_note(str(preset), cfg, resolve_device(cfg["device"]).type)
+    res = train_stage.train_supernet(cfg, plan.out, progress=progress,
+                                     note=note and f"{caller}: {note}")
+    run = open_run(plan.out)
+    run.train_result = res
+    return run
+
+
 def train(config: PathLike, out: Optional[PathLike] = None, overrides: Overrides = None, *,
-          progress: bool = True) -> Run:
+          progress: bool = True, caller: str = "rlnas.train") -> Run:
     """``rlnas train``: train a supernet, or resume the run in ``out``; returns its :class:`Run`.
 
     ``config`` is a preset name (:func:`list_presets`), a YAML file, or a run directory (then
@@ -448,21 +501,42 @@ def train(config: PathLike, out: Optional[PathLike] = None, overrides: Overrides
     resumes it where the config matches and is refused otherwise; a finished run returns at
     once. ``Run.train_result`` holds the statistics (``epoch``, ``loss``, ``train_acc``,
     ``images_per_s``, ``resumed``, ``already_done``, ...). ``progress=False``: no progress bar.
+    ``caller`` names the caller in the note printed before training a paper preset on a CPU.
     Under torchrun every process calls this; the handle is for rank 0's stages."""
-    from .config import preset_note
-    from .distributed import resolve_device
-    from .pipeline.train import train_supernet
-    saved = _run_config(config)
-    if saved is not None and out is None:
-        out = saved.parent
-    name = str(saved or config)
-    cfg = load_config(name, overrides)
-    out = Path(out if out is not None else Path("runs") / Path(name).stem)
-    note = None if saved else preset_note(name, cfg, resolve_device(cfg["device"]).type)
-    res = train_supernet(cfg, out, progress=progress, note=note and f"rlnas.train: {note}")
-    run = open_run(out)
-    run.train_result = res
-    return run
+    return run_training(plan_training(config, out, overrides), progress=progress,
+                        caller=caller, preset=config)
+
+
+def retrain(config: PathLike, arch: str, out: Optional[PathLike] = None,
+            overrides: Overrides = None, *, progress: bool = True) -> Dict[str, Any]:
+    """``rlnas retrain``: train the standalone network of ``arch`` from scratch with the true
+    labels (resumes the retraining in ``out``).
+
+    Args:
+        config: a retraining preset (``retrain-nb201-cifar10``) or YAML file.
+        arch: an arch string, a ``result.json`` (its best arch) or a run directory (its
+            ``result.json``).
+        out: the output folder (default ``runs/<preset>``).
+        overrides: as :func:`load_config`.
+        progress: show a progress bar.
+
+    Returns:
+        what ``retrain.json`` holds (``arch``, ``params_m``, ``last`` and ``best`` test top-1 /
+        top-5 with their epochs, ``epochs``), and ``out``, the folder.
+    """
+    from .pipeline.retrain import train_network
+    cfg = load_config(config, overrides)
+    out = Path(out or Path("runs") / Path(str(config)).stem)
+    return dict(train_network(cfg, arch, out, progress=progress), out=str(out))
+
+
+def export(run: PathLike, out: Optional[PathLike] = None, *, onnx: bool = False) -> List[str]:
+    """``rlnas export``: the retrained network of the retraining folder ``run`` as a
+    ``torch.export`` program (``model.pt2``; TorchScript ``model.ts`` where that fails), a state
+    dict (``model.pt``), ``export.json`` and with ``onnx`` ``model.onnx``, in ``out`` (default
+    ``RUN/export``). Returns the paths written."""
+    from .pipeline.export import export as export_stage
+    return export_stage(run, out, onnx=onnx)
 
 
 def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLike] = None,

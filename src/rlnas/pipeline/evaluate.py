@@ -10,9 +10,7 @@ The angle of the periodic checkpoints shows when the ranking settles (tau versus
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import math
 import re
 import time
 from pathlib import Path
