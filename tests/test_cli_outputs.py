@@ -216,7 +216,7 @@ def test_weak_answer_notes(tmp_path):
     assert darts.num_genes == 28
     from types import SimpleNamespace
     from rlnas.advice import weak_line
-    line = weak_line(SimpleNamespace(path=tmp_path, cfg={"space": "darts"}, info={}), search)
+    line = weak_line(SimpleNamespace(path=tmp_path, config={"space": "darts"}, info={}), search)
     assert line.startswith("weak answer: the picked genotype") and "darts-cifar10-fast" in line
     cfg, info = {"labels": {"kind": "random"}}, {"num_classes": 10, "num_images": 25000}
     (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,9.9\n2,10.2\n")
@@ -263,7 +263,7 @@ def test_a_macro_fast_run_at_chance_is_not_flagged_but_a_darts_run_states_the_li
     fast = load_config("nasbench-macro-fast")
     assert chance_note(tmp_path, fast, info) == []
     assert chance_note(tmp_path, load_config("nasbench-macro", ["epochs=1"]), info) != []
-    run = SimpleNamespace(path=tmp_path, cfg=load_config("darts-cifar10-fast"), info=info)
+    run = SimpleNamespace(path=tmp_path, config=load_config("darts-cifar10-fast"), info=info)
     convs = {"space": "darts", "top": [{"genome": [4] * 28}]}
     assert FAST_RECIPES["darts-cifar10"].limit in weak_line(run, convs)
 

@@ -406,8 +406,8 @@ PAYLOAD = ("from pathlib import Path\n"
 @pytest.fixture
 def no_named_spaces(monkeypatch):
     """A process in which the user has named no user space yet."""
-    import rlnas.spaces
-    monkeypatch.setattr(rlnas.spaces, "_NAMED_BY_USER", set())
+    import rlnas.spaces.registry
+    monkeypatch.setattr(rlnas.spaces.registry, "_NAMED_BY_USER", set())
     for name in ("payload", "myspace"):
         monkeypatch.delitem(sys.modules, name, raising=False)
 

@@ -154,7 +154,7 @@ def _evaluation(taus):
 def _weak_run(tmp_path, scorer):
     from types import SimpleNamespace
     cfg = {"space": "mobilenet", "search": {"scorer": scorer}, "labels": {"kind": "true"}}
-    return SimpleNamespace(path=tmp_path, cfg=cfg, info={})
+    return SimpleNamespace(path=tmp_path, config=cfg, info={})
 
 
 def test_weak_line_warns_only_about_the_scorer_that_picked_the_answer(tmp_path):

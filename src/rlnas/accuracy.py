@@ -307,9 +307,9 @@ class AccuracyScorer:
         self.space = ctx.space if ctx.space is not None else run.space
         self.seed = int(ctx.seed)
 
-        train, train_desc = prepare_training_data(run.cfg)
+        train, train_desc = prepare_training_data(run.config)
         if held is None:
-            held, held_desc = heldout_data(run.cfg, self.seed, self.eval_images)
+            held, held_desc = heldout_data(run.config, self.seed, self.eval_images)
         else:
             held_desc = f"given held-out data ({len(held):,} images: {held.source})"
             if self.eval_images is not None and self.eval_images < len(held):
@@ -327,12 +327,12 @@ class AccuracyScorer:
 
         ridx = seeded_first(len(train), self.recal_images, self.seed)
         # the model expects the training data's normalisation, so both sets use it
-        res = run.cfg["data"].get("resolution")
+        res = run.config["data"].get("resolution")
         self.recal_x, _ = _images_on(train, ridx, train.mean, train.std, self.device, res)
         self.heldout_x, self.heldout_y = _images_on(held, np.arange(len(held)), train.mean,
                                                     train.std, self.device, res)
         state = run.checkpoint_state(ctx.checkpoint)
-        model = run.space.supernet(num_classes=k, **run.cfg["model"])
+        model = run.space.supernet(num_classes=k, **run.config["model"])
         model.load_state_dict(state)
         model = model.to(self.device)
         if CHANNELS_LAST:

@@ -179,10 +179,10 @@ def weak_notes(run, search: Optional[Dict[str, Any]] = None,
     notes: List[str] = []
     search = _latest_search(run) if search is None else search
     if evaluation:
-        notes += weak_tau_notes(evaluation, only=[answer_scorer(run.cfg, search)])
-    notes += weighted_op_note(run.cfg, search or {})
-    notes += chance_note(run.path, run.cfg, run.info)
-    recipe = fast_recipe(run.cfg.get("space"))
+        notes += weak_tau_notes(evaluation, only=[answer_scorer(run.config, search)])
+    notes += weighted_op_note(run.config, search or {})
+    notes += chance_note(run.path, run.config, run.info)
+    recipe = fast_recipe(run.config.get("space"))
     if recipe is not None and recipe.limit:
         notes.append(recipe.limit)
     return notes
@@ -196,7 +196,7 @@ def weak_line(run, search: Optional[Dict[str, Any]] = None,
     notes = weak_notes(run, search, evaluation)
     if not notes:
         return None
-    advice = _advice(run.cfg, answer_scorer(run.cfg, search), evaluation)
+    advice = _advice(run.config, answer_scorer(run.config, search), evaluation)
     return f"weak answer: {'; '.join(notes)}. To improve: {advice}."
 
 

@@ -200,7 +200,7 @@ def _print_search(run, res) -> None:
 def _print_notes(run, search=None, evaluation=None):
     """One 'weak answer' line where the run's numbers show one (rlnas.advice.weak_line), last."""
     from .advice import weak_line
-    line = weak_line(run._run, search=search, evaluation=evaluation)
+    line = weak_line(run, search=search, evaluation=evaluation)
     if line:
         print(line)
 

@@ -8,7 +8,6 @@ dropped before anything is computed. The table is an :class:`rlnas.tables.NB201T
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Iterable, Sequence
 
@@ -16,12 +15,8 @@ import numpy as np
 from scipy import stats
 
 from .errors import RlnasError
+from .files import finite_or_none
 from .tables import ACCURACY_COLUMNS, NB201Table
-
-
-def _finite_or_none(x) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _check_topk(topk) -> list:
@@ -125,8 +120,8 @@ def correlation_report(
         entry: dict = {
             "semantics": semantics[col],
             "n": n,
-            "kendall_tau": _finite_or_none(tau),
-            "spearman_rho": _finite_or_none(rho),
+            "kendall_tau": finite_or_none(tau),
+            "spearman_rho": finite_or_none(rho),
             "top1_arch": kept_archs[top1],
             "top1_accuracy": float(acc[top1]),
         }

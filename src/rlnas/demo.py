@@ -21,7 +21,7 @@ from scipy.stats import kendalltau
 from .config import load_config
 from .data import DeviceLoader, load_dataset
 from .loop import LoopSpec, run_loop
-from .pipeline.rank import rank, read_ranking
+from .pipeline.rank import Ranking, rank
 from .pipeline.retrain import evaluate_network
 from .pipeline.train import train_supernet
 from .rundir import open_run
@@ -61,7 +61,8 @@ def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,
     name = r["scorer"]
     print(f"[2/3] {name} of all {r['num_archs']} cells in "
           f"{1e3 * (r['setup_seconds'] + r['score_seconds']):.0f} ms -> {r['path']}")
-    archs, scores = read_ranking(Path(r["path"]), name)
+    ranking = Ranking.read(r["path"])
+    archs, scores = ranking.arch, ranking.score
     space = run.space
     connected = np.flatnonzero(scores > 0)
     rng = np.random.default_rng(cfg["seed"])

@@ -1,7 +1,7 @@
 """Deprecated (kept for one release): ``rlnas.engine`` was split into ``rlnas.loop`` (the training
 loop), ``rlnas.distributed`` (devices, torchrun), ``rlnas.tensorboard``, ``rlnas.rundir`` (the run
-directory, ``Run``, ``open_run``), ``rlnas.data.prepare_training_data`` and
-``rlnas.pipeline.train`` (``train_supernet``)."""
+directory, ``Run``, ``open_run``; ``Run.cfg`` is ``Run.config`` now),
+``rlnas.data.prepare_training_data`` and ``rlnas.pipeline.train`` (``train_supernet``)."""
 from .data import prepare_training_data  # noqa: F401
 from .deprecation import warn_moved
 from .distributed import (CHANNELS_LAST, Dist, autocast_dtype, check_parallel,  # noqa: F401

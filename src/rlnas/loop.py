@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DeviceLoader
 from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
 from .errors import RlnasError
-from .files import atomic_write_text, os_error_text
+from .files import append_csv_row, atomic_write_text, os_error_text
 from .tensorboard import open_tensorboard
 
 
@@ -236,7 +236,8 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
                                     acc=f"{last['train_acc']:.1f}")
                 if dist.main and spec.metrics_path:
-                    _append_metrics(spec.metrics_path, last)
+                    append_csv_row(spec.metrics_path, list(last), [
+                        f"{v:.6g}" if isinstance(v, float) else v for v in last.values()])
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
                 scalars = extra.pop("scalars", None) or {}
@@ -373,18 +374,6 @@ def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, digest:
                                                optimizer=optimizer.state_dict(),
                                                epoch_stats=list(epoch_stats),
                                                path_digest=int(digest)))
-
-
-def _append_metrics(path: Path, row: Dict[str, float]):
-    try:
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                w.writeheader()
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    except OSError as exc:
-        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
 
 
 def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> Dict[str, Any]:

@@ -59,7 +59,6 @@ import contextlib
 import csv
 import datetime
 import importlib
-import math
 import os
 import pickle
 import re
@@ -71,7 +70,7 @@ from pathlib import Path
 from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 from rlnas.data import (DATA_PICKLE_GLOBALS, NUMPY_PICKLE_GLOBALS, RestrictedUnpickler,
                         UnsafePickleError)
-from rlnas.files import atomic_write, write_json_atomic
+from rlnas.files import atomic_write, finite_or_none, write_json_atomic
 from rlnas.errors import RlnasError
 
 __all__ = ["convert", "KINDS", "COLUMN_SOURCES", "NUM_ARCHS", "meta_path_for", "detect_kind"]
@@ -373,17 +372,6 @@ def _open_nats(source: Path, mod, progress: bool):
 # --------------------------------------------------------------------------------------
 
 
-def _finite(x):
-    """float(x) when it is a finite number, else None."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _read_accuracies(api, i: int, hp: str) -> dict:
     """The six accuracies of arch ``i``; raises ``LookupError`` with the reason when absent."""
     infos = {}
@@ -399,7 +387,7 @@ def _read_accuracies(api, i: int, hp: str) -> dict:
         info = infos[ds]
         if not isinstance(info, dict) or key not in info:
             raise LookupError(f"no {split!r} accuracy on {ds} (get_more_info has no {key!r})")
-        v = _finite(info[key])
+        v = finite_or_none(info[key])
         if v is None:
             raise LookupError(f"{ds} {split!r} accuracy is {info[key]!r}, not a finite number")
         row[col] = v
@@ -422,7 +410,7 @@ def _read_costs(api, i: int, hp: str):
         if not isinstance(info, dict):
             last = f"get_cost_info({i}, {ds!r}) returned {type(info).__name__}"
             continue
-        p, f = _finite(info.get("params")), _finite(info.get("flops"))
+        p, f = finite_or_none(info.get("params")), finite_or_none(info.get("flops"))
         if p is None or f is None:
             last = f"get_cost_info({i}, {ds!r}) has no finite params/flops"
             continue

@@ -11,8 +11,7 @@ import numpy as np
 from scipy import stats
 
 from .errors import RlnasError
-from .correlation import _finite_or_none
-from .files import atomic_write, make_dir
+from .files import atomic_write, finite_or_none, make_dir
 from .spaces.nb201 import nb201_disconnected
 
 
@@ -40,7 +39,7 @@ def _kendall(x, y):
         return None
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _finite_or_none(stats.kendalltau(x, y).statistic)
+        return finite_or_none(stats.kendalltau(x, y).statistic)
 
 
 def scatter_plot(

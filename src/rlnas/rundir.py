@@ -4,9 +4,8 @@ a later command reads it back (``Run``, ``open_run``), checks that it may contin
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -15,6 +14,8 @@ from .checkpoint import load_checkpoint
 from .errors import RlnasError
 from .files import LOCK_NAME, os_error_text
 from .spaces import recorded_space
+
+PathLike = Union[str, Path]
 
 
 def model_meta(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
@@ -96,34 +97,202 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
                              f"config.yaml says {b.get(k)!r}; {how}")
 
 
-@dataclass
 class Run:
-    path: Path
-    cfg: Dict[str, Any]
-    info: Dict[str, Any]
+    """A supernet run directory (made by ``rlnas.train`` or ``rlnas train``): what every stage
+    after training takes, and the Python API's handle on it (``rlnas.open_run``).
+
+    ``path``, ``config`` (the saved config tree), ``info`` (``run.json``), ``space`` (the
+    search space), ``scorer`` (the run's ``search.scorer``), ``cost_kwargs`` (the benchmark
+    network the costs refer to), ``train_result`` (the statistics of the ``rlnas.train`` call
+    that returned this handle, else None). The stages (``rank``, ``search``, ``evaluate``,
+    ``check``) write into ``path`` as the command line does and return what they wrote as
+    data; they are imported when called (they sit above this module)."""
+
+    def __init__(self, path: PathLike, config: Dict[str, Any], info: Dict[str, Any],
+                 train_result: Optional[Dict[str, Any]] = None):
+        self.path, self.config, self.info = Path(path), config, info
+        self.train_result = train_result
+
+    @property
+    def cfg(self) -> Dict[str, Any]:
+        """Deprecated name of :attr:`config` (kept for one release)."""
+        return self.config
 
     @property
     def space(self):
-        return recorded_space(self.cfg["space"], self.path / "config.yaml")
+        """The run's search space (a ``rlnas.spaces.SearchSpace``)."""
+        return recorded_space(self.config["space"], self.path / "config.yaml")
 
     @property
-    def meta(self):
-        return model_meta(self.cfg, self.info["num_classes"])
+    def scorer(self) -> str:
+        """The run's scorer (``search.scorer``), the default of rank / search."""
+        return config_mod.search_scorer(self.config)
+
+    @property
+    def cost_kwargs(self) -> Dict[str, Any]:
+        """Limits and reported costs refer to the space's benchmark network (NB201: C=16, N=5,
+        on the run's dataset), whatever size the supernet was trained at."""
+        return self.space.cost_defaults(self.info)
+
+    @property
+    def meta(self) -> Dict[str, Any]:
+        """The identity fields of the run's checkpoints (:func:`model_meta`)."""
+        return model_meta(self.config, self.info["num_classes"])
 
     def checkpoint_state(self, name: str) -> Dict[str, torch.Tensor]:
+        """The supernet weights of ``ckpt/<name>`` (checked against the run's supernet), on
+        the CPU."""
         ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
-        model = self.space.supernet(num_classes=self.info["num_classes"], **self.cfg["model"])
+        model = self.space.supernet(num_classes=self.info["num_classes"], **self.config["model"])
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise RlnasError(f"checkpoint {self.path / 'ckpt' / name} does not match the "
-                             f"{self.cfg['space']} supernet of this run "
+                             f"{self.config['space']} supernet of this run "
                              f"({str(err).splitlines()[0][:100]})") from None
         return {k: v.detach().cpu() for k, v in ckpt["model"].items()}
 
+    def checkpoints(self) -> List[str]:
+        """File names in the run's ``ckpt/`` folder (``init.pt``, ``last.pt``, ``epoch_N.pt``)."""
+        d = self.path / "ckpt"
+        return sorted(p.name for p in d.glob("*.pt")) if d.is_dir() else []
 
-def open_run(path) -> Run:
+    def get_scorer(self, name: Optional[str] = None, checkpoint: str = "last.pt", **options):
+        """:func:`rlnas.get_scorer` on this run (default: the run's scorer)."""
+        from .scorers import get_scorer
+        return get_scorer(name or self.scorer, self, checkpoint=checkpoint, **options)
+
+    def rank(self, scorer: Optional[str] = None, checkpoint: str = "last.pt",
+             out: Optional[PathLike] = None, *, progress: bool = True):
+        """``rlnas rank``: score every arch (enumerable spaces: NB201) and return the
+        :class:`rlnas.api.Ranking`, best first. Writes ``ranking.csv`` (the run's scorer) or
+        ``ranking-<scorer>.csv`` (another one), or ``out``, and the returned ranking is that
+        file. ``checkpoint`` names the trained checkpoint in ``ckpt/``; ``progress``: progress
+        bars of slow scorers. ``Ranking.info`` holds what the ranking reported (file, timings,
+        best arch)."""
+        from .pipeline.rank import Ranking, rank
+        res = rank(self, checkpoint=checkpoint, scorer=scorer,
+                   out=Path(out) if out is not None else None, progress=progress)
+        ranking = Ranking.read(res["path"])
+        ranking.info = res
+        return ranking
+
+    def ranking(self, scorer: Optional[str] = None):
+        """The ranking an earlier ``rank`` wrote for ``scorer`` (default: the run's), without
+        scoring again."""
+        from .pipeline.rank import Ranking, ranking_path
+        return Ranking.read(ranking_path(self, scorer or self.scorer))
+
+    def search(self, method: Optional[str] = None, scorer: Optional[str] = None,
+               max_params: Optional[float] = None, max_flops: Optional[float] = None,
+               seed: Optional[int] = None, checkpoint: str = "last.pt",
+               name: Optional[str] = None, max_latency: Optional[float] = None,
+               latency_table=None, latency_device: Optional[str] = None,
+               latency_setting=None, *, progress: bool = True) -> Dict[str, Any]:
+        """``rlnas search``: search the space by ``scorer`` (default the run's ``search.scorer``)
+        with ``method`` (``evolution``, ``exhaustive``, ``random``; default the config's), under
+        optional limits in M params / M FLOPs of the benchmark network. Returns the result
+        dict the search writes: ``top`` (list of ``{"arch", "genome", <scorer>, "params_m",
+        "flops_m"}``, best first), ``method``, ``scorer``, ``constraint``, ``evaluations``,
+        ``seconds``, ``history``, ``size``; ``file`` names its ``result-<name>.json`` (``name``
+        defaults to one made from the settings; ``result.json`` is a copy of the latest).
+        ``max_latency`` (ms), ``latency_table`` (a device CSV) and its ``latency_device``
+        column, ``latency_setting`` (``rlnas.latency.LatencySetting``, measured here): as
+        ``rlnas search --max-latency`` (each top arch gets ``latency_ms`` and
+        ``latency_source``; ``latency`` says where the numbers come from). ``progress``: progress
+        bars of slow scorers."""
+        from .pipeline.search import search
+        return search(self, method=method, checkpoint=checkpoint, max_params=max_params,
+                      max_flops=max_flops, seed=seed, scorer=scorer, name=name,
+                      max_latency=max_latency, latency_table=latency_table,
+                      latency_device=latency_device, latency_setting=latency_setting,
+                      progress=progress)
+
+    def result(self, name: Optional[str] = None) -> Dict[str, Any]:
+        """A search result written earlier, without searching again: the latest
+        (``result.json``), or ``name`` (a search name such as ``evolution-angle_sum``, or a
+        ``result-*.json`` file name)."""
+        have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
+        candidates = ([self.path / "result.json"] if not name else
+                      [self.path / name, self.path / f"result-{name}.json"])
+        for p in candidates:
+            if p.is_file():
+                if not (p.name == "result.json" or (p.name.startswith("result-")
+                                                     and p.name.endswith(".json"))):
+                    raise RlnasError(f"{p.name} is not a search result; results of "
+                                     f"{self.path}: {have}")
+                try:
+                    found = json.loads(p.read_text())
+                except ValueError:
+                    raise RlnasError(f"{p} is not valid JSON") from None
+                if not isinstance(found, dict) or "top" not in found:
+                    raise RlnasError(f"{p} is not a search result (no 'top'); results of "
+                                     f"{self.path}: {have}")
+                return found
+        raise RlnasError(f"no search result {name or 'result.json'!r} in {self.path} "
+                         f"(its results: {have}); run Run.search() first")
+
+    def evaluate(self, nasbench201: Optional[PathLike] = None,
+                 scorers: Union[str, Sequence[str], None] = None, *,
+                 others: Sequence[Union["Run", PathLike]] = (), **kwargs) -> Dict[str, Any]:
+        """``rlnas evaluate`` on this run (and ``others``, e.g. runs of other seeds): see
+        :func:`rlnas.evaluate`. ``nasbench201`` defaults to the config's
+        ``evaluate.nasbench201``; ``scorers`` to the run's scorer and the ``params`` baseline.
+        ``benchmark=FILE``: any benchmark table instead (see :func:`rlnas.evaluate`)."""
+        from .api import evaluate
+        if kwargs.get("benchmark") is not None:
+            if nasbench201 is not None:
+                raise RlnasError("give nasbench201 or benchmark, not both")
+            return evaluate([self, *others], None,
+                            scorers=scorers if scorers is not None else [self.scorer, "params"],
+                            **kwargs)
+        table = nasbench201 or self.config.get("evaluate", {}).get("nasbench201")
+        if not table:
+            raise RlnasError(f"{self.path}: no NAS-Bench-201 table; pass nasbench201=PATH "
+                             "(a table from `rlnas nasbench201 convert`)")
+        return evaluate([self, *others], table,
+                        scorers=scorers if scorers is not None else [self.scorer, "params"],
+                        **kwargs)
+
+    def check(self, archs: int = 4, epochs: int = 2, images: Optional[int] = None,
+              image_size: Optional[int] = None, channels: Optional[int] = None,
+              cells: Optional[int] = None, seed: int = 0, scorer: Optional[str] = None,
+              out: Optional[PathLike] = None, data_root: Optional[PathLike] = None,
+              test_root: Optional[PathLike] = None, progress: bool = False,
+              log: Optional[Callable] = None) -> Dict[str, Any]:
+        """``rlnas check``: retrain ``archs`` top-ranked, middle-ranked and random archs with the
+        true labels (``epochs``, ``images``, ``image_size``, ``channels``/``cells``: the budget)
+        and judge ``scorer`` (default the run's) against the params / flops baselines by
+        Kendall tau, with a bootstrap interval. Writes ``check.json`` / ``check.csv`` in ``out``
+        (default ``RUN/check``; resumable; ``data_root`` / ``test_root``: the data, default the
+        run's) and returns the report (``rows``, ``tau``,
+        ``difference_interval``, ``winner``, ``verdict``). ``log``: progress lines (default:
+        none)."""
+        from .pipeline.check import check_run
+        return check_run(self, archs=archs, epochs=epochs, images=images,
+                         image_size=image_size, channels=channels, cells=cells, seed=seed,
+                         scorer=scorer, out=Path(out) if out is not None else None,
+                         data_root=str(data_root) if data_root is not None else None,
+                         test_root=str(test_root) if test_root is not None else None,
+                         progress=progress, log=log or (lambda line: None))
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, space={self.config['space']!r}, scorer={self.scorer!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def open_run(path: PathLike) -> Run:
+    """The :class:`Run` in directory ``path`` (a run made by ``rlnas.train`` or ``rlnas train``),
+    its config validated and checked against what its checkpoints were trained with.
+
+    Raises:
+        RlnasError: if ``path`` is missing, a file, or not a run.
+    """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RlnasError(f"{path} is a file, not a run directory")
     if not path.is_dir():
         raise RlnasError(f"run directory {path} not found")
     if not (path / "config.yaml").exists() or not (path / "run.json").exists():

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence,
 import numpy as np
 
 from .errors import RlnasError
+from .files import finite_or_none
 
 if TYPE_CHECKING:  # runtime import not needed: searchers only use the SearchSpace interface
     from .spaces.base import SearchSpace
@@ -256,11 +257,6 @@ class Constraint:
 # ------------------------------------------------------------------------------------------
 # results
 # ------------------------------------------------------------------------------------------
-def _json_float(x: float) -> Optional[float]:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 @dataclass
 class SearchResult:
     """What a searcher found. ``archs`` / ``scores``: every scored arch, best first."""
@@ -292,13 +288,13 @@ class SearchResult:
         for i in range(n):
             arch = tuple(int(v) for v in self.archs[i])
             ranked.append({"rank": i + 1, "arch": space.to_str(arch), "genome": list(arch),
-                           "score": _json_float(self.scores[i])})
+                           "score": finite_or_none(self.scores[i])})
         best = None
         if self.top:
             arch, score = self.top[0]
             best = {"arch": space.to_str(arch), "genome": [int(v) for v in arch],
-                    "score": _json_float(score)}
-        history = [{key: (_json_float(v) if isinstance(v, (float, np.floating)) else
+                    "score": finite_or_none(score)}
+        history = [{key: (finite_or_none(v) if isinstance(v, (float, np.floating)) else
                           int(v) if isinstance(v, (int, np.integer)) else v)
                     for key, v in h.items()} for h in self.history]
         return {"method": self.method, "space": space.name,

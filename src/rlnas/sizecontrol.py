@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 
 from rlnas.errors import RlnasError
-from rlnas.files import atomic_write
+from rlnas.files import atomic_write, finite_or_none
 
 __all__ = [
     "within_group_tau",
@@ -92,13 +92,6 @@ def _same_length(n: int, **arrays) -> None:
     for name, arr in arrays.items():
         if len(arr) != n:
             raise RlnasError(f"length mismatch: {name} has {len(arr)} values, expected {n}")
-
-
-def _float_or_none(x) -> Optional[float]:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _quiet_kendall(x: np.ndarray, y: np.ndarray) -> float:
@@ -206,7 +199,7 @@ def within_group_tau(scores, accuracy, groups, min_size: int = 10) -> dict:
         idx = order[starts[gi]:starts[gi] + size]
         tau = _quiet_kendall(s[idx], a[idx])
         out["groups"].append({"value": _group_value(keys[gi]), "size": size,
-                              "tau": _float_or_none(tau)})
+                              "tau": finite_or_none(tau)})
         if not math.isfinite(tau):
             out["n_groups_undefined"] += 1
             out["n_cells_undefined"] += size
@@ -416,8 +409,8 @@ def size_controlled_report(
             "n_groups": int(len(counts)),
             "n_groups_eligible": int(big.sum()),
             "n_cells_eligible": int(counts[big].sum()),
-            "kendall_tau_with_accuracy": _float_or_none(_quiet_kendall(cvals, acc)),
-            "spearman_rho_with_accuracy": _float_or_none(_quiet_spearman(cvals, acc)),
+            "kendall_tau_with_accuracy": finite_or_none(_quiet_kendall(cvals, acc)),
+            "spearman_rho_with_accuracy": finite_or_none(_quiet_spearman(cvals, acc)),
         }
 
     report: dict = {
@@ -437,8 +430,8 @@ def size_controlled_report(
         entry: dict = {"n": int(keep.sum()), "n_dropped_nan": int((~keep).sum())}
         if entry["n"] < 3:
             raise RlnasError(f"scorer {name!r} has {entry['n']} non-NaN scores; need at least 3")
-        entry["kendall_tau"] = _float_or_none(_quiet_kendall(x, y))
-        entry["spearman_rho"] = _float_or_none(_quiet_spearman(x, y))
+        entry["kendall_tau"] = finite_or_none(_quiet_kendall(x, y))
+        entry["spearman_rho"] = finite_or_none(_quiet_spearman(x, y))
 
         for cname, groups in (("params", p_groups), ("flops", f_groups)):
             if groups is None:
@@ -471,7 +464,7 @@ def size_controlled_report(
                 notes.append(f"partial Spearman given {label}: {_BY_CONSTRUCTION} (score ranks "
                              f"are a linear function of the {what} ranks)")
             else:
-                entry[key] = _float_or_none(val)
+                entry[key] = finite_or_none(val)
 
         t_xz = _quiet_kendall(x, zp)
         t_yz = _quiet_kendall(y, zp)
@@ -480,7 +473,7 @@ def size_controlled_report(
             pk = 0.0
             notes.append(f"partial Kendall given params: {_BY_CONSTRUCTION} (score is "
                          f"perfectly concordant with params, |tau| = 1)")
-        entry["partial_kendall_params"] = _float_or_none(pk)
+        entry["partial_kendall_params"] = finite_or_none(pk)
         entry["notes"] = notes
         report["scorers"][name] = entry
     return report

@@ -37,6 +37,18 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
+def _timed(step_fn, steps: int, device: torch.device, warm: int = 3) -> float:
+    """Seconds of ``steps`` calls ``step_fn(step)`` after ``warm`` untimed ones (the device
+    synchronised before and after)."""
+    for step in range(warm + steps):
+        if step == warm:
+            _sync(device)
+            t0 = time.perf_counter()
+        step_fn(step)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
 def bench_space(name: str, device: torch.device, precision: str, steps: int,
                 batch: Optional[int] = None) -> List[Dict]:
     s = SETTINGS[name]
@@ -56,12 +68,10 @@ def bench_space(name: str, device: torch.device, precision: str, steps: int,
     amp = autocast_dtype(precision, device)
     ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
     cells = model.num_search_cells
-    warm = 3
     loss_sum = torch.zeros((), device=device)
-    for step in range(warm + steps):
-        if step == warm:
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def train_step(step):
+        nonlocal loss_sum
         xb, yb = loader.batch(step)
         with ctx():
             loss = F.cross_entropy(model(xb, space.sample_training_path(0, step, cells)), yb)
@@ -69,19 +79,16 @@ def bench_space(name: str, device: torch.device, precision: str, steps: int,
         loss.backward()
         opt.step()
         loss_sum += loss.detach()
-    _sync(device)
-    train = steps * b / (time.perf_counter() - t0)
+
+    def infer_step(step):
+        xb, _ = loader.batch(step)
+        with ctx():
+            model(xb, space.sample_training_path(0, step, cells))
+
+    train = steps * b / _timed(train_step, steps, device)
     model.eval()
     with torch.no_grad():
-        for step in range(warm + steps):
-            if step == warm:
-                _sync(device)
-                t0 = time.perf_counter()
-            xb, _ = loader.batch(step)
-            with ctx():
-                model(xb, space.sample_training_path(0, step, cells))
-        _sync(device)
-    infer = steps * b / (time.perf_counter() - t0)
+        infer = steps * b / _timed(infer_step, steps, device)
     state0 = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     stateT = {k: (v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v)
               for k, v in state0.items()}

@@ -27,8 +27,8 @@ from ..errors import RlnasError
 from ..files import atomic_write_text, make_dir, write_json_atomic
 from ..loop import LoopSpec, run_loop
 from .retrain import evaluate_network
-from .rank import best_first, cost_kwargs, rank, ranking_path, read_ranking, run_scorer, \
-    scorer_for
+from ..scorers import get_scorer
+from .rank import Ranking, best_first, rank, ranking_path
 
 GROUPS = ("top", "middle", "random")
 SAMPLE_SIZE = 1000  # archs scored where a space is too large to rank exhaustively
@@ -49,12 +49,13 @@ def ranked_archs(run, scorer: str):
     if space.enumerate() is not None:
         path = ranking_path(run, scorer)
         if not path.exists():
-            rank(run, scorer=scorer, bars=False)
-        return read_ranking(path, scorer)
-    rng = np.random.default_rng(run.cfg["seed"])
+            rank(run, scorer=scorer, progress=False)
+        ranking = Ranking.read(path)
+        return ranking.arch, ranking.score
+    rng = np.random.default_rng(run.config["seed"])
     seen = {space.to_str(space.sample(rng)) for _ in range(SAMPLE_SIZE)}
     archs = np.array([space.from_str(a) for a in sorted(seen)], dtype=np.int64)
-    scores = np.asarray(scorer_for(run, scorer, bars=False)(archs), dtype=np.float64)
+    scores = np.asarray(get_scorer(scorer, run, progress=False).fn(archs), dtype=np.float64)
     order = best_first(scores, archs)
     return [space.to_str(tuple(archs[i])) for i in order], scores[order]
 
@@ -200,9 +201,9 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
         _positive("--images", images)
     if image_size is not None:
         _positive("--image-size", image_size)
-    scorer = run_scorer(run, scorer)
-    space, d = run.space, run.cfg["data"]
-    model_kwargs = {k2: v for k2, v in dict(run.cfg["model"]).items() if k2 != "drop_path"}
+    scorer = scorer or run.scorer
+    space, d = run.space, run.config["data"]
+    model_kwargs = {k2: v for k2, v in dict(run.config["model"]).items() if k2 != "drop_path"}
     for name, value in (("channels", channels), ("cells", cells)):
         if value is not None:
             if name not in model_kwargs:
@@ -218,8 +219,8 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
     out = Path(out) if out is not None else run.path / "check"
     make_dir(out / "archs", "check folder")
     chosen = np.array([space.from_str(arch_strs[i]) for _, i in picks], dtype=np.int64)
-    cost = space.cost(chosen, **cost_kwargs(run))
-    device = resolve_device(run.cfg.get("device", "auto"))
+    cost = space.cost(chosen, **run.cost_kwargs)
+    device = resolve_device(run.config.get("device", "auto"))
     log(f"check: retraining {len(picks)} archs of {run.path} ({', '.join(groups)}; k={k}) with "
         f"true labels, {epochs} epochs on {budget['images']:,} {d['dataset']} images at "
         f"{budget['image_size']} px -> {out}")

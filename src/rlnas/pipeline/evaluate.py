@@ -24,15 +24,14 @@ from ..correlation import correlation_report
 from ..data import prepare_training_data
 from ..errors import RlnasError
 from ..files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
-                     write_json_atomic)
+                     slug, write_json_atomic)
 from ..plots import scatter_plot, tau_over_training_plot
 from ..rundir import Run
-from ..scorers import get_scorer, scorer_info
+from ..scorers import get_scorer, needs_data, scorer_info
 from ..sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
                            format_size_report, plot_constrained, size_controlled_report)
 from ..spaces.nb201 import nb201_disconnected
 from ..tables import BenchmarkTable, load_benchmark_table, load_nb201_table, size_groups
-from .rank import cost_kwargs, needs_data, score_context
 from .train import training_variant
 
 STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
@@ -79,15 +78,15 @@ def _load_table(runs, table_path, benchmark):
     """The ground truth and the archs to score: (table, archs)."""
     if benchmark is None:
         for run in runs:
-            if run.cfg["space"] != "nb201":
+            if run.config["space"] != "nb201":
                 raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
         return load_nb201_table(table_path), runs[0].space.enumerate()
     table = load_benchmark_table(benchmark, runs[0].space)
     for run in runs:
-        if run.cfg["space"] != runs[0].cfg["space"]:
-            raise RlnasError(f"{run.path}: space {run.cfg['space']}, the first run's is "
-                             f"{runs[0].cfg['space']}; evaluate runs of one space together")
-        table.check_space(run.cfg["space"])
+        if run.config["space"] != runs[0].config["space"]:
+            raise RlnasError(f"{run.path}: space {run.config['space']}, the first run's is "
+                             f"{runs[0].config['space']}; evaluate runs of one space together")
+        table.check_space(run.config["space"])
     space = runs[0].space
     try:
         archs = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
@@ -100,7 +99,7 @@ def _load_table(runs, table_path, benchmark):
 def _benchmark_cost(table, space, archs, run) -> Dict[str, np.ndarray]:
     """Params and FLOPs (M) of the benchmark's network: the table's own where it has them, else
     the space's count for the network the table's archs were trained as."""
-    kw = table.cost_kwargs if table.cost_kwargs else cost_kwargs(run)
+    kw = table.cost_kwargs if table.cost_kwargs else run.cost_kwargs
     counted = None
     out = {}
     for kind in ("params", "flops"):
@@ -143,7 +142,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
     acc = {c: table.lookup(strs, c) for c in cols}
     groups, notes = {"params": None, "flops": None}, []
     if benchmark is None:
-        cost = space.cost(archs, **cost_kwargs(runs[0]))
+        cost = space.cost(archs, **runs[0].cost_kwargs)
     else:
         cost = _benchmark_cost(table, space, archs, runs[0])
         groups = {k: size_groups(cost[k])[0] for k in ("params", "flops")}
@@ -167,23 +166,23 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         scores, seconds = {}, {}
         data = None
         for name in scorers:
-            key = (name, run.cfg["seed"])
+            key = (name, run.config["seed"])
             if key in run_free:
                 scores[name], seconds[name] = run_free[key]
                 continue
             options = dict(proxy)
             if needs_data(name):
                 if data is None:
-                    data = prepare_training_data(run.cfg)[0]
+                    data = prepare_training_data(run.config)[0]
                 options["data"] = data
             options.setdefault("progress", progress)
             t0 = time.perf_counter()
-            fn = get_scorer(name, score_context(run, **options))
+            fn = get_scorer(name, run, **options).fn
             scores[name] = np.asarray(fn(archs), dtype=np.float64)
             seconds[name] = time.perf_counter() - t0
             if not any(scorer_info(part).needs_run for part in name.split("+")):
                 run_free[key] = (scores[name], seconds[name])
-        entry = {"run": str(run.path), "seed": run.cfg["seed"], "labels": run.cfg["labels"]["kind"],
+        entry = {"run": str(run.path), "seed": run.config["seed"], "labels": run.config["labels"]["kind"],
                  "seconds": seconds, "correlation": {}, "size_control": {}}
         for name in scorers:
             entry["correlation"][name] = correlation_report(strs, scores[name], table,
@@ -216,7 +215,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
             marks["params baseline's pick"] = strs[int(np.argmax(live))]
             for name in scorers:
                 for c in cols:
-                    scatter_plot(scores[name], acc[c], plot_dir / f"{_slug(name)}_vs_{c}.png",
+                    scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
                                  xlabel=name, ylabel=f"{c} (%)", archs=strs, marks=marks)
             for kind, unit in (("params", "M params"), ("flops", "M FLOPs")):
@@ -232,7 +231,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
     if benchmark is not None:
-        result.update(benchmark=table.kind, space=runs[0].cfg["space"], title=table.title,
+        result.update(benchmark=table.kind, space=runs[0].config["space"], title=table.title,
                       notes=notes)
     if found:
         result["search"] = found
@@ -244,10 +243,6 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
 def _primary(cols: Sequence[str]) -> str:
     """The column constrained-search picks are judged on: CIFAR-10 test where present."""
     return "cifar10_test" if "cifar10_test" in cols else cols[0]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
 def result_path(run_path, result: Optional[str] = None) -> Path:
@@ -524,7 +519,7 @@ def angle_over_training(run: Run, table=None, cols=(), progress: bool = False, a
     (shown after 2 s)."""
     from tqdm.auto import tqdm
     space = run.space
-    variant = training_variant(run.cfg)
+    variant = training_variant(run.config)
     archs = space.enumerate() if archs is None else archs  # a table's archs (DARTS: no list)
     state0 = run.checkpoint_state("init.pt")
     strs = [space.to_str(tuple(a)) for a in archs] if table is not None else None

@@ -365,7 +365,7 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
     files = {prog_name: prog_entry,
              "model.pt": {"kind": "state dict + space, arch, model kwargs (format "
                                   "rlnas-network-1); rebuilding the module needs rlnas",
-                          "load": "model = rlnas.retraining.load_exported_state('model.pt')",
+                          "load": "model = rlnas.pipeline.export.load_exported_state('model.pt')",
                           "state_dict": "torch.load('model.pt', weights_only=True)['model']"}}
     if onnx:
         files["model.onnx"] = onnx_entry

@@ -18,7 +18,7 @@ from .. import config as config_mod
 from ..data import load_dataset, make_loader, prepare_training_data
 from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
 from ..errors import RlnasError
-from ..files import atomic_write_text, make_dir, os_error_text, run_lock
+from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
 from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
 from ..rundir import check_run_dir
 from ..spaces import recorded_space
@@ -183,7 +183,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         def after_epoch(epoch, extra):
             if dist.main and (epoch == t["epochs"] or (eval_every and epoch % eval_every == 0)):
                 res = dict(evaluate_network(model, test_loader), epoch=epoch)
-                _append(run_dir / "eval.csv", res)
+                append_csv_row(run_dir / "eval.csv", ("epoch", "top1", "top5"),
+                               (res["epoch"], f"{res['top1']:.4f}", f"{res['top5']:.4f}"))
             return False
 
         meta = {"space": space.name, "arch": arch_str, "model_config": dict(cfg["model"]),
@@ -218,19 +219,6 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         if dist.main:
             atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
         return summary
-
-
-def _append(path: Path, row: Dict[str, float]):
-    new = not path.exists()
-    try:
-        with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["epoch", "top1", "top5"])
-            if new:
-                w.writeheader()
-            w.writerow({"epoch": row["epoch"], "top1": f"{row['top1']:.4f}",
-                        "top5": f"{row['top5']:.4f}"})
-    except OSError as exc:  # a full disk raises on the write, where the error has no path
-        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
 
 
 def _read(path: Path):

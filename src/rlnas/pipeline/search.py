@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -14,18 +13,23 @@ from typing import Any, Dict, Optional
 import numpy as np
 from scipy.stats import kendalltau
 
+from ..deprecation import renamed_keyword
 from ..errors import RlnasError
-from ..files import atomic_write_text, make_dir, run_lock, write_json_atomic
+from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
+                     write_json_atomic)
 from ..plots import scatter_plot
 from ..rundir import Run
+from ..scorers import get_scorer
 from ..searchers import Constraint, EvolutionSettings, run_search
-from .rank import best_first, check_scores, cost_kwargs, run_scorer, scorer_for
+from .rank import best_first, check_scores, ranking_csv
 
 
-def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
+@renamed_keyword("final", "checkpoint")
+@renamed_keyword("bars", "progress")
+def search(run: Run, method: Optional[str] = None, checkpoint: str = "last.pt",
            max_params=None, max_flops=None, seed: Optional[int] = None,
-           scorer: Optional[str] = None, progress=None, name: Optional[str] = None,
-           bars: bool = True, max_latency=None, latency_table=None,
+           scorer: Optional[str] = None, progress: bool = True, name: Optional[str] = None,
+           max_latency=None, latency_table=None,
            latency_device: Optional[str] = None, latency_setting=None) -> Dict[str, Any]:
     """Search the run's space by a scorer (the run's ``search.scorer`` by default).
 
@@ -42,11 +46,12 @@ def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
     the network the costs refer to; each arch's latency and the source go into the result,
     ``visited-<name>.csv`` and ``pareto-<name>.csv`` (the scored archs no other beats on both
     score and latency, fastest first; ``pareto.csv`` the latest) and a score-vs-latency plot.
-    A limit below the fastest arch is refused before the search."""
+    A limit below the fastest arch is refused before the search. ``checkpoint``: the trained
+    checkpoint in ``ckpt/``; ``progress``: progress bars of slow scorers."""
     latency = _latency_model(run, max_latency, latency_table, latency_device, latency_setting)
     with run_lock(run.path, "search"):
-        return _search(run, method, final, max_params, max_flops, seed, run_scorer(run, scorer),
-                       progress, name, bars, max_latency, latency)
+        return _search(run, method, checkpoint, max_params, max_flops, seed,
+                       scorer or run.scorer, progress, name, max_latency, latency)
 
 
 def _latency_model(run: Run, max_latency, table, device, setting):
@@ -54,16 +59,13 @@ def _latency_model(run: Run, max_latency, table, device, setting):
     if max_latency is None and table is None and device is None:
         return None
     from ..latency import latency_model
-    return latency_model(run.space, cost_kwargs(run), table=table, device=device,
+    return latency_model(run.space, run.cost_kwargs, table=table, device=device,
                          setting=setting)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text))
-
-
+@renamed_keyword("final", "checkpoint")
 def search_name(method: str, scorer: str, max_params=None, max_flops=None, seed=None,
-                final: str = "last.pt", run_seed=None, max_latency=None,
+                checkpoint: str = "last.pt", run_seed=None, max_latency=None,
                 latency_column: Optional[str] = None) -> str:
     """``<method>-<scorer>[-maxp<M>][-maxf<M>][-maxl<MS>[-<device column>]][-seed<S>]
     [-<checkpoint>]``: the settings that tell one search of a run from another (the seed where
@@ -79,53 +81,53 @@ def search_name(method: str, scorer: str, max_params=None, max_flops=None, seed=
         parts.append(latency_column)
     if seed is not None and seed != run_seed:
         parts.append(f"seed{seed}")
-    if final != "last.pt":
-        parts.append(Path(final).stem)
-    return _slug("-".join(parts))
+    if checkpoint != "last.pt":
+        parts.append(Path(checkpoint).stem)
+    return slug("-".join(parts))
 
 
 def check_search_name(name: str) -> str:
-    if not name or _slug(name) != name or name in (".", ".."):
+    if not name or slug(name) != name or name in (".", ".."):
         raise RlnasError(f"search name {name!r} must be letters, digits and . _ + - only")
     return name
 
 
-def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progress, name=None,
-            bars=True, max_latency=None, latency=None):
-    s = run.cfg["search"]
+def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, progress,
+            name=None, max_latency=None, latency=None):
+    s = run.config["search"]
     method = method or s["method"]
     if name is not None:
         check_search_name(name)
     space = run.space
-    fn = scorer_for(run, scorer, final, bars)
+    fn = get_scorer(scorer, run, checkpoint=checkpoint, progress=progress).fn
     constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
                             max_flops=max_flops if max_flops is not None else s["max_flops"],
-                            cost_kwargs=cost_kwargs(run), max_latency=max_latency,
+                            cost_kwargs=run.cost_kwargs, max_latency=max_latency,
                             latency=latency)
     settings = EvolutionSettings(population=s["population"], topk=s["topk"],
                                  mutations=s["mutations"], crossovers=s["crossovers"],
                                  mutation_prob=s["mutation_prob"], generations=s["generations"],
                                  crossover_first=bool(s.get("crossover_first", False)))
     result = run_search(method, space, fn, constraint=constraint,
-                        seed=run.cfg["seed"] if seed is None else seed, settings=settings,
-                        num_samples=s["num_samples"], progress=progress)
+                        seed=run.config["seed"] if seed is None else seed, settings=settings,
+                        num_samples=s["num_samples"])
     check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
     order = best_first(result.scores, result.archs)  # ties as in ranking.csv
     result.archs = np.asarray(result.archs)[order]
     result.scores = np.asarray(result.scores, dtype=np.float64)[order]
     name = name or search_name(method, scorer, constraint.max_params, constraint.max_flops,
-                               seed, final, run.cfg["seed"], constraint.max_latency,
+                               seed, checkpoint, run.config["seed"], constraint.max_latency,
                                getattr(latency, "column", None))
     k = s["report_top"]
     top = result.archs[:k]
-    cost = space.cost(top, **cost_kwargs(run))
-    visited_cost = space.cost(result.archs, **cost_kwargs(run))
+    cost = space.cost(top, **run.cost_kwargs)
+    visited_cost = space.cost(result.archs, **run.cost_kwargs)
     if latency is not None:
         visited_cost["latency"] = np.asarray(latency(result.archs), dtype=np.float64)
     out = {
         "space": space.name, "name": name, "file": f"result-{name}.json",
         "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
-        "checkpoint": final, "seed": int(run.cfg["seed"] if seed is None else seed),
+        "checkpoint": checkpoint, "seed": int(run.config["seed"] if seed is None else seed),
         "max_params": constraint.max_params, "max_flops": constraint.max_flops,
         "max_latency": constraint.max_latency,
         "constraint": constraint.describe(), "evaluations": int(result.evaluations),
@@ -148,7 +150,7 @@ def _add_latency(out: Dict[str, Any], latency, ms: np.ndarray, scores: np.ndarra
     from ..latency import pareto_front
     source = latency.source
     for row, value in zip(out["top"], ms):
-        row["latency_ms"] = float(value) if np.isfinite(value) else None
+        row["latency_ms"] = finite_or_none(value)
         row["latency_source"] = source
     out["latency"] = {**latency.describe(), "unit": "ms",
                       "pareto_file": f"pareto-{out['name']}.csv",
@@ -162,7 +164,7 @@ def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, A
     out: Dict[str, Any] = {"visited": int(len(scores))}
     for kind in ("params", "flops"):
         tau = kendalltau(scores, cost[kind]).statistic if len(scores) > 1 else float("nan")
-        out[f"tau_score_{kind}"] = None if not np.isfinite(tau) else float(tau)
+        out[f"tau_score_{kind}"] = finite_or_none(tau)
         big = int(np.argmax(cost[kind]))
         out[f"largest_visited_{kind}"] = {"index": big, "cost": float(cost[kind][big]),
                                           "score": float(scores[big])}
@@ -178,16 +180,9 @@ def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[
     run that cannot be written fails before any result is replaced."""
     plots = make_dir(run.path / "plots", "plot folder")
     name = out["name"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    ms = cost.get("latency")
-    w.writerow(["rank", "arch", scorer, "params_m", "flops_m"] + (
-        ["latency_ms"] if ms is not None else []))
-    for r, (a, sc, p, fl) in enumerate(zip(result.archs, result.scores, cost["params"],
-                                            cost["flops"]), start=1):
-        w.writerow([r, space.to_str(tuple(a)), f"{sc:.12g}", f"{p:.6f}", f"{fl:.5f}"] + (
-            [f"{ms[r - 1]:.6g}"] if ms is not None else []))
-    atomic_write_text(run.path / out["visited_file"], buf.getvalue())
+    visited = ranking_csv(scorer, [space.to_str(tuple(a)) for a in result.archs], result.scores,
+                          cost["params"], cost["flops"], cost.get("latency"))
+    atomic_write_text(run.path / out["visited_file"], visited)
     write_json_atomic(out, run.path / out["file"])
     plot = plots / f"search-{name}_score_vs_flops.png"
     scatter_plot(cost["flops"], result.scores, plot,
@@ -196,7 +191,7 @@ def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[
     if "latency" in cost:
         _write_pareto(run, space, scorer, result, cost, out, plots)
     # the latest search, under the names every earlier rlnas wrote
-    atomic_write_text(run.path / "visited.csv", buf.getvalue())
+    atomic_write_text(run.path / "visited.csv", visited)
     write_json_atomic(out, run.path / "result.json")
     if plot.exists():
         shutil.copyfile(plot, plots / "search_score_vs_flops.png")

@@ -18,7 +18,7 @@ from ..checkpoint import load_checkpoint
 from ..data import make_loader, prepare_training_data
 from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
 from ..errors import RlnasError
-from ..files import atomic_write_text, make_dir, os_error_text, run_lock
+from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
 from ..labels import load_labels, make_labels, save_labels
 from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
 from ..rundir import check_run_dir, model_meta
@@ -164,12 +164,6 @@ class StabilityStop:
             extra["scalars"] = {"stability_tau": tau}  # TensorBoard only, not the checkpoint
         stop = tau is not None and tau >= 1 - self.tol
         if self.write:
-            try:
-                new = not self.log_path.exists()
-                with open(self.log_path, "a") as f:
-                    if new:
-                        f.write("epoch,tau_previous,stop\n")
-                    f.write(f"{epoch},{'' if tau is None else f'{tau:.6f}'},{int(stop)}\n")
-            except OSError as exc:
-                raise RlnasError(f"cannot write {self.log_path}: {os_error_text(exc)}") from None
+            append_csv_row(self.log_path, ("epoch", "tau_previous", "stop"),
+                           (epoch, "" if tau is None else f"{tau:.6f}", int(stop)))
         return stop

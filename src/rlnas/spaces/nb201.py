@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
-from . import register_space
+from .registry import register_space
 from .base import Arch, SearchSpace, refuse_model_options
+from .ops import ReLUConvBN
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
@@ -207,13 +208,6 @@ def sample_urs(seed: int, step: int, num_cells: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in, c_out, kernel, stride=1, affine=True):
-        super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=True))
-
-
 class ResNetBlock(nn.Module):
     """NB201's stride-2 ResNet basic block between stages (BN affine)."""
 
