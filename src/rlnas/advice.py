@@ -14,6 +14,7 @@ import numpy as np
 
 from .config import (CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe,
                      search_scorer)
+from .schema import Config
 from .spaces.darts import NUM_EDGES, SEP3
 
 _BASELINES = ("params", "flops", "random")
@@ -66,9 +67,9 @@ def _advice(cfg: Dict[str, Any], scorer: Optional[str] = None,
     if better is not None:
         return (f"score by {better}, which ranks the cells above the params count in this "
                 f"evaluation (search.scorer={better}, or `rlnas search RUN --scorer {better}`)")
-    recipe = fast_recipe(cfg.get("space"))
+    recipe = fast_recipe(Config.of(cfg).space)
     if recipe is not None and measured_recipe(cfg) is None:
-        recipe_scorer = load_config(recipe.preset)["search"]["scorer"]
+        recipe_scorer = load_config(recipe.preset).search.scorer
         return f"use the measured fast recipe (the preset {recipe.preset}, scored by {recipe_scorer})"
     retrain = "retrain the top archs with the true labels before trusting the pick (rlnas retrain)"
     if recipe is not None:
@@ -107,7 +108,7 @@ def weak_tau_notes(result: Dict[str, Any], only: Optional[Sequence[str]] = None)
 
 def weighted_op_note(run_cfg: Dict[str, Any], search: Dict[str, Any]) -> List[str]:
     """A DARTS pick with no weighted op in its normal cell (only none / pooling / skip)."""
-    if not search or search.get("space", run_cfg.get("space")) != "darts":
+    if not search or search.get("space", Config.of(run_cfg).space) != "darts":
         return []
     top = search.get("top") or []
     if not top or "genome" not in top[0]:
@@ -128,7 +129,7 @@ def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List
     is not flagged: those rank well before they fit their labels (nasbench-macro-fast never
     leaves chance, by its small learning rate)."""
     run_path = Path(run_path)
-    if run_cfg.get("labels", {}).get("kind") != "random":
+    if Config.of(run_cfg).labels.kind != "random":
         return []
     k, n = info.get("num_classes"), info.get("num_images")
     metrics = run_path / "metrics.csv"
@@ -182,7 +183,7 @@ def weak_notes(run, search: Optional[Dict[str, Any]] = None,
         notes += weak_tau_notes(evaluation, only=[answer_scorer(run.config, search)])
     notes += weighted_op_note(run.config, search or {})
     notes += chance_note(run.path, run.config, run.info)
-    recipe = fast_recipe(run.config.get("space"))
+    recipe = fast_recipe(Config.of(run.config).space)
     if recipe is not None and recipe.limit:
         notes.append(recipe.limit)
     return notes
@@ -208,7 +209,7 @@ def skipped_evaluation_note(run_dir, cfg: Dict[str, Any]) -> str:
     skipped = ("evaluation skipped: no benchmark table given, so the ranking was not compared "
                "with true accuracies (no Kendall tau against the params baseline, no "
                "evaluation.md, no plots)")
-    if cfg.get("space") == "nb201":
+    if Config.of(cfg).space == "nb201":
         return (f"{skipped}. To get it: add nasbench201=PATH/TO/NAS-Bench-201.csv (config key "
                 f"evaluate.nasbench201) to this command, or run `rlnas evaluate {run_dir} "
                 f"--nasbench201 PATH --scorers {scorers}`.")

@@ -174,7 +174,7 @@ def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rl
     from .rundir import open_run
     cfg = plan.config
     note = None if plan.continues or preset is None else \
-        preset_note(str(preset), cfg, resolve_device(cfg["device"]).type)
+        preset_note(str(preset), cfg, resolve_device(cfg.device).type)
     res = train_stage.train_supernet(cfg, plan.out, progress=progress,
                                      note=note and f"{caller}: {note}")
     run = open_run(plan.out)

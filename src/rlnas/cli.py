@@ -13,6 +13,7 @@
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
     rlnas bench | cost ARCH | sample SPACE | scorers | presets
+    rlnas config --show [PRESET|RUN [key=value ...]]   the resolved config, each key's doc
     rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
     rlnas demo                                         the whole method offline, in minutes
 
@@ -113,7 +114,7 @@ def _print_trained(run) -> None:
     if res.get("already_done"):
         print(f"{run.path}: training already complete ({res['steps']} steps)")
         return
-    stop = (f" of {cfg['train']['epochs']} (stopped: the {search_scorer(cfg)} ranking is "
+    stop = (f" of {cfg.train.epochs} (stopped: the {search_scorer(cfg)} ranking is "
             f"stable, stability.csv)" if res.get("stopped_early") else "")
     print(f"{run.path}: trained {res['epoch']} epochs{stop}"
           f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
@@ -319,7 +320,7 @@ def _run(args):
         _print_ranking(run.rank(progress=not args.quiet))
     res = run.search(progress=not args.quiet, **latency)
     _print_search(run, res)
-    table = plan.config["evaluate"]["nasbench201"]
+    table = plan.config.evaluate.nasbench201
     if table:
         _evaluate_and_print([run.path], table, f"{search_scorer(plan.config)},params",
                             progress=not args.quiet, result=res["file"])
@@ -461,6 +462,30 @@ def _sample(args):
         print(space.to_str(space.sample(rng)))
 
 
+def _add_config_args(p):
+    p.add_argument("--show", action="store_true",
+                   help="print the resolved config of CONFIG with each key's doc, or without "
+                        "CONFIG every key of the schema (default, doc, values it takes)")
+    p.add_argument("config", nargs="?",
+                   help="preset name, YAML file or run directory (its config.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_space_arg(p)
+
+
+def _config(args):
+    from . import api
+    from .schema import describe, describe_schema
+    if not args.show:
+        raise RlnasError("nothing to do: `rlnas config --show [CONFIG] [key=value ...]` prints "
+                         "a resolved config with each key's doc (without CONFIG: the schema)")
+    if args.config is None:
+        if args.overrides:
+            raise RlnasError("overrides need a CONFIG to apply to")
+        print(describe_schema(), end="")
+    else:
+        print(describe(api.load_config(args.config, args.overrides)), end="")
+
+
 def _presets(args):
     from .config import PRESET_DIR, list_presets
     for name in list_presets():
@@ -489,7 +514,7 @@ def _check_latency_limit(cfg, latency):
     from .searchers import Constraint
     from .spaces import get_space
     from .spaces.choice import ChoiceSpace
-    space = get_space(cfg["space"])
+    space = get_space(cfg.space)
     table = latency.get("latency_table")
     if table is None and not isinstance(space, ChoiceSpace):
         return
@@ -533,6 +558,8 @@ VERBS: Dict[str, Verb] = {
     "sample": Verb("print uniformly drawn archs of a space (baselines)", _sample,
                    _add_sample_args),
     "presets": Verb("list the config presets", _presets),
+    "config": Verb("a config resolved, each key with its doc (or every key of the schema)",
+                   _config, _add_config_args),
     "scorers": Verb("list the registered scorers", _scorers),
 }
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .errors import RlnasError
+from .schema import Config
 
 PathLike = Union[str, Path]
 
@@ -444,20 +445,20 @@ def nb201_train_half(data: ImageData, split_file: Optional[PathLike] = None,
                                   f"no split file given")
 
 
-def prepare_training_data(cfg: Dict[str, Any]):
-    """Training images per the config: the NB201 half where asked, then the subset."""
-    d = cfg["data"]
-    data = load_dataset(d["dataset"], d["root"], split="train")
+def prepare_training_data(cfg: Dict[str, Any]) -> Tuple[ImageData, str]:
+    """Training images per a config (the NB201 half where asked, then the subset), described."""
+    d, seed = Config.of(cfg).data, Config.of(cfg).seed
+    data = load_dataset(d.dataset, d.root, split="train")
     notes = [f"{data.name}: {data.source}"]
-    if d.get("nb201_half"):
-        idx, desc = nb201_train_half(data, d.get("split_file"), seed=cfg["seed"])
+    if d.nb201_half:
+        idx, desc = nb201_train_half(data, d.split_file, seed=seed)
         data = data.subset(idx)
         notes.append(desc)
-    if d.get("subset"):
-        if d["subset"] > len(data.y):
-            raise RlnasError(f"data.subset={d['subset']} exceeds the {len(data.y)} training images")
-        data = data.subset(np.arange(d["subset"]))
-        notes.append(f"first {d['subset']} images kept (data.subset)")
+    if d.subset:
+        if d.subset > len(data.y):
+            raise RlnasError(f"data.subset={d.subset} exceeds the {len(data.y)} training images")
+        data = data.subset(np.arange(d.subset))
+        notes.append(f"first {d.subset} images kept (data.subset)")
     return data, "; ".join(notes)
 
 

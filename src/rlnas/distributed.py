@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -109,9 +109,11 @@ def check_same_paths(dist: Dist, digest: int, epoch: int):
         raise RlnasError(f"ranks sampled different paths in epoch {epoch}: {got}")
 
 
-def check_parallel(t: Dict[str, Any], dist: Dist):
-    if t["batch_size"] < dist.world * t["accumulate"]:
-        raise RlnasError(f"global batch {t['batch_size']} is smaller than processes x "
-                         f"accumulate = {dist.world} x {t['accumulate']}")
-    if t["grad_sync"] not in ("coalesced", "ddp"):
-        raise RlnasError(f"train.grad_sync must be coalesced or ddp, got {t['grad_sync']!r}")
+def check_parallel(train, dist: Dist):
+    """RlnasError unless the train section's global batch splits over the processes and
+    micro-batches (``train.batch_size >= processes x train.accumulate``)."""
+    if train.batch_size < dist.world * train.accumulate:
+        raise RlnasError(f"global batch {train.batch_size} is smaller than processes x "
+                         f"accumulate = {dist.world} x {train.accumulate}")
+    if train.grad_sync not in ("coalesced", "ddp"):
+        raise RlnasError(f"train.grad_sync must be coalesced or ddp, got {train.grad_sync!r}")

@@ -122,7 +122,7 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text))
 
 
-def append_csv_row(path, header: Sequence[str], row: Sequence) -> None:
+def append_csv_row(path, header: Iterable[str], row: Iterable) -> None:
     """Append ``row`` to the CSV file ``path`` (``metrics.csv``, ``eval.csv``, ...), writing
     ``header`` first where the file is new; an OS error (a full disk raises on the write, where
     the error names no file) is a one-line RlnasError naming it."""

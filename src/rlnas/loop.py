@@ -27,6 +27,7 @@ from .data import DeviceLoader
 from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
 from .errors import RlnasError
 from .files import append_csv_row, atomic_write_text, os_error_text
+from .schema import BY_PATH, TrainSection
 from .tensorboard import open_tensorboard
 
 
@@ -63,9 +64,15 @@ def learning_rate(schedule: str, step: int, steps_per_epoch: int, epochs: int, l
     raise RlnasError(f"unknown lr_schedule {schedule!r} (cosine, linear or linear_warmup)")
 
 
+def _default(key: str):
+    return BY_PATH[f"train.{key}"].default
+
+
 @dataclass
 class LoopSpec:
-    """What differs between a supernet and a standalone network run."""
+    """What differs between a supernet and a standalone network run. Built from a config's
+    train section by :meth:`from_train`; the recipe fields are train keys of the same names
+    (their defaults are the schema's). The keyword form is for loops no config describes."""
 
     model: nn.Module
     loader: DeviceLoader  # or imagenet.FolderLoader: the same batch(step, part, parts) interface
@@ -78,21 +85,21 @@ class LoopSpec:
     device: torch.device
     precision: str = "auto"
     path_fn: Optional[Callable[[int], Any]] = None  # supernet: global step -> path
-    lr_schedule: str = "cosine"
-    warmup_epochs: int = 0
+    lr_schedule: str = _default("lr_schedule")
+    warmup_epochs: int = _default("warmup_epochs")
     before_epoch: Optional[Callable[[int], None]] = None  # e.g. the drop-path schedule
-    label_smoothing: float = 0.0
-    grad_clip_norm: Optional[float] = None
-    grad_clip_value: Optional[float] = None
-    wd_conv_only: bool = False
-    wd_classifier: bool = False  # with wd_conv_only: the linear layers are decayed too (MobileNet)
-    aux_weight: float = 0.0  # auxiliary-head loss weight (standalone DARTS networks)
-    accumulate: int = 1  # micro-batches per step and process
+    label_smoothing: float = _default("label_smoothing")
+    grad_clip_norm: Optional[float] = _default("grad_clip_norm")
+    grad_clip_value: Optional[float] = _default("grad_clip_value")
+    wd_conv_only: bool = _default("wd_conv_only")
+    wd_classifier: bool = _default("wd_classifier")  # with wd_conv_only: linear layers too
+    aux_weight: float = _default("aux_weight")  # auxiliary-head loss (standalone DARTS networks)
+    accumulate: int = _default("accumulate")  # micro-batches per step and process
     dist: Dist = field(default_factory=Dist)
-    grad_sync: str = "coalesced"  # coalesced all-reduce of touched grads | ddp
+    grad_sync: str = _default("grad_sync")  # coalesced all-reduce of touched grads | ddp
     ckpt_dir: Optional[Path] = None  # None: no checkpoints (short retraining)
-    ckpt_every_steps: int = 0
-    keep_every_epochs: int = 0
+    ckpt_every_steps: int = _default("ckpt_every_steps")
+    keep_every_epochs: int = _default("keep_every_epochs")
     ckpt_meta: Optional[Dict[str, Any]] = None
     # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
     # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
@@ -100,6 +107,31 @@ class LoopSpec:
     metrics_path: Optional[Path] = None
     progress: bool = True
     desc: str = "train"
+
+    @classmethod
+    def from_train(cls, train: TrainSection, model: nn.Module, loader, device: torch.device,
+                   **options) -> "LoopSpec":
+        """The loop of a config's train section: every recipe key read in this one place.
+
+        Args:
+            train: the ``train`` section (``cfg.train``, or ``TrainSection.of(...)`` for a
+                budget no config holds).
+            model, loader, device: what is trained, on what, where.
+            **options: the other fields (``precision``, ``dist``, ``path_fn``, ``ckpt_dir``,
+                ``ckpt_meta``, ``metrics_path``, callbacks, ``progress``, ``desc``).
+
+        Returns:
+            the LoopSpec.
+        """
+        return cls(model=model, loader=loader, device=device, epochs=train.epochs, lr=train.lr,
+                   lr_min=train.lr_min, momentum=train.momentum, nesterov=train.nesterov,
+                   weight_decay=train.weight_decay, lr_schedule=train.lr_schedule,
+                   warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
+                   grad_clip_norm=train.grad_clip_norm, grad_clip_value=train.grad_clip_value,
+                   wd_conv_only=train.wd_conv_only, wd_classifier=train.wd_classifier,
+                   aux_weight=train.aux_weight, accumulate=train.accumulate,
+                   grad_sync=train.grad_sync, ckpt_every_steps=train.ckpt_every_steps,
+                   keep_every_epochs=train.keep_every_epochs, **options)
 
 
 def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
@@ -236,8 +268,7 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
                                     acc=f"{last['train_acc']:.1f}")
                 if dist.main and spec.metrics_path:
-                    append_csv_row(spec.metrics_path, list(last), [
-                        f"{v:.6g}" if isinstance(v, float) else v for v in last.values()])
+                    append_csv_row(spec.metrics_path, last, map(_csv_value, last.values()))
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
                 scalars = extra.pop("scalars", None) or {}
@@ -268,6 +299,11 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
             board.close()
     dist.barrier()
     return last
+
+
+def _csv_value(value):
+    """A metrics.csv field: floats to 6 significant digits."""
+    return f"{value:.6g}" if isinstance(value, float) else value
 
 
 def _progress(total, start, spec):

@@ -13,6 +13,7 @@ from . import config as config_mod
 from .checkpoint import load_checkpoint
 from .errors import RlnasError
 from .files import LOCK_NAME, os_error_text
+from .schema import Config
 from .spaces import recorded_space
 
 PathLike = Union[str, Path]
@@ -20,7 +21,8 @@ PathLike = Union[str, Path]
 
 def model_meta(cfg: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
     """Identity fields stored in every checkpoint and checked when one is loaded."""
-    return {"space": cfg["space"], "model_config": dict(cfg["model"]),
+    cfg = Config.of(cfg)
+    return {"space": cfg.space, "model_config": cfg.model,
             "num_classes": int(num_classes)}
 
 
@@ -110,7 +112,7 @@ class Run:
 
     def __init__(self, path: PathLike, config: Dict[str, Any], info: Dict[str, Any],
                  train_result: Optional[Dict[str, Any]] = None):
-        self.path, self.config, self.info = Path(path), config, info
+        self.path, self.config, self.info = Path(path), Config.of(config), info
         self.train_result = train_result
 
     @property
@@ -121,7 +123,7 @@ class Run:
     @property
     def space(self):
         """The run's search space (a ``rlnas.spaces.SearchSpace``)."""
-        return recorded_space(self.config["space"], self.path / "config.yaml")
+        return recorded_space(self.config.space, self.path / "config.yaml")
 
     @property
     def scorer(self) -> str:
@@ -143,12 +145,12 @@ class Run:
         """The supernet weights of ``ckpt/<name>`` (checked against the run's supernet), on
         the CPU."""
         ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
-        model = self.space.supernet(num_classes=self.info["num_classes"], **self.config["model"])
+        model = self.space.supernet(num_classes=self.info["num_classes"], **self.config.model)
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise RlnasError(f"checkpoint {self.path / 'ckpt' / name} does not match the "
-                             f"{self.config['space']} supernet of this run "
+                             f"{self.config.space} supernet of this run "
                              f"({str(err).splitlines()[0][:100]})") from None
         return {k: v.detach().cpu() for k, v in ckpt["model"].items()}
 
@@ -246,7 +248,7 @@ class Run:
             return evaluate([self, *others], None,
                             scorers=scorers if scorers is not None else [self.scorer, "params"],
                             **kwargs)
-        table = nasbench201 or self.config.get("evaluate", {}).get("nasbench201")
+        table = nasbench201 or self.config.evaluate.nasbench201
         if not table:
             raise RlnasError(f"{self.path}: no NAS-Bench-201 table; pass nasbench201=PATH "
                              "(a table from `rlnas nasbench201 convert`)")
@@ -277,7 +279,7 @@ class Run:
                          progress=progress, log=log or (lambda line: None))
 
     def __repr__(self):
-        return f"Run({str(self.path)!r}, space={self.config['space']!r}, scorer={self.scorer!r})"
+        return f"Run({str(self.path)!r}, space={self.config.space!r}, scorer={self.scorer!r})"
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -298,8 +300,7 @@ def open_run(path: PathLike) -> Run:
     if not (path / "config.yaml").exists() or not (path / "run.json").exists():
         raise RlnasError(f"{path} is not an rlnas run (no config.yaml/run.json); "
                          "create one with `rlnas train`")
-    cfg = config_mod.read_config_file(path / "config.yaml")
-    config_mod.validate(cfg, where=path / "config.yaml")
+    cfg = config_mod.load_config(str(path / "config.yaml"))  # validated as the run's record
     info = read_run_info(path / "run.json")
     # rank and search would score by another scorer or space and replace the run's results
     check_recorded_config(cfg, path, keys=("space", "search.scorer", "model", "labels"),

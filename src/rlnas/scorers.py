@@ -41,7 +41,7 @@ class ScoreContext:
         """The context of ``run``: its space, seed and benchmark network's costs, comparing
         ``ckpt/init.pt`` with ``ckpt/<checkpoint>``."""
         return cls(space=run.space, run=run, cost_kwargs=run.cost_kwargs,
-                   checkpoint=check_checkpoint_name(checkpoint), seed=run.config["seed"],
+                   checkpoint=check_checkpoint_name(checkpoint), seed=run.config.seed,
                    options=options)
 
 

@@ -26,14 +26,19 @@ from ..distributed import resolve_device
 from ..errors import RlnasError
 from ..files import atomic_write_text, make_dir, write_json_atomic
 from ..loop import LoopSpec, run_loop
-from .retrain import evaluate_network
+from ..schema import DataSection, TrainSection
 from ..scorers import get_scorer
 from .rank import Ranking, best_first, rank, ranking_path
+from .retrain import evaluate_network
 
 GROUPS = ("top", "middle", "random")
 SAMPLE_SIZE = 1000  # archs scored where a space is too large to rank exhaustively
 BOOTSTRAP = 2000
 MIN_ARCHS = 5  # below this a rank correlation says nothing
+# the short retraining recipe of `rlnas check` and `rlnas demo` (the train section's other keys
+# take their defaults: cosine schedule, no clipping, no label smoothing)
+SHORT_RETRAIN = {"lr": 0.05, "lr_min": 0.0, "momentum": 0.9, "nesterov": True,
+                 "weight_decay": 5e-4, "batch_size": 64}
 
 
 def _positive(name: str, value) -> int:
@@ -52,7 +57,7 @@ def ranked_archs(run, scorer: str):
             rank(run, scorer=scorer, progress=False)
         ranking = Ranking.read(path)
         return ranking.arch, ranking.score
-    rng = np.random.default_rng(run.config["seed"])
+    rng = np.random.default_rng(run.config.seed)
     seen = {space.to_str(space.sample(rng)) for _ in range(SAMPLE_SIZE)}
     archs = np.array([space.from_str(a) for a in sorted(seen)], dtype=np.int64)
     scores = np.asarray(get_scorer(scorer, run, progress=False).fn(archs), dtype=np.float64)
@@ -86,24 +91,25 @@ def pick_archs(scores: np.ndarray, k: int, seed: int, groups: Sequence[str] = GR
     return picks
 
 
-def load_check_data(d: Dict[str, Any], images: Optional[int], data_root: Optional[str],
+def load_check_data(d: DataSection, images: Optional[int], data_root: Optional[str],
                     test_root: Optional[str] = None):
-    """(train subset, test) of the run's dataset; errors name the data root to pass."""
-    if d["dataset"] == "digits" and (data_root or test_root):
+    """(train subset, test) of the run's dataset, ``d`` its data section; errors say how to pass it."""
+    d = DataSection(d)
+    if d.dataset == "digits" and (data_root or test_root):
         # silently ignoring the folder would check other data than the user meant
         raise RlnasError("the digits dataset ships inside scikit-learn: --data-root / "
                          "--test-root do not apply to it")
-    root = data_root or d.get("root")
+    root = data_root or d.root
     try:
-        train = load_dataset(d["dataset"], root, split="train")
-        test = load_dataset(d["dataset"], test_root or d.get("test_root") or root, split="test")
+        train = load_dataset(d.dataset, root, split="train")
+        test = load_dataset(d.dataset, test_root or d.test_root or root, split="test")
     except RlnasError as exc:
-        raise RlnasError(f"{exc} (pass the {d['dataset']} data with --data-root DIR / "
+        raise RlnasError(f"{exc} (pass the {d.dataset} data with --data-root DIR / "
                          f"--test-root FILE)") from None
-    n = images or d.get("subset") or len(train.y)
+    n = images or d.subset or len(train.y)
     if n > len(train.y):
         raise RlnasError(f"--images {n} is more than the {len(train.y):,} training images of "
-                         f"{d['dataset']}")
+                         f"{d.dataset}")
     if n < len(train.y):
         train = train.subset(np.arange(n))
     test.mean, test.std = train.mean, train.std  # normalise test images as training ones
@@ -115,13 +121,11 @@ def retrain_arch(space, arch, train, test, model_kwargs: Dict[str, Any], budget:
     """Train the standalone network of ``arch`` from scratch with true labels; top-1 (%)."""
     torch.manual_seed(budget["seed"])
     model = space.network(arch, num_classes=train.num_classes, **model_kwargs).to(device)
-    size = budget["image_size"]
-    loader = make_loader(train, train.y, 64, device=device, seed=budget["seed"],
+    size, recipe = budget["image_size"], TrainSection.of(epochs=budget["epochs"], **SHORT_RETRAIN)
+    loader = make_loader(train, train.y, recipe.batch_size, device=device, seed=budget["seed"],
                          augment=budget["augment"], resolution=size)
-    spec = LoopSpec(model=model, loader=loader, epochs=budget["epochs"], lr=0.05, lr_min=0.0,
-                    momentum=0.9, nesterov=True, weight_decay=5e-4, device=device,
-                    precision="fp32", progress=progress, desc="check")
-    run_loop(spec)
+    run_loop(LoopSpec.from_train(recipe, model, loader, device, precision="fp32",
+                                 progress=progress, desc="check"))
     ev = make_loader(test, test.y, 500, device=device, eval_mode=True, resolution=size)
     return float(evaluate_network(model, ev)["top1"])
 
@@ -202,8 +206,8 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
     if image_size is not None:
         _positive("--image-size", image_size)
     scorer = scorer or run.scorer
-    space, d = run.space, run.config["data"]
-    model_kwargs = {k2: v for k2, v in dict(run.config["model"]).items() if k2 != "drop_path"}
+    space, d = run.space, run.config.data
+    model_kwargs = {k2: v for k2, v in run.config.model.items() if k2 != "drop_path"}
     for name, value in (("channels", channels), ("cells", cells)):
         if value is not None:
             if name not in model_kwargs:
@@ -213,16 +217,16 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
     arch_strs, scores = ranked_archs(run, scorer)
     picks = pick_archs(scores, k, seed, groups)
     budget = {"scorer": scorer, "epochs": epochs, "images": int(len(train.y)),
-              "image_size": int(image_size or d.get("resolution") or train.image_size[0]),
-              "model": model_kwargs, "seed": int(seed), "augment": bool(d.get("augment", True)),
-              "dataset": d["dataset"]}
+              "image_size": int(image_size or d.resolution or train.image_size[0]),
+              "model": model_kwargs, "seed": int(seed), "augment": bool(d.augment),
+              "dataset": d.dataset}
     out = Path(out) if out is not None else run.path / "check"
     make_dir(out / "archs", "check folder")
     chosen = np.array([space.from_str(arch_strs[i]) for _, i in picks], dtype=np.int64)
     cost = space.cost(chosen, **run.cost_kwargs)
-    device = resolve_device(run.config.get("device", "auto"))
+    device = resolve_device(run.config.device)
     log(f"check: retraining {len(picks)} archs of {run.path} ({', '.join(groups)}; k={k}) with "
-        f"true labels, {epochs} epochs on {budget['images']:,} {d['dataset']} images at "
+        f"true labels, {epochs} epochs on {budget['images']:,} {d.dataset} images at "
         f"{budget['image_size']} px -> {out}")
     rows = []
     for n, (group, i) in enumerate(picks):

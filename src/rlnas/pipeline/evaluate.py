@@ -78,15 +78,15 @@ def _load_table(runs, table_path, benchmark):
     """The ground truth and the archs to score: (table, archs)."""
     if benchmark is None:
         for run in runs:
-            if run.config["space"] != "nb201":
+            if run.config.space != "nb201":
                 raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
         return load_nb201_table(table_path), runs[0].space.enumerate()
     table = load_benchmark_table(benchmark, runs[0].space)
     for run in runs:
-        if run.config["space"] != runs[0].config["space"]:
-            raise RlnasError(f"{run.path}: space {run.config['space']}, the first run's is "
-                             f"{runs[0].config['space']}; evaluate runs of one space together")
-        table.check_space(run.config["space"])
+        if run.config.space != runs[0].config.space:
+            raise RlnasError(f"{run.path}: space {run.config.space}, the first run's is "
+                             f"{runs[0].config.space}; evaluate runs of one space together")
+        table.check_space(run.config.space)
     space = runs[0].space
     try:
         archs = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
@@ -166,7 +166,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         scores, seconds = {}, {}
         data = None
         for name in scorers:
-            key = (name, run.config["seed"])
+            key = (name, run.config.seed)
             if key in run_free:
                 scores[name], seconds[name] = run_free[key]
                 continue
@@ -182,7 +182,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
             seconds[name] = time.perf_counter() - t0
             if not any(scorer_info(part).needs_run for part in name.split("+")):
                 run_free[key] = (scores[name], seconds[name])
-        entry = {"run": str(run.path), "seed": run.config["seed"], "labels": run.config["labels"]["kind"],
+        entry = {"run": str(run.path), "seed": run.config.seed, "labels": run.config.labels.kind,
                  "seconds": seconds, "correlation": {}, "size_control": {}}
         for name in scorers:
             entry["correlation"][name] = correlation_report(strs, scores[name], table,
@@ -231,7 +231,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
     if benchmark is not None:
-        result.update(benchmark=table.kind, space=runs[0].config["space"], title=table.title,
+        result.update(benchmark=table.kind, space=runs[0].config.space, title=table.title,
                       notes=notes)
     if found:
         result["search"] = found

@@ -21,6 +21,7 @@ from ..errors import RlnasError
 from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
 from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
 from ..rundir import check_run_dir
+from ..schema import Config, DataSection
 from ..spaces import recorded_space
 
 
@@ -86,12 +87,12 @@ def _image_keys(data):
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
 
 
-def check_test_data(d: Dict[str, Any], data, data_desc: str, test) -> int:
+def check_test_data(d: DataSection, data, data_desc: str, test) -> int:
     """Refuse a test set that is the training file, or shares more than TEST_OVERLAP_LIMIT of
     its images with the training set, unless ``data.allow_test_overlap`` asks for it; return
-    how many test images are also training images."""
-    allow = bool(d.get("allow_test_overlap"))
-    train_src, test_src = d.get("root"), d.get("test_root") or d.get("root")
+    how many test images are also training images. ``d``: the config's data section."""
+    d = DataSection(d)
+    allow, train_src, test_src = bool(d.allow_test_overlap), d.root, d.test_root or d.root
     if not allow and train_src and os.path.isfile(train_src) and os.path.isfile(test_src) and \
             os.path.samefile(train_src, test_src):
         raise RlnasError(f"the test data {test_src} is the training data file (data.root) "
@@ -129,18 +130,18 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     """Train the standalone network of ``arch_spec`` per ``cfg`` in ``run_dir`` (resumes).
     The run directory, the data and the test overlap are checked before anything is written;
     training holds the run's lock."""
-    run_dir = Path(run_dir)
-    space = recorded_space(cfg["space"], "the retraining config")
+    run_dir, cfg = Path(run_dir), Config.of(cfg)
+    space = recorded_space(cfg.space, "the retraining config")
     arch, source = resolve_arch(space, arch_spec)
     arch_str = space.to_str(arch)
     _check_retrain_dir(cfg, run_dir, arch_str)  # fails fast, before the data is loaded
-    dist, device = init_distributed(cfg["device"])
-    t, d = cfg["train"], cfg["data"]
-    check_parallel(t, dist)
+    dist, device = init_distributed(cfg.device)
+    train, d = cfg.train, cfg.data
+    check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
-    test = load_dataset(d["dataset"], d.get("test_root") or d["root"], split="test")
+    test = load_dataset(d.dataset, d.test_root or d.root, split="test")
     shared = check_test_data(d, data, data_desc, test)
-    m = dict(cfg["model"])
+    m = cfg.model
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
     make_dir(run_dir, "retraining directory")
     with run_lock(run_dir, "retrain"):
@@ -156,56 +157,47 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                  "test": test.source, "test_images_in_training": shared,
                  "labels": "true labels", "num_images": int(len(data.y)),
                  "num_classes": int(data.num_classes),
-                 "image_size": int(d.get("resolution") or data.image_size[0]),
+                 "image_size": int(d.resolution or data.image_size[0]),
                  "device": str(device), "processes": dist.world,
-                 "config": cfg}, indent=2) + "\n")  # what the checkpoints are trained with
+                 "config": cfg.tree()}, indent=2) + "\n")  # what the checkpoints are trained with
         dist.barrier()
-        torch.manual_seed(cfg["seed"])
+        torch.manual_seed(cfg.seed)
         model = space.network(arch, num_classes=data.num_classes, **m).to(device)
         channels_last = CHANNELS_LAST
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        loader = make_loader(data, data.y, t["batch_size"], device=device, seed=cfg["seed"],
-                             augment=d["augment"], channels_last=channels_last,
-                             cutout=int(d.get("cutout") or 0), resolution=d.get("resolution"),
-                             transform=d.get("transform"))
+        loader = make_loader(data, data.y, train.batch_size, device=device, seed=cfg.seed,
+                             augment=d.augment, channels_last=channels_last,
+                             cutout=int(d.cutout or 0), resolution=d.resolution,
+                             transform=d.transform)
         test.mean, test.std = data.mean, data.std  # normalise test images as training ones
         test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
-                                  eval_mode=True, resolution=d.get("resolution"),
-                                  transform=d.get("transform"))
+                                  eval_mode=True, resolution=d.resolution, transform=d.transform)
 
         def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
             if hasattr(model, "drop_path_prob"):
-                model.drop_path_prob = drop_path * epoch / t["epochs"]
+                model.drop_path_prob = drop_path * epoch / train.epochs
 
-        eval_every = int(cfg.get("eval", {}).get("every_epochs", 1) or 0)
+        eval_every = int(cfg.eval.every_epochs or 0)
 
         def after_epoch(epoch, extra):
-            if dist.main and (epoch == t["epochs"] or (eval_every and epoch % eval_every == 0)):
+            if dist.main and (epoch == train.epochs or (eval_every and epoch % eval_every == 0)):
                 res = dict(evaluate_network(model, test_loader), epoch=epoch)
                 append_csv_row(run_dir / "eval.csv", ("epoch", "top1", "top5"),
                                (res["epoch"], f"{res['top1']:.4f}", f"{res['top5']:.4f}"))
             return False
 
-        meta = {"space": space.name, "arch": arch_str, "model_config": dict(cfg["model"]),
+        meta = {"space": space.name, "arch": arch_str, "model_config": cfg.model,
                 "num_classes": int(data.num_classes)}
-        spec = LoopSpec(model=model, loader=loader, epochs=t["epochs"], lr=t["lr"],
-                        lr_min=t["lr_min"], momentum=t["momentum"], nesterov=t["nesterov"],
-                        weight_decay=t["weight_decay"], device=device, precision=cfg["precision"],
-                        lr_schedule=t["lr_schedule"], warmup_epochs=t.get("warmup_epochs", 0),
-                        label_smoothing=t["label_smoothing"], grad_clip_norm=t["grad_clip_norm"],
-                        grad_clip_value=t["grad_clip_value"], wd_conv_only=t["wd_conv_only"],
-                        wd_classifier=t.get("wd_classifier", False),
-                        aux_weight=t.get("aux_weight", 0.0), accumulate=t["accumulate"], dist=dist,
-                        grad_sync=t["grad_sync"], before_epoch=before_epoch,
-                        epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
-                        ckpt_every_steps=t["ckpt_every_steps"],
-                        keep_every_epochs=t["keep_every_epochs"], ckpt_meta=meta,
-                        metrics_path=run_dir / "metrics.csv", progress=progress, desc="retrain")
+        spec = LoopSpec.from_train(train, model, loader, device, precision=cfg.precision,
+                                   dist=dist, before_epoch=before_epoch,
+                                   epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
+                                   ckpt_meta=meta, metrics_path=run_dir / "metrics.csv",
+                                   progress=progress, desc="retrain")
         optimizer = make_optimizer(spec)
         ckpt = start_or_resume(spec, optimizer, run_dir, resume)
         start = int(ckpt.get("step", 0))
-        total = loader.steps_per_epoch * t["epochs"]
+        total = loader.steps_per_epoch * train.epochs
         if start < total:
             run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                      epoch_stats=ckpt.get("epoch_stats"))
@@ -215,7 +207,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         best = max(rows, key=lambda r: r["top1"])
         summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
                                                      if p.requires_grad) / 1e6,
-                   "last": rows[-1], "best": best, "epochs": t["epochs"]}
+                   "last": rows[-1], "best": best, "epochs": train.epochs}
         if dist.main:
             atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
         return summary

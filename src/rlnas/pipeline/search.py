@@ -94,31 +94,30 @@ def check_search_name(name: str) -> str:
 
 def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, progress,
             name=None, max_latency=None, latency=None):
-    s = run.config["search"]
-    method = method or s["method"]
+    s = run.config.search
+    method = method or s.method
     if name is not None:
         check_search_name(name)
     space = run.space
     fn = get_scorer(scorer, run, checkpoint=checkpoint, progress=progress).fn
-    constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
-                            max_flops=max_flops if max_flops is not None else s["max_flops"],
+    constraint = Constraint(max_params=max_params if max_params is not None else s.max_params,
+                            max_flops=max_flops if max_flops is not None else s.max_flops,
                             cost_kwargs=run.cost_kwargs, max_latency=max_latency,
                             latency=latency)
-    settings = EvolutionSettings(population=s["population"], topk=s["topk"],
-                                 mutations=s["mutations"], crossovers=s["crossovers"],
-                                 mutation_prob=s["mutation_prob"], generations=s["generations"],
-                                 crossover_first=bool(s.get("crossover_first", False)))
+    settings = EvolutionSettings(population=s.population, topk=s.topk, mutations=s.mutations,
+                                 crossovers=s.crossovers, mutation_prob=s.mutation_prob,
+                                 generations=s.generations, crossover_first=bool(s.crossover_first))
     result = run_search(method, space, fn, constraint=constraint,
-                        seed=run.config["seed"] if seed is None else seed, settings=settings,
-                        num_samples=s["num_samples"])
+                        seed=run.config.seed if seed is None else seed, settings=settings,
+                        num_samples=s.num_samples)
     check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
     order = best_first(result.scores, result.archs)  # ties as in ranking.csv
     result.archs = np.asarray(result.archs)[order]
     result.scores = np.asarray(result.scores, dtype=np.float64)[order]
     name = name or search_name(method, scorer, constraint.max_params, constraint.max_flops,
-                               seed, checkpoint, run.config["seed"], constraint.max_latency,
+                               seed, checkpoint, run.config.seed, constraint.max_latency,
                                getattr(latency, "column", None))
-    k = s["report_top"]
+    k = s.report_top
     top = result.archs[:k]
     cost = space.cost(top, **run.cost_kwargs)
     visited_cost = space.cost(result.archs, **run.cost_kwargs)
@@ -127,7 +126,7 @@ def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, p
     out = {
         "space": space.name, "name": name, "file": f"result-{name}.json",
         "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
-        "checkpoint": checkpoint, "seed": int(run.config["seed"] if seed is None else seed),
+        "checkpoint": checkpoint, "seed": int(run.config.seed if seed is None else seed),
         "max_params": constraint.max_params, "max_flops": constraint.max_flops,
         "max_latency": constraint.max_latency,
         "constraint": constraint.describe(), "evaluations": int(result.evaluations),
