@@ -6,10 +6,11 @@
     result = run.search(max_params=0.5)   # the dict written to result.json
     report = run.evaluate(nasbench201="nasbench201.csv")  # the dict of evaluation.json
 
-Each function calls the same functions as the command line (``rlnas.cli``): ``train`` is
-``rlnas train``, ``Run.rank`` is ``rlnas rank``, ``Run.search`` is ``rlnas search`` and
-``evaluate`` / ``Run.evaluate`` are ``rlnas evaluate``; they read and write the same files in the
-run directory, so a run started here can be continued from the shell and the other way round.
+The command line (``rlnas.cli``) calls these functions: ``train`` is ``rlnas train``,
+``Run.rank`` is ``rlnas rank``, ``Run.search`` is ``rlnas search``, ``evaluate`` /
+``Run.evaluate`` are ``rlnas evaluate``, ``Run.check``, ``retrain`` and ``export`` the verbs of
+those names; they read and write the same files in the run directory, so a run started here can
+be continued from the shell and the other way round.
 Errors in the user's input raise :class:`rlnas.RlnasError` (the one-line messages the CLI
 prints). Heavy modules (torch) are imported on first use, not by ``import rlnas``.
 """
