@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlnas.bench import SETTINGS
+from rlnas.throughput import SETTINGS
 from rlnas.spaces import get_space
 
 

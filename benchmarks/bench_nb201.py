@@ -26,7 +26,7 @@ import contextlib
 
 from rlnas.angle import AngleScorer, angle_between
 from rlnas.data import DeviceLoader
-from rlnas.engine import CHANNELS_LAST, autocast_dtype, resolve_device
+from rlnas.distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from rlnas.spaces import get_space
 from rlnas.spaces.nb201 import (EDGE_INDEX, NONE, PATHS, SearchCell, edge_tensor, fixed_keys,
                                 sample_urs, search_cell_ids)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from rlnas.check import check_run, verdict
-from rlnas.engine import open_run
-from rlnas.stages import cost_kwargs, scorer_for
+from rlnas.pipeline.check import check_run, verdict
+from rlnas.rundir import open_run
+from rlnas.scorers import get_scorer
 from rlnas.tables import load_benchmark_table
 
 
@@ -37,9 +37,9 @@ def whole_table_verdict(run, table, scorer: str, column: str):
     """Tau of the scorer and of params/flops over every arch of the table."""
     space = run.space
     genomes = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
-    scores = np.asarray(scorer_for(run, scorer, bars=False)(genomes), dtype=np.float64)
+    scores = np.asarray(get_scorer(scorer, run, progress=False).fn(genomes), dtype=np.float64)
     acc = np.asarray(table.columns[column], float)
-    cost = space.cost(genomes, **(table.cost_kwargs or cost_kwargs(run)))
+    cost = space.cost(genomes, **(table.cost_kwargs or run.cost_kwargs))
     taus = {scorer: _tau(scores, acc), "params": _tau(cost["params"], acc),
             "flops": _tau(cost["flops"], acc)}
     best = max(("params", "flops"), key=lambda b: taus[b])

@@ -119,7 +119,7 @@ def shape_of(cfg) -> tuple:
 def step_seconds(shape, steps=60, warmup=3) -> float:
     import torch
     import torch.nn.functional as F
-    from rlnas.engine import CHANNELS_LAST
+    from rlnas.distributed import CHANNELS_LAST
     from rlnas.spaces import get_space
     c, n, res, batch = shape
     space = get_space("nb201")
@@ -171,7 +171,7 @@ def machine() -> str:
 # ----------------------------------------------------------------------------------------------
 class Truth:
     def __init__(self, table_path):
-        from rlnas.benchmark import load_nb201_table
+        from rlnas.tables import load_nb201_table
         from rlnas.sizecontrol import budget_ladder
         from rlnas.spaces import get_space
         self.space = get_space("nb201")
@@ -250,7 +250,7 @@ def evaluate(data: Path, out: Path):
     global TRUTH
     from scipy.stats import kendalltau
     from rlnas.angle import AngleScorer
-    from rlnas.engine import open_run
+    from rlnas.rundir import open_run
     TRUTH = Truth(data / "nasbench201.csv")
     path = out / "map.json"
     results = json.loads(path.read_text()) if path.exists() else {}
@@ -262,8 +262,8 @@ def evaluate(data: Path, out: Path):
                        for p in (d / "ckpt").glob("epoch_*.pt"))
         state0 = run.checkpoint_state("init.pt")
         states = {name: run.checkpoint_state(name) for _, name in ckpts}
-        entry = {"config": shape_of(run.cfg), "epochs": run.cfg["train"]["epochs"],
-                 "steps_per_epoch": -(-run.info["num_images"] // run.cfg["train"]["batch_size"]),
+        entry = {"config": shape_of(run.config), "epochs": run.config.train.epochs,
+                 "steps_per_epoch": -(-run.info["num_images"] // run.config.train.batch_size),
                  "train_seconds": float((d / "done").read_text()), "by_epoch": {},
                  "pairs": {}}
         prev = {}

@@ -79,20 +79,17 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
-    from rlnas import stages
-    from rlnas.config import load_config
-    from rlnas.engine import open_run, train_supernet
-    from rlnas.evolution import Constraint
-    from rlnas.retraining import train_network
+    import rlnas
+    from rlnas.searchers import Constraint
 
     out, t0 = Path(args.out), time.time()
     test = args.test or next((str(f) for f in [Path(args.data) / "test_exact1k.npz"]
                               if f.exists()), None)
-    cfg = load_config(HERE / "my_space.yaml", [f"root={args.data}"] + args.supernet)
-    train_supernet(cfg, out / "supernet", progress=not args.quiet)
-    run = open_run(out / "supernet")
-    limit = args.max_flops if args.max_flops is not None else cfg["search"]["max_flops"]
-    found = stages.search(run, max_flops=limit)  # evolution by the angle -> result.json
+    run = rlnas.train(HERE / "my_space.yaml", out / "supernet",
+                      [f"root={args.data}"] + args.supernet, progress=not args.quiet)
+    cfg = run.config
+    limit = args.max_flops if args.max_flops is not None else cfg.search.max_flops
+    found = run.search(max_flops=limit)  # evolution by the run's scorer -> result.json
 
     # the baselines, under the same limit: the largest network, and random ones
     space = run.space
@@ -100,24 +97,25 @@ def main(argv=None):
     legal = archs[Constraint(max_flops=limit).mask(space, archs)]
     cost = space.cost(legal)
     largest = legal[np.lexsort((cost["params"], cost["flops"]))[-1]]
-    rng = np.random.default_rng(cfg["seed"])
+    rng = np.random.default_rng(cfg.seed)
     picks = [("found", space.from_str(found["top"][0]["arch"])), ("largest", tuple(largest))]
     picks += [(f"random {i + 1}", tuple(a)) for i, a in
               enumerate(legal[rng.choice(len(legal), args.random, replace=False)])]
-    score = stages.scorer_for(run, found["scorer"])(np.array([a for _, a in picks]))
+    score = run.get_scorer(found["scorer"])(np.array([a for _, a in picks]))
 
     overrides = [f"root={args.data}"] + ([f"data.test_root={test}"] if test else []) + args.retrain
-    rt = load_config(HERE / "retrain-my_space.yaml", overrides)
+    rt = rlnas.load_config(HERE / "retrain-my_space.yaml", overrides)
     rows = []
     for (role, arch), s in zip(picks, score):
-        res = train_network(rt, space.to_str(arch), out / f"retrain-{role.replace(' ', '')}",
+        res = rlnas.retrain(HERE / "retrain-my_space.yaml", space.to_str(arch),
+                            out / f"retrain-{role.replace(' ', '')}", overrides,
                             progress=not args.quiet)
         c = space.cost(np.array([arch]))
         rows.append({"role": role, "arch": space.to_str(arch), found["scorer"]: float(s),
                      "params_m": float(c["params"][0]), "flops_m": float(c["flops"][0]),
                      "test_top1": res["last"]["top1"]})
-    table = [f"FLOPs limit {limit:g} M; retraining: {rt['train']['epochs']} epochs on "
-             f"{rt['data']['subset'] or 'all'} images; {time.time() - t0:.0f} s in all", "",
+    table = [f"FLOPs limit {limit:g} M; retraining: {rt.train.epochs} epochs on "
+             f"{rt.data.subset or 'all'} images; {time.time() - t0:.0f} s in all", "",
              f"| role | arch | {found['scorer']} | params (M) | FLOPs (M) | test top-1 (%) |",
              "|---|---|---|---|---|---|"]
     table += [f"| {r['role']} | {r['arch']} | {r[found['scorer']]:.4f} | {r['params_m']:.3f} | "

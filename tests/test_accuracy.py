@@ -246,7 +246,8 @@ def test_heldout_is_nb201_valid_half_of_real_cifar10(shared_data, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from rlnas.config import load_config
-    from rlnas.engine import open_run, train_supernet
+    from rlnas.pipeline.train import train_supernet
+    from rlnas.rundir import open_run
 
     root = tmp_path_factory.mktemp("acc")
     npz = root / "data"
@@ -268,7 +269,7 @@ def _ctx(run, **options):
 def _manual(run, recal_idx, held: ImageData, labels=None):
     """The scorer's result rebuilt by hand: checkpoint, recal images, held-out images."""
     from rlnas.data import DeviceLoader
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
 
     train, _ = prepare_training_data(run.cfg)
     model = run.space.supernet(num_classes=run.info["num_classes"], **run.cfg["model"])
@@ -289,12 +290,12 @@ def _normalised(train: ImageData, x_u8: np.ndarray) -> torch.Tensor:
 
 
 def test_scorer_on_tiny_run(tiny_run):
-    from rlnas.scorers import get_scorer, list_scorers, scorer_info
+    from rlnas.scorers import build_scorer, list_scorers, scorer_info
 
     assert "accuracy" in list_scorers()
     info = scorer_info("accuracy")
     assert info.needs_run and "true labels" in info.description
-    score = get_scorer("accuracy", _ctx(tiny_run, recal_images=48, recal_batch=512))
+    score = build_scorer("accuracy", _ctx(tiny_run, recal_images=48, recal_batch=512))
     got = score(ARCHS)
     assert got.shape == (len(ARCHS),) and got.dtype == np.float64
     assert np.all((got >= 0) & (got <= 100))
@@ -304,7 +305,7 @@ def test_scorer_on_tiny_run(tiny_run):
     np.testing.assert_array_equal(got, _manual(tiny_run, np.sort(perm), test))
     assert "test split" in score.info["heldout"]
     # what it holds on the device, exactly: the trained weights, those images, the true labels
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
     train, _ = prepare_training_data(tiny_run.cfg)
     torch.testing.assert_close(score.recal_x, _normalised(train, train.x[np.sort(perm)]), atol=0, rtol=0)
     torch.testing.assert_close(score.heldout_x, _normalised(train, test.x), atol=0, rtol=0)
@@ -315,21 +316,21 @@ def test_scorer_on_tiny_run(tiny_run):
         assert torch.equal(v, last[k]), k
     # deterministic: the same function again, and a new scorer
     np.testing.assert_array_equal(score(ARCHS), got)
-    np.testing.assert_array_equal(get_scorer("accuracy", _ctx(tiny_run, recal_images=48))(ARCHS), got)
+    np.testing.assert_array_equal(build_scorer("accuracy", _ctx(tiny_run, recal_images=48))(ARCHS), got)
     # default recal_images (20000) is clamped to the 64 training images
-    full = get_scorer("accuracy", _ctx(tiny_run))(ARCHS[:2])
+    full = build_scorer("accuracy", _ctx(tiny_run))(ARCHS[:2])
     np.testing.assert_array_equal(full, _manual(tiny_run, np.arange(64), test)[:2])
     # eval_images keeps a seeded subset of the held-out split
-    sub = get_scorer("accuracy", _ctx(tiny_run, eval_images=10))
+    sub = build_scorer("accuracy", _ctx(tiny_run, eval_images=10))
     assert len(sub.heldout_y) == 10
 
 
 def test_scorer_uses_true_labels(tiny_run):
     """Held-out = the training images themselves: the scorer must score them against their true
     labels, not the random labels the supernet was trained on."""
-    from rlnas.engine import prepare_training_data
+    from rlnas.data import prepare_training_data
     from rlnas.labels import load_labels
-    from rlnas.scorers import get_scorer
+    from rlnas.scorers import build_scorer
 
     train, _ = prepare_training_data(tiny_run.cfg)
     rand, meta = load_labels(tiny_run.path / "labels.npz")
@@ -338,44 +339,45 @@ def test_scorer_uses_true_labels(tiny_run):
     with_true = _manual(tiny_run, idx, train)
     with_random = _manual(tiny_run, idx, train, labels=rand)
     assert not np.array_equal(with_true, with_random)
-    score = get_scorer("accuracy", _ctx(tiny_run, heldout=train))
+    score = build_scorer("accuracy", _ctx(tiny_run, heldout=train))
     np.testing.assert_array_equal(score(ARCHS), with_true)
     assert torch.equal(score.heldout_y, torch.as_tensor(train.y))
     # given held-out data is normalised like the training data, whatever its own mean/std
     odd = ImageData(train.x, train.y, 10, (0.0,) * 3, (1.0,) * 3, "odd", "odd stats")
-    score = get_scorer("accuracy", _ctx(tiny_run, heldout=odd))
+    score = build_scorer("accuracy", _ctx(tiny_run, heldout=odd))
     torch.testing.assert_close(score.heldout_x, _normalised(train, train.x), atol=0, rtol=0)
 
 
 def test_scorer_bad_options(tiny_run):
-    from rlnas.scorers import ScoreContext, get_scorer
+    from rlnas.scorers import ScoreContext, build_scorer
 
     bad = [dict(recal_images=0), dict(recal_batch=-1), dict(eval_images=0), dict(eval_batch=2.5),
            dict(recal_images="many"), dict(heldout=np.zeros(3)), dict(precision="fp8")]
     for opts in bad:
         with pytest.raises(RlnasError):
-            get_scorer("accuracy", _ctx(tiny_run, **opts))
+            build_scorer("accuracy", _ctx(tiny_run, **opts))
     # held-out labels beyond the supernet's classes, or images of another size
     x = np.zeros((4, 32, 32, 3), np.uint8)
     wide = ImageData(x, np.array([0, 1, 2, 12]), 13, (0.5,) * 3, (0.25,) * 3, "x", "test")
     with pytest.raises(RlnasError, match="labels"):
-        get_scorer("accuracy", _ctx(tiny_run, heldout=wide))
+        build_scorer("accuracy", _ctx(tiny_run, heldout=wide))
     small = ImageData(x[:, :16, :16], np.zeros(4, np.int64), 10, (0.5,) * 3, (0.25,) * 3, "x", "t")
     with pytest.raises(RlnasError, match="trained on"):
-        get_scorer("accuracy", _ctx(tiny_run, heldout=small))
-    score = get_scorer("accuracy", _ctx(tiny_run, recal_images=8))
+        build_scorer("accuracy", _ctx(tiny_run, heldout=small))
+    score = build_scorer("accuracy", _ctx(tiny_run, recal_images=8))
     with pytest.raises(RlnasError):
         score(np.array([[0, 1, 2, 3, 4, 9]]))
     with pytest.raises(RlnasError):
         score(np.array([[0, 1, 2]]))
     with pytest.raises(RlnasError, match="needs a trained"):
-        get_scorer("accuracy", ScoreContext(space=tiny_run.space))
+        build_scorer("accuracy", ScoreContext(space=tiny_run.space))
 
 
 def test_scorer_sees_images_at_the_supernet_training_resolution(tmp_path):
     from rlnas.config import load_config
-    from rlnas.engine import open_run, train_supernet
-    from rlnas.scorers import get_scorer
+    from rlnas.pipeline.train import train_supernet
+    from rlnas.rundir import open_run
+    from rlnas.scorers import build_scorer
     npz = tmp_path / "data"
     npz.mkdir()
     _write_npz(npz, "train_1.npz", 32, 10)
@@ -383,6 +385,6 @@ def test_scorer_sees_images_at_the_supernet_training_resolution(tmp_path):
     cfg = load_config("nb201-cifar10", [f"root={npz}", "channels=4", "cells=1", "epochs=1",
                                         "batch=32", "data.nb201_half=false", "resolution=16"])
     train_supernet(cfg, tmp_path / "run", progress=False)
-    score = get_scorer("accuracy", _ctx(open_run(tmp_path / "run"), recal_images=16))
+    score = build_scorer("accuracy", _ctx(open_run(tmp_path / "run"), recal_images=16))
     assert score.recal_x.shape[2:] == score.heldout_x.shape[2:] == (16, 16)
     assert np.all((score(ARCHS[:2]) >= 0) & (score(ARCHS[:2]) <= 100))

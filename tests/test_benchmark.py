@@ -1,4 +1,4 @@
-"""Tests for rlnas.benchmark: table loading, correlation report, plot and JSON output."""
+"""Tests for rlnas.tables, rlnas.correlation and rlnas.plots: table loading, correlation report, plot and JSON output."""
 
 import itertools
 import json
@@ -8,14 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlnas.benchmark import (
-    ACCURACY_COLUMNS,
-    NB201Table,
-    correlation_report,
-    load_nb201_table,
-    scatter_plot,
-    write_json_atomic,
-)
+from rlnas.correlation import correlation_report
+from rlnas.files import write_json_atomic
+from rlnas.plots import scatter_plot
+from rlnas.tables import ACCURACY_COLUMNS, NB201Table, load_nb201_table
 from rlnas.errors import RlnasError
 
 OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]

@@ -1,4 +1,4 @@
-"""`rlnas check` (rlnas.check): picks, verdict, resume and bad input, on a tiny digits run."""
+"""`rlnas check` (rlnas.pipeline.check): picks, verdict, resume and bad input, on a tiny digits run."""
 import json
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 import rlnas  # noqa: E402
-from rlnas.check import pick_archs, verdict  # noqa: E402
+from rlnas.pipeline.check import pick_archs, verdict  # noqa: E402
 from rlnas.cli import main  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
 

@@ -16,7 +16,7 @@ from conftest import reference_variants, write_npz
 from rlnas.angle import VARIANTS, AngleScorer
 from rlnas.config import load_config
 from rlnas.errors import RlnasError
-from rlnas.evolution import Constraint, EvolutionSettings, evolution_search, random_search
+from rlnas.searchers import Constraint, EvolutionSettings, evolution_search, random_search
 from rlnas.spaces import get_space
 from rlnas.spaces.base import SearchSpace
 from rlnas.spaces.choice import (Choice, ChoiceSpace, Identity, Op, _measure, angle_tensors,

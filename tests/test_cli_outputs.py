@@ -13,9 +13,10 @@ import torch
 from rlnas.cli import main
 from rlnas.config import load_config
 from rlnas.errors import RlnasError
-from rlnas.report import chance_note, weighted_op_note
+from rlnas.advice import chance_note, weighted_op_note
 from rlnas.spaces import get_space
-from rlnas.stages import best_first, search_name
+from rlnas.pipeline.rank import best_first
+from rlnas.pipeline.search import search_name
 from conftest import write_npz, write_params_table
 
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32", "data.nb201_half=false"]
@@ -214,8 +215,8 @@ def test_weak_answer_notes(tmp_path):
                                                  "top": [{"genome": convs}]}) == []
     assert darts.num_genes == 28
     from types import SimpleNamespace
-    from rlnas.report import weak_line
-    line = weak_line(SimpleNamespace(path=tmp_path, cfg={"space": "darts"}, info={}), search)
+    from rlnas.advice import weak_line
+    line = weak_line(SimpleNamespace(path=tmp_path, config={"space": "darts"}, info={}), search)
     assert line.startswith("weak answer: the picked genotype") and "darts-cifar10-fast" in line
     cfg, info = {"labels": {"kind": "random"}}, {"num_classes": 10, "num_images": 25000}
     (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,9.9\n2,10.2\n")
@@ -232,7 +233,7 @@ def test_weak_answer_notes(tmp_path):
 
 def test_weak_answer_advice_names_a_fast_preset_only_where_one_exists():
     from rlnas.config import load_config
-    from rlnas.report import _advice
+    from rlnas.advice import _advice
     assert "nb201-cifar10-fast" in _advice({"space": "nb201"})
     assert "darts-cifar10-fast" in _advice({"space": "darts"})
     assert "nasbench-macro-fast, scored by distance" in _advice(load_config("nasbench-macro"))
@@ -256,13 +257,13 @@ def test_a_measured_recipe_is_recognised_with_seeds_and_paths_free():
 def test_a_macro_fast_run_at_chance_is_not_flagged_but_a_darts_run_states_the_limit(tmp_path):
     from types import SimpleNamespace
     from rlnas.config import FAST_RECIPES, load_config
-    from rlnas.report import weak_line
+    from rlnas.advice import weak_line
     (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,10.05\n")
     info = {"num_classes": 10, "num_images": 25000}
     fast = load_config("nasbench-macro-fast")
     assert chance_note(tmp_path, fast, info) == []
     assert chance_note(tmp_path, load_config("nasbench-macro", ["epochs=1"]), info) != []
-    run = SimpleNamespace(path=tmp_path, cfg=load_config("darts-cifar10-fast"), info=info)
+    run = SimpleNamespace(path=tmp_path, config=load_config("darts-cifar10-fast"), info=info)
     convs = {"space": "darts", "top": [{"genome": [4] * 28}]}
     assert FAST_RECIPES["darts-cifar10"].limit in weak_line(run, convs)
 
@@ -280,7 +281,7 @@ def test_run_without_a_table_says_what_evaluation_it_skipped(npz_root, tmp_path,
 
 
 def test_skipped_evaluation_note_names_the_nb201_flag_and_config_key():
-    from rlnas.report import skipped_evaluation_note
+    from rlnas.advice import skipped_evaluation_note
     note = skipped_evaluation_note("runs/x", load_config("nb201-cifar10-fast"))
     assert "nasbench201=" in note and "evaluate.nasbench201" in note
     assert "rlnas evaluate runs/x --nasbench201 PATH --scorers distance_sum,params" in note

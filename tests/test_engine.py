@@ -11,7 +11,8 @@ import torch
 from rlnas.checkpoint import load_checkpoint, save_checkpoint
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.engine import open_run, train_supernet
+from rlnas.pipeline.train import train_supernet
+from rlnas.rundir import open_run
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
 from conftest import write_npz
@@ -372,7 +373,7 @@ def test_a_paper_preset_on_a_cpu_proposes_the_fast_recipe():
 
 @pytest.mark.parametrize("wd_classifier", [False, True])
 def test_weight_decay_on_conv_weights_and_optionally_the_classifier(wd_classifier):
-    from rlnas.engine import LoopSpec, make_optimizer
+    from rlnas.loop import LoopSpec, make_optimizer
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
                                 torch.nn.Flatten(), torch.nn.Linear(4, 2))
     spec = LoopSpec(model=model, loader=None, epochs=1, lr=0.1, lr_min=0.0, momentum=0.9,
@@ -396,7 +397,7 @@ def test_cost_command_for_other_spaces_and_bad_sizes(capsys):
 
 
 def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_path):
-    from rlnas import stages
+    from rlnas.pipeline import search as stages
     train_supernet(tiny_cfg(tiny_data, "epochs=1", "search.num_samples=12"), tmp_path / "run",
                    progress=False)
     run = open_run(tmp_path / "run")
@@ -427,9 +428,9 @@ class _FakeWriter:
 
 @pytest.fixture
 def fake_board(monkeypatch):
-    from rlnas import engine
+    from rlnas import tensorboard
     _FakeWriter.made = []
-    monkeypatch.setattr(engine, "_summary_writer", lambda: _FakeWriter)
+    monkeypatch.setattr(tensorboard, "_summary_writer", lambda: _FakeWriter)
     return _FakeWriter.made
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlnas.errors import RlnasError
-from rlnas.evolution import (SEARCHERS, Constraint, EvolutionSettings, SearchResult,
+from rlnas.searchers import (SEARCHERS, Constraint, EvolutionSettings, SearchResult,
                              evolution_search, exhaustive_search, random_search, run_search)
 
 try:

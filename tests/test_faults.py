@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import rlnas.engine as engine
+import rlnas.loop as loop
 from rlnas.checkpoint import load_checkpoint
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.engine import train_supernet
+from rlnas.pipeline.train import train_supernet
 from rlnas.errors import RlnasError
 
 TINY = ["device=cpu", "channels=4", "subset=128", "batch=32", "epochs=3",
@@ -249,7 +249,7 @@ def test_a_read_only_run_stops_cleanly_and_keeps_the_previous_checkpoint(call, r
     last = run / "ckpt" / "last.pt"
     module, name = call.split(".")
     target = {"tempfile": tempfile, "os": os}[module]
-    real, real_save, before = getattr(target, name), engine.save_checkpoint, []
+    real, real_save, before = getattr(target, name), loop.save_checkpoint, []
 
     def denied(*args, **kwargs):
         if before:
@@ -262,7 +262,7 @@ def test_a_read_only_run_stops_cleanly_and_keeps_the_previous_checkpoint(call, r
         return real_save(path, payload)
 
     monkeypatch.setattr(target, name, denied)
-    monkeypatch.setattr(engine, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
     code = train(run)
     _check_failed_write(run, code, capsys.readouterr().err, before[0], "Permission denied")
     monkeypatch.undo()
@@ -361,7 +361,7 @@ def test_reading_losses_back_every_few_steps_finds_the_same_step(tmp_path, capsy
     buffer), the same first non-finite step is named and the same checkpoint kept."""
     found = []
     for every in (1, 3, 5):
-        monkeypatch.setattr(engine, "CPU_CHECK_EVERY", every)
+        monkeypatch.setattr(loop, "CPU_CHECK_EVERY", every)
         run = tmp_path / f"every{every}"
         d = diverge(run, capsys, "lr=300.0", "train.ckpt_every_steps=0")
         found.append((d["message"].replace(str(run), "RUN"),
@@ -376,7 +376,7 @@ def test_reading_losses_back_every_few_steps_finds_the_same_step(tmp_path, capsy
 def test_a_diverged_run_without_checkpoints_says_so():
     """run_loop as `rlnas demo` retrains cells with it: no checkpoint folder at all."""
     from rlnas.data import DeviceLoader
-    from rlnas.engine import LoopSpec, run_loop
+    from rlnas.loop import LoopSpec, run_loop
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (64, 8, 8, 3), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 4, (64,), generator=g)

@@ -20,10 +20,10 @@ import rlnas.cli
 from rlnas.cli import main
 from rlnas.config import load_config
 from rlnas.data import load_dataset
-from rlnas.engine import prepare_training_data
+from rlnas.data import prepare_training_data
 from rlnas.errors import RlnasError
 from rlnas.files import LOCK_NAME
-from rlnas.retraining import check_test_data
+from rlnas.pipeline.retrain import check_test_data
 from conftest import write_npz, write_params_table
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
@@ -175,12 +175,12 @@ def test_bad_out(command, out, supernet, retrained, npz_root, table, tmp_path, m
 def test_cli_turns_environment_errors_into_one_line(monkeypatch, capsys):
     """Whatever raises it (here `rlnas train`, whose modules are not tested here), an OS error or
     an out-of-memory error is one line with status 2; any other exception stays a traceback."""
-    import rlnas.engine
+    import rlnas.pipeline.train
 
     def fail(exc):
         def train_supernet(*a, **k):
             raise exc
-        monkeypatch.setattr(rlnas.engine, "train_supernet", train_supernet)
+        monkeypatch.setattr(rlnas.pipeline.train, "train_supernet", train_supernet)
 
     fail(PermissionError(errno.EACCES, "Permission denied", "/runs/x/metrics.csv"))
     assert main(["train", "demo-digits", "--out", "/runs/x"]) == 2
@@ -406,8 +406,8 @@ PAYLOAD = ("from pathlib import Path\n"
 @pytest.fixture
 def no_named_spaces(monkeypatch):
     """A process in which the user has named no user space yet."""
-    import rlnas.spaces
-    monkeypatch.setattr(rlnas.spaces, "_NAMED_BY_USER", set())
+    import rlnas.spaces.registry
+    monkeypatch.setattr(rlnas.spaces.registry, "_NAMED_BY_USER", set())
     for name in ("payload", "myspace"):
         monkeypatch.delitem(sys.modules, name, raising=False)
 
@@ -460,7 +460,7 @@ def test_retraining_checkpoint_naming_a_module_is_not_imported(retrained, tmp_pa
 
 def test_exported_model_naming_a_module_is_not_imported(retrained, tmp_path, monkeypatch,
                                                          no_named_spaces):
-    from rlnas.retraining import load_exported_state
+    from rlnas.pipeline.export import load_exported_state
     work = _payload_folder(tmp_path, monkeypatch)
     saved = torch.load(retrained / "export" / "model.pt", weights_only=True)
     torch.save(dict(saved, space="payload:SPACE"), tmp_path / "model.pt")

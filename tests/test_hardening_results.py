@@ -123,7 +123,8 @@ NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|n
 @pytest.mark.parametrize("stop_at_step,complete", [(2, False), (None, True)])
 def test_export_of_a_half_done_retraining_says_so(stop_at_step, complete, tmp_path, capsys):
     from conftest import write_npz
-    from rlnas.retraining import export, train_network
+    from rlnas.pipeline.export import export
+    from rlnas.pipeline.retrain import train_network
     (tmp_path / "data").mkdir()
     write_npz(tmp_path / "data" / "train_1.npz", 64, seed=0)
     write_npz(tmp_path / "data" / "test_1.npz", 40, seed=1)

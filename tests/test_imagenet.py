@@ -104,7 +104,7 @@ def test_unreadable_image_is_a_clear_error(folder, tmp_path):
 
 
 def test_evaluation_covers_every_image_once(folder):
-    from rlnas.retraining import evaluate_network
+    from rlnas.pipeline.retrain import evaluate_network
     data = load_dataset("imagenet", folder, "test")  # 6 images, 3 classes
     data.image_size = (16, 16)
     loader = make_loader(data, data.y, 4, eval_mode=True)  # batches of 4 and 2

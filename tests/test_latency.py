@@ -240,7 +240,7 @@ def test_hw_nasbench_table_reads_as_published(shared_data):
 
 # --- searching under a latency limit ---------------------------------------------------------
 def test_constraint_filters_by_latency_and_refuses_below_the_fastest(tmp_path):
-    from rlnas.evolution import Constraint, exhaustive_search, random_search
+    from rlnas.searchers import Constraint, exhaustive_search, random_search
     model = ChainLatency(SPACE, FAST, folder=tmp_path)
     ms = model(SPACE.enumerate())
     limit = float(np.median(ms))
@@ -262,7 +262,7 @@ def test_constraint_filters_by_latency_and_refuses_below_the_fastest(tmp_path):
 
 
 def test_max_latency_needs_a_model():
-    from rlnas.evolution import Constraint
+    from rlnas.searchers import Constraint
     with pytest.raises(RlnasError, match="needs a latency model"):
         Constraint(max_latency=3.0)
 

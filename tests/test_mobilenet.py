@@ -11,7 +11,7 @@ from conftest import reference_variants
 from rlnas.angle import VARIANTS, AngleScorer, angle_between
 from rlnas.config import load_config
 from rlnas.errors import RlnasError
-from rlnas.evolution import Constraint, EvolutionSettings, evolution_search
+from rlnas.searchers import Constraint, EvolutionSettings, evolution_search
 from rlnas.spaces import get_space
 from rlnas.spaces.mobilenet import PUBLISHED, mobilenet_space
 
@@ -171,7 +171,7 @@ def test_presets_follow_the_spec():
 
 @pytest.mark.slow
 def test_bench_row_at_paper_size():
-    from rlnas.bench import run_bench
+    from rlnas.throughput import run_bench
     table = run_bench(["mobilenet"], device="cpu", steps=1, batch=2)
     print("\n" + table)
     assert table.count("| mobilenet |") == 3

@@ -44,7 +44,7 @@ import pytest
 import torch
 
 from rlnas import nb201convert as nc
-from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table
+from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 from rlnas.errors import RlnasError
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

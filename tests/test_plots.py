@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from rlnas.benchmark import (nb201_disconnected, scatter_figure, scatter_plot,
-                             tau_over_training_figure, tau_over_training_plot)
+from rlnas.plots import (scatter_figure, scatter_plot, tau_over_training_figure,
+                         tau_over_training_plot)
+from rlnas.spaces.nb201 import nb201_disconnected
 from rlnas.errors import RlnasError
 from rlnas.sizecontrol import (budget_ladder, constrained_benchmark, constrained_figure,
                                format_constrained, plot_constrained)

@@ -13,7 +13,7 @@ from rlnas.data import ImageData
 from rlnas.errors import RlnasError
 from rlnas.proxies import (PROXIES, PROXY_NAMES, fisher, grad_norm, jacov, nwot, score_all, snip,
                            synflow)
-from rlnas.scorers import ScoreContext, get_scorer, list_scorers
+from rlnas.scorers import ScoreContext, build_scorer, list_scorers
 from rlnas.spaces import get_space
 
 RTOL = 1e-6
@@ -319,13 +319,13 @@ def test_registered():
 @pytest.mark.parametrize("name", PROXY_NAMES)
 def test_scorer_on_nb201_archs(name):
     data = tiny_data()
-    fn = get_scorer(name, ctx_for(data))
+    fn = build_scorer(name, ctx_for(data))
     s = fn(ARCHS)
     assert s.shape == (len(ARCHS),) and s.dtype == np.float64
     assert not np.any(np.isinf(s))
     assert np.isfinite(s[2:]).all()  # connected cells score a number
     np.testing.assert_array_equal(fn(ARCHS), s)                           # deterministic
-    np.testing.assert_array_equal(get_scorer(name, ctx_for(data))(ARCHS[::-1]), s[::-1])  # per-arch seed
+    np.testing.assert_array_equal(build_scorer(name, ctx_for(data))(ARCHS[::-1]), s[::-1])  # per-arch seed
     np.testing.assert_array_equal(fn(ARCHS[3]), s[3:4])                   # one arch, 1-D
 
 
@@ -335,34 +335,34 @@ def test_scorer_reproduces_direct_call():
     x, y = DeviceLoader(data.x, data.y, 8, data.mean, data.std, augment=False, seed=0).batch(0)
     torch.manual_seed(0)
     model = SPACE.network(tuple(ARCHS[3]), channels=4, cells=1, num_classes=10)
-    assert get_scorer("snip", ctx_for(data))(ARCHS[3:4])[0] == snip(model, x, y)
+    assert build_scorer("snip", ctx_for(data))(ARCHS[3:4])[0] == snip(model, x, y)
 
 
 def test_scorer_averages_batches_and_seed_matters():
     data = tiny_data()
-    one = get_scorer("grad_norm", ctx_for(data))(ARCHS[2:4])
-    two = get_scorer("grad_norm", ctx_for(data, num_batches=2))(ARCHS[2:4])
+    one = build_scorer("grad_norm", ctx_for(data))(ARCHS[2:4])
+    two = build_scorer("grad_norm", ctx_for(data, num_batches=2))(ARCHS[2:4])
     assert not np.array_equal(one, two)
     ctx = ctx_for(data)
     ctx.seed = 1
-    assert not np.array_equal(get_scorer("synflow", ctx)(ARCHS[2:4]),
-                              get_scorer("synflow", ctx_for(data))(ARCHS[2:4]))
+    assert not np.array_equal(build_scorer("synflow", ctx)(ARCHS[2:4]),
+                              build_scorer("synflow", ctx_for(data))(ARCHS[2:4]))
 
 
 @pytest.mark.parametrize("name", PROXY_NAMES)
 def test_missing_data_raises(name):
     with pytest.raises(RlnasError, match=f"proxy {name} needs data"):
-        get_scorer(name, ctx_for(None))
+        build_scorer(name, ctx_for(None))
     with pytest.raises(RlnasError, match="needs data"):
-        get_scorer(name, ctx_for(np.zeros((4, 16, 16, 3), np.uint8)))
+        build_scorer(name, ctx_for(np.zeros((4, 16, 16, 3), np.uint8)))
 
 
 def test_bad_options_raise():
     with pytest.raises(RlnasError, match="num_classes"):
-        get_scorer("snip", ctx_for(tiny_data(), proxy_model={"channels": 4, "cells": 1,
+        build_scorer("snip", ctx_for(tiny_data(), proxy_model={"channels": 4, "cells": 1,
                                                              "num_classes": 3}))
     with pytest.raises(RlnasError, match=">= 1"):
-        get_scorer("snip", ctx_for(tiny_data(), batch_size=0))
+        build_scorer("snip", ctx_for(tiny_data(), batch_size=0))
 
 
 def test_score_all_matches_scorers_and_times():
@@ -373,7 +373,7 @@ def test_score_all_matches_scorers_and_times():
     for name in PROXY_NAMES:
         scores, secs = res[name]
         assert secs >= 0
-        np.testing.assert_array_equal(scores, get_scorer(name, ctx)(ARCHS))
+        np.testing.assert_array_equal(scores, build_scorer(name, ctx)(ARCHS))
     with pytest.raises(RlnasError, match="unknown proxy"):
         score_all(["synflow", "angle"], SPACE, ARCHS, ctx, progress=False)
 
@@ -398,18 +398,18 @@ def test_a_progress_bar_over_archs_unless_progress_is_off(monkeypatch, capsys):
     import rlnas.proxies as proxies
     monkeypatch.setattr(proxies, "PROGRESS_DELAY", 0.0)
     data = tiny_data()
-    on = get_scorer("synflow", ctx_for(data))(ARCHS)  # progress defaults to on
+    on = build_scorer("synflow", ctx_for(data))(ARCHS)  # progress defaults to on
     err = capsys.readouterr().err
     assert "synflow" in err and f"/{len(ARCHS)}" in err and "arch" in err
-    off = get_scorer("synflow", ctx_for(data, progress=False))(ARCHS)
+    off = build_scorer("synflow", ctx_for(data, progress=False))(ARCHS)
     np.testing.assert_array_equal(on, off)
     score_all(["snip", "nwot"], SPACE, ARCHS, ctx_for(data), progress=False)
-    get_scorer("synflow", ctx_for(data))(ARCHS[:1])  # a single arch: no bar
+    build_scorer("synflow", ctx_for(data))(ARCHS[:1])  # a single arch: no bar
     assert capsys.readouterr().err == ""
     score_all(["snip", "nwot"], SPACE, ARCHS, ctx_for(data), progress=True)
     assert "proxies" in capsys.readouterr().err
 
 
 def test_no_bar_before_the_delay(capsys):
-    get_scorer("nwot", ctx_for(tiny_data()))(ARCHS)  # well under PROGRESS_DELAY
+    build_scorer("nwot", ctx_for(tiny_data()))(ARCHS)  # well under PROGRESS_DELAY
     assert capsys.readouterr().err == ""

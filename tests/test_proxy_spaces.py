@@ -7,7 +7,7 @@ import torch
 
 from rlnas.data import ImageData
 from rlnas.proxies import PROXY_NAMES, _Runner
-from rlnas.scorers import ScoreContext, get_scorer
+from rlnas.scorers import ScoreContext, build_scorer
 from test_space_contract import SPACES, make_space, samples, tiny
 
 CLASSES = 3
@@ -37,7 +37,7 @@ def test_every_proxy_scores_every_space(scorer, space_name):
     space = make_space(space_name)
     archs = np.array(samples(space, 2), dtype=np.int64)
     ctx = ScoreContext(space=space, seed=0, options=proxy_options(space_name))
-    scores = get_scorer(scorer, ctx)(archs)
+    scores = build_scorer(scorer, ctx)(archs)
     assert scores.shape == (2,) and scores.dtype == np.float64
     assert np.isfinite(scores).any(), f"{scorer} on {space_name}: {scores}"
 

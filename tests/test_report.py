@@ -6,9 +6,10 @@ import pytest
 
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.engine import open_run, train_supernet
+from rlnas.pipeline.train import train_supernet
+from rlnas.rundir import open_run
 from rlnas.errors import RlnasError
-from rlnas.report import evaluate_runs, topk_list
+from rlnas.pipeline.evaluate import evaluate_runs, topk_list
 from rlnas.spaces import get_space
 from conftest import write_npz
 
@@ -112,7 +113,7 @@ def test_cli_compares_scorers(runs, table, tmp_path, capsys):
 def test_precision_headers_and_units_stable(runs, table, tmp_path):
     """The P@k headers are the same for every number of cells; k is said above the table; every
     column has its unit; the size-control footnotes appear once, not once per column."""
-    from rlnas.report import format_markdown
+    from rlnas.pipeline.evaluate import format_markdown
     heads = []
     for sample in (30, 2000, None):
         res = evaluate_runs([open_run(runs[0])], table, scorers=["params", "random"],
@@ -153,11 +154,11 @@ def _evaluation(taus):
 def _weak_run(tmp_path, scorer):
     from types import SimpleNamespace
     cfg = {"space": "mobilenet", "search": {"scorer": scorer}, "labels": {"kind": "true"}}
-    return SimpleNamespace(path=tmp_path, cfg=cfg, info={})
+    return SimpleNamespace(path=tmp_path, config=cfg, info={})
 
 
 def test_weak_line_warns_only_about_the_scorer_that_picked_the_answer(tmp_path):
-    from rlnas.report import weak_line
+    from rlnas.advice import weak_line
     run = _weak_run(tmp_path, "distance")
     # angle was only added for comparison: below params, but it did not pick the answer
     assert weak_line(run, evaluation=_evaluation({"distance": 0.5, "angle": 0.1,
@@ -172,7 +173,7 @@ def test_weak_line_warns_only_about_the_scorer_that_picked_the_answer(tmp_path):
 
 def test_weak_line_does_not_advise_the_scorer_the_run_already_uses(tmp_path):
     from rlnas.config import CROSS_SPACE_SCORER
-    from rlnas.report import weak_line
+    from rlnas.advice import weak_line
     run = _weak_run(tmp_path, CROSS_SPACE_SCORER)
     line = weak_line(run, evaluation=_evaluation({CROSS_SPACE_SCORER: 0.1, "params": 0.3}))
     assert "To improve:" in line and "score by" not in line and "train.epochs" in line
@@ -182,7 +183,7 @@ def test_weak_line_does_not_advise_the_scorer_the_run_already_uses(tmp_path):
 
 
 def test_weak_line_advises_a_scorer_this_evaluation_measured_better(tmp_path):
-    from rlnas.report import weak_line
+    from rlnas.advice import weak_line
     run = _weak_run(tmp_path, "angle")
     line = weak_line(run, evaluation=_evaluation({"angle": 0.1, "synflow": 0.6, "snip": 0.4,
                                                   "params": 0.3}))

@@ -8,7 +8,8 @@ import torch
 from rlnas.cli import main
 from rlnas.config import list_presets, load_config
 from rlnas.errors import RlnasError
-from rlnas.retraining import load_network, resolve_arch, train_network
+from rlnas.pipeline.export import load_network
+from rlnas.pipeline.retrain import resolve_arch, train_network
 from rlnas.spaces import get_space
 from conftest import write_npz
 

@@ -436,7 +436,7 @@ def test_plot_constrained_writes_png(tmp_path):
 
 @pytest.fixture(scope="module")
 def table(nb201_table_path):
-    from rlnas.benchmark import load_nb201_table
+    from rlnas.tables import load_nb201_table
 
     return load_nb201_table(nb201_table_path)
 
@@ -475,7 +475,7 @@ def test_real_table_constrained_ladder(table, tmp_path):
 
 def test_matches_exhaustive_search_under_constraint():
     pytest.importorskip("torch")
-    from rlnas.evolution import Constraint, exhaustive_search
+    from rlnas.searchers import Constraint, exhaustive_search
     from rlnas.spaces import get_space
 
     space = get_space("nb201")

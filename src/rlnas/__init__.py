@@ -8,16 +8,18 @@ The Python API (the same code path as the ``rlnas`` command; details in :mod:`rl
     result = run.search()             # rlnas search: the result.json dict
     run = rlnas.open_run("runs/d")    # a run made earlier, here or with the CLI
 
-Also ``rlnas.evaluate``, ``rlnas.load_config``, ``rlnas.get_scorer`` / ``list_scorers``,
-``rlnas.get_space`` / ``list_spaces`` / ``allow_space``, ``rlnas.list_presets`` and ``rlnas.RlnasError``.
+Also ``rlnas.evaluate``, ``rlnas.retrain``, ``rlnas.export``, ``rlnas.load_config``,
+``rlnas.get_scorer`` / ``list_scorers``, ``rlnas.get_space`` / ``list_spaces`` / ``allow_space``,
+``rlnas.list_presets`` and ``rlnas.RlnasError``.
 The names are imported on first use, so ``import rlnas`` does not import torch.
 """
 from .errors import RlnasError
 
 __version__ = "0.1.0"
 
-_API = ("train", "open_run", "evaluate", "load_config", "get_scorer", "list_scorers",
-        "get_space", "list_spaces", "list_presets", "allow_space", "Run", "Ranking", "Scorer")
+_API = ("train", "open_run", "evaluate", "retrain", "export", "load_config", "get_scorer",
+        "list_scorers", "get_space", "list_spaces", "list_presets", "allow_space", "Run",
+        "Ranking", "Scorer")
 
 __all__ = [*_API, "RlnasError", "__version__"]
 

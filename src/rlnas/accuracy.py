@@ -41,9 +41,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .engine import CHANNELS_LAST
-from .data import DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half
+from .data import (DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half,
+                   prepare_training_data)
+from .distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from .errors import RlnasError
+from .schema import Config
 from .scorers import ScoreContext, ScoreFn, register_scorer
 
 __all__ = ["DEFAULTS", "batch_norms", "recalibrate_bn", "supernet_accuracy", "heldout_data",
@@ -200,16 +202,16 @@ def heldout_data(cfg: Dict[str, Any], seed: int = 0,
     * ``data.nb201_half`` set: the other half of the training set. With ``data.split_file``
       its ``valid`` list (checked to be disjoint from its ``train`` list); without it the
       complement of the seeded class-balanced half that training used (``nb201_train_half``
-      with the run's ``cfg['seed']``).
+      with the run's ``seed``).
     * otherwise: the dataset's ``test`` split.
 
     ``eval_images`` keeps the first N of a permutation seeded by ``seed`` (for CPU budgets)."""
-    d = cfg["data"]
-    name, root = d["dataset"], d.get("root")
-    if d.get("nb201_half"):
+    cfg = Config.of(cfg)
+    d, name, root = cfg.data, cfg.data.dataset, cfg.data.root
+    if d.nb201_half:
         data = load_dataset(name, root, split="train")
-        split_file = d.get("split_file")
-        train_idx, train_desc = nb201_train_half(data, split_file, seed=cfg["seed"])
+        split_file = d.split_file
+        train_idx, train_desc = nb201_train_half(data, split_file, seed=cfg.seed)
         if split_file is not None:
             split = load_nb201_split(split_file)
             if "valid" not in split:
@@ -282,7 +284,6 @@ class AccuracyScorer:
     the recalibration images and the held-out images with true labels, all on the device."""
 
     def __init__(self, ctx: ScoreContext):
-        from .engine import autocast_dtype, prepare_training_data, resolve_device
 
         opts = dict(ctx.options or {})
         run = ctx.run
@@ -307,9 +308,9 @@ class AccuracyScorer:
         self.space = ctx.space if ctx.space is not None else run.space
         self.seed = int(ctx.seed)
 
-        train, train_desc = prepare_training_data(run.cfg)
+        train, train_desc = prepare_training_data(run.config)
         if held is None:
-            held, held_desc = heldout_data(run.cfg, self.seed, self.eval_images)
+            held, held_desc = heldout_data(run.config, self.seed, self.eval_images)
         else:
             held_desc = f"given held-out data ({len(held):,} images: {held.source})"
             if self.eval_images is not None and self.eval_images < len(held):
@@ -327,12 +328,12 @@ class AccuracyScorer:
 
         ridx = seeded_first(len(train), self.recal_images, self.seed)
         # the model expects the training data's normalisation, so both sets use it
-        res = run.cfg["data"].get("resolution")
+        res = run.config.data.resolution
         self.recal_x, _ = _images_on(train, ridx, train.mean, train.std, self.device, res)
         self.heldout_x, self.heldout_y = _images_on(held, np.arange(len(held)), train.mean,
                                                     train.std, self.device, res)
         state = run.checkpoint_state(ctx.checkpoint)
-        model = run.space.supernet(num_classes=k, **run.cfg["model"])
+        model = run.space.supernet(num_classes=k, **run.config.model)
         model.load_state_dict(state)
         model = model.to(self.device)
         if CHANNELS_LAST:

@@ -13,6 +13,7 @@
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
     rlnas bench | cost ARCH | sample SPACE | scorers | presets
+    rlnas config --show [PRESET|RUN [key=value ...]]   the resolved config, each key's doc
     rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
     rlnas demo                                         the whole method offline, in minutes
 
@@ -26,7 +27,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Dict, Optional
 
 from .errors import RlnasError
 from .files import os_error_text
@@ -95,16 +98,38 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+# ----------------------------------------------------------------------------------------------
+# The verbs: arguments and handlers. A handler calls the Python API (rlnas.api) and prints.
+# ----------------------------------------------------------------------------------------------
+def _main_process() -> bool:
+    """False in the torchrun processes other than rank 0: they train, then leave the rest
+    (printing, ranking, search) to rank 0."""
+    return int(os.environ.get("RANK", "0")) == 0
 
-    p = sub.add_parser("train", help="train a supernet (resumes an existing run)",
-                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_train_args(p)
 
-    p = sub.add_parser("rank", help="score every arch of a run (by its search.scorer)")
+def _print_trained(run) -> None:
+    """The line `rlnas train` prints: what the training did (or that it was complete)."""
+    from .config import search_scorer
+    res, cfg = run.train_result, run.config
+    if res.get("already_done"):
+        print(f"{run.path}: training already complete ({res['steps']} steps)")
+        return
+    stop = (f" of {cfg.train.epochs} (stopped: the {search_scorer(cfg)} ranking is "
+            f"stable, stability.csv)" if res.get("stopped_early") else "")
+    print(f"{run.path}: trained {res['epoch']} epochs{stop}"
+          f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
+          f"train acc on its labels {res['train_acc']:.2f}%, {res['images_per_s']:.0f} img/s")
+
+
+def _train(args):
+    from . import api
+    run = api.train(args.config, args.out, args.overrides, progress=not args.quiet,
+                    caller=f"rlnas {args.command}")
+    if _main_process():
+        _print_trained(run)
+
+
+def _add_rank_args(p):
     p.add_argument("run")
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt to compare with init.pt, by file name "
@@ -114,7 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
                                     "search.scorer; see `rlnas scorers`)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("search", help="search a run's space (by its search.scorer)")
+
+def _rank(args):
+    from . import api
+    _print_ranking(api.open_run(args.run).rank(args.scorer, args.checkpoint,
+                                               progress=not args.quiet))
+
+
+def _print_ranking(ranking) -> None:
+    """The line `rlnas rank` prints about the :class:`rlnas.api.Ranking` it wrote."""
+    res = ranking.info
+    print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
+          f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
+          f"{res['best_arch']} ({res['scorer']} {res['best_score']:.4f})")
+
+
+def _add_search_args(p):
     p.add_argument("run")
     _add_space_arg(p)
     p.add_argument("--method", choices=["evolution", "exhaustive", "random"])
@@ -132,7 +172,41 @@ def build_parser() -> argparse.ArgumentParser:
                                   "are copies of the latest search")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("evaluate", help="compare scorers of one or more runs with NAS-Bench-201")
+
+def _search(args):
+    from . import api
+    run = api.open_run(args.run)
+    res = run.search(method=args.method, scorer=args.scorer, max_params=args.max_params,
+                     max_flops=args.max_flops, seed=args.seed, checkpoint=args.checkpoint,
+                     name=args.name, progress=not args.quiet, **_latency_options(args))
+    _print_search(run, res)
+    _print_notes(run, search=res)
+
+
+def _print_search(run, res) -> None:
+    """The lines `rlnas search` prints about the search ``res`` of ``run``."""
+    best = res["top"][0]
+    ms = f", {best['latency_ms']:.3g} ms" if best.get("latency_ms") is not None else ""
+    print(f"{run.path / res['file']} (and result.json, the latest search): {res['method']} "
+          f"search, {res['evaluations']} archs scored in {res['seconds']:.2f} s "
+          f"({res['constraint']}); best {best['arch']} {res['scorer']} "
+          f"{best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
+          f"{best['flops_m']:.2f} M FLOPs{ms}")
+    if "latency" in res:
+        lat = res["latency"]
+        print(f"latency: {lat['source']}; Pareto front of {lat['pareto_size']} archs (score vs "
+              f"latency) in {run.path / lat['pareto_file']}")
+
+
+def _print_notes(run, search=None, evaluation=None):
+    """One 'weak answer' line where the run's numbers show one (rlnas.advice.weak_line), last."""
+    from .advice import weak_line
+    line = weak_line(run, search=search, evaluation=evaluation)
+    if line:
+        print(line)
+
+
+def _add_evaluate_args(p):
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (e.g. one per seed)")
     _add_space_arg(p)
     which = p.add_mutually_exclusive_group(required=True)
@@ -158,8 +232,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the whole evaluation.md instead of the summary")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    p = sub.add_parser("check", help="retrain top / middle / random archs of a run with the "
-                                     "true labels: does its scorer beat params and flops here?")
+
+def _evaluate(args):
+    proxy = {k: v for k, v in (
+        ("proxy_model", {k2: v2 for k2, v2 in (("channels", args.proxy_channels),
+                                              ("cells", args.proxy_cells)) if v2}),
+        ("batch_size", args.proxy_batch), ("recal_images", args.recal_images),
+        ("eval_images", args.eval_images)) if v}
+    _evaluate_and_print(args.runs, args.nasbench201, args.scorers, columns=args.columns,
+                        sample=args.sample, proxy=proxy, out=args.out, progress=not args.quiet,
+                        result=args.result, full=args.full, benchmark=args.benchmark)
+
+
+def _evaluate_and_print(run_dirs, table, scorers, out=None, full=False, **options):
+    """`rlnas evaluate` (also the last stage of `rlnas run`): the summary (or, ``full``, the
+    whole evaluation.md), then the weak-answer line."""
+    from . import api
+    from .pipeline.evaluate import format_markdown, format_summary
+    runs = [api.open_run(r) for r in run_dirs]
+    res = api.evaluate(runs, table, scorers, out=out, **options)
+    where = Path(out or run_dirs[0])
+    if full:
+        print(format_markdown(res))
+        print(f"wrote {where / 'evaluation.json'}, {where / 'evaluation.md'} and "
+              f"{where / 'plots'}/")
+    else:
+        print(format_summary(res, where))
+    search = None
+    if res.get("search"):
+        try:
+            search = json.loads(Path(res["search"]["file"]).read_text())
+        except (OSError, ValueError):
+            search = None
+    _print_notes(runs[0], search=search, evaluation=res)
+
+
+def _add_check_args(p):
     p.add_argument("run")
     p.add_argument("--archs", type=int, default=4, help="archs per group (top, middle, random)")
     p.add_argument("--epochs", type=int, default=2, help="retraining epochs per arch")
@@ -178,12 +286,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", "-q", action="store_true")
     _add_space_arg(p)
 
-    p = sub.add_parser("run", help="train, rank, search and evaluate in one go",
-                       epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _check(args):
+    from . import api
+    from .pipeline.check import format_report
+    report = api.open_run(args.run).check(
+        archs=args.archs, epochs=args.epochs, images=args.images, image_size=args.image_size,
+        channels=args.channels, cells=args.cells, seed=args.seed, scorer=args.scorer,
+        out=args.out, data_root=args.data_root, test_root=args.test_root,
+        progress=not args.quiet, log=print)
+    print(format_report(report))
+
+
+def _add_run_args(p):
     _add_train_args(p)
     _add_latency_args(p)
 
-    p = sub.add_parser("retrain", help="train a found architecture from scratch (true labels)")
+
+def _run(args):
+    """`rlnas run`: train, then rank (where the space is small), search and evaluate."""
+    from . import api
+    from .config import search_scorer
+    plan = api.plan_training(args.config, args.out, args.overrides)  # fails fast
+    latency = _latency_options(args)
+    if latency:  # a bad table or an impossible limit is refused before training
+        _check_latency_limit(plan.config, latency)
+    run = api.run_training(plan, progress=not args.quiet, caller=f"rlnas {args.command}",
+                           preset=args.config)
+    if not _main_process():
+        return
+    _print_trained(run)
+    if run.space.enumerate() is not None:  # exhaustive ranking where the space is small
+        _print_ranking(run.rank(progress=not args.quiet))
+    res = run.search(progress=not args.quiet, **latency)
+    _print_search(run, res)
+    table = plan.config.evaluate.nasbench201
+    if table:
+        _evaluate_and_print([run.path], table, f"{search_scorer(plan.config)},params",
+                            progress=not args.quiet, result=res["file"])
+    else:  # say what was left out, then the weak-answer line (last, as after a search)
+        from .advice import skipped_evaluation_note
+        print(skipped_evaluation_note(run.path, plan.config))
+        _print_notes(run, search=res)
+
+
+def _add_retrain_args(p):
     p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file")
     _add_space_arg(p)
     p.add_argument("arch", help="a run directory or result.json (its best arch), or an arch string")
@@ -191,13 +338,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", help="output directory (default: runs/<preset>)")
     p.add_argument("--quiet", "-q", action="store_true")
 
-    p = sub.add_parser("export", help="a retrained network as a torch.export program (model.pt2), state dict and export.json (+ ONNX)")
+
+def _retrain(args):
+    from . import api
+    s = api.retrain(args.config, args.arch, args.out, args.overrides, progress=not args.quiet)
+    if _main_process():
+        print(f"{s['out']}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; "
+              f"test top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
+              f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
+
+
+def _add_export_args(p):
     p.add_argument("run", help="retraining directory")
     p.add_argument("--out", help="output folder (default RUN/export)")
     _add_space_arg(p)
     p.add_argument("--onnx", action="store_true", help="also write model.onnx (torch's dynamo exporter; needs rlnas[onnx])")
 
-    p = sub.add_parser("cost", help="params and FLOPs of an architecture (default: an NB201 cell)")
+
+def _export(args):
+    from . import api
+    for f in api.export(args.run, args.out, onnx=args.onnx):
+        print(f"wrote {f}")
+
+
+def _add_cost_args(p):
     p.add_argument("arch")
     p.add_argument("--space", default="nb201",
                    help="search space (default nb201); other spaces report their benchmark "
@@ -206,155 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", type=int, default=5, help="nb201 cells per stage")
     p.add_argument("--num-classes", type=int, default=10, help="nb201 classes")
     p.add_argument("--image-size", type=int, default=32, help="nb201 image side")
-
-    p = sub.add_parser("demo", help="the whole method on scikit-learn's digits, offline")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=positive_int, default=None,
-                   help="supernet epochs (default: the preset, 20)")
-    p.add_argument("--quiet", "-q", action="store_true")
-
-    p = sub.add_parser("nasbench201", help="NAS-Bench-201 ground-truth tools")
-    nsub = p.add_subparsers(dest="nb201_command", metavar="ACTION")
-    nsub.required = True
-    c = nsub.add_parser("convert", help="official NB201 .pth / NATS-tss archive -> compact table")
-    c.add_argument("source", help="NAS-Bench-201-v1_*.pth, or a NATS-tss-v1_0-3ffb9-* archive")
-    c.add_argument("--out", "-o", required=True, help="output CSV (+ .meta.json with semantics)")
-    c.add_argument("--kind", default="auto", choices=["auto", "nb201", "nats-tss"])
-    c.add_argument("--hp", default="200", choices=["200", "12"], help="training epochs (200)")
-    c.add_argument("--allow-partial", action="store_true",
-                   help="accept archives with fewer than 15,625 cells")
-    c.add_argument("--trust-pickle", action="store_true",
-                   help="allow the official .pth / NATS archives to be unpickled with arbitrary "
-                        "code execution; only for files you trust; needed where the official "
-                        "format holds objects weights_only cannot load")
-
-    p = sub.add_parser("bench", help="throughput of each space at paper size on this device")
-    p.add_argument("--spaces", nargs="*",
-                   help="nb201 darts-cifar darts-imagenet mobilenet (default all)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch", type=int, help="override the paper batch size")
-    p.add_argument("--record", help="append the table to this Markdown file (e.g. "
-                                    "benchmarks/RESULTS.md)")
-
-    p = sub.add_parser("sample", help="print uniformly drawn archs of a space (baselines)")
-    p.add_argument("space")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
-
-    sub.add_parser("presets", help="list the config presets")
-    sub.add_parser("scorers", help="list the registered scorers")
-    return parser
-
-
-def _main_process() -> bool:
-    """False in the torchrun processes other than rank 0: they train, then leave the rest
-    (printing, ranking, search) to rank 0."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def _train_config(args):
-    """(config, run directory, whether it continues a run given as RUN): a preset or YAML file
-    with overrides, or a run directory's saved config.yaml with overrides on top."""
-    from .config import load_config, run_config_path
-    saved = run_config_path(args.config)
-    if saved is not None:
-        cfg = load_config(str(saved), args.overrides)
-        return cfg, Path(args.out or saved.parent), True
-    cfg = load_config(args.config, args.overrides)
-    return cfg, Path(args.out or Path("runs") / Path(args.config).stem), False
-
-
-def _train(args, loaded=None):
-    from .config import preset_note, search_scorer
-    from .engine import resolve_device, train_supernet
-    cfg, out, is_run = loaded or _train_config(args)
-    note = None if is_run else preset_note(args.config, cfg, resolve_device(cfg["device"]).type)
-    res = train_supernet(cfg, out, progress=not args.quiet,
-                         note=note and f"rlnas {args.command}: {note}")
-    if not _main_process():
-        return out
-    if res.get("already_done"):
-        print(f"{out}: training already complete ({res['steps']} steps)")
-    else:
-        stop = (f" of {cfg['train']['epochs']} (stopped: the {search_scorer(cfg)} ranking is "
-                f"stable, stability.csv)" if res.get("stopped_early") else "")
-        print(f"{out}: trained {res['epoch']} epochs{stop}"
-              f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
-              f"train acc on its labels {res['train_acc']:.2f}%, {res['images_per_s']:.0f} img/s")
-    return out
-
-
-def _open_run(path):
-    """open_run, with "a file" rather than "not found" for a path that is a file."""
-    from .engine import open_run
-    if Path(path).exists() and not Path(path).is_dir():
-        raise RlnasError(f"{path} is a file, not a run directory")
-    return open_run(path)
-
-
-def _rank(run_dir, checkpoint="last.pt", scorer=None, bars=True):
-    from .stages import rank
-    res = rank(_open_run(run_dir), final=checkpoint, scorer=scorer, bars=bars)
-    print(f"{res['path']}: {res['num_archs']} archs ranked by {res['scorer']} in "
-          f"{1e3 * (res['setup_seconds'] + res['score_seconds']):.0f} ms; best "
-          f"{res['best_arch']} ({res['scorer']} {res['best_score']:.4f})")
-
-
-def _search(run_dir, method=None, max_params=None, max_flops=None, seed=None,
-            checkpoint="last.pt", scorer=None, name=None, notes=True, bars=True, latency=None):
-    from .stages import search
-    run = _open_run(run_dir)
-    latency = latency or {}
-    res = search(run, method=method, final=checkpoint, max_params=max_params,
-                 max_flops=max_flops, seed=seed, scorer=scorer, name=name, bars=bars,
-                 **latency)
-    best = res["top"][0]
-    ms = f", {best['latency_ms']:.3g} ms" if best.get("latency_ms") is not None else ""
-    print(f"{Path(run_dir) / res['file']} (and result.json, the latest search): {res['method']} "
-          f"search, {res['evaluations']} archs scored in {res['seconds']:.2f} s "
-          f"({res['constraint']}); best {best['arch']} {res['scorer']} "
-          f"{best[res['scorer']]:.4f}, {best['params_m']:.3f} M params, "
-          f"{best['flops_m']:.2f} M FLOPs{ms}")
-    if "latency" in res:
-        lat = res["latency"]
-        print(f"latency: {lat['source']}; Pareto front of {lat['pareto_size']} archs (score vs "
-              f"latency) in {Path(run_dir) / lat['pareto_file']}")
-    if notes:
-        _print_notes(run, search=res)
-    return res
-
-
-def _print_notes(run, search=None, evaluation=None):
-    """One 'weak answer' line where the run's numbers show one (rlnas.report.weak_line), last."""
-    from .report import weak_line
-    line = weak_line(run, search=search, evaluation=evaluation)
-    if line:
-        print(line)
-
-
-def _evaluate(run_dirs, table, scorers="angle", columns=None, sample=None, proxy=None, out=None,
-              progress=True, result=None, full=False, benchmark=None):
-    from .report import evaluate_runs, format_markdown, format_summary
-    runs = [_open_run(r) for r in run_dirs]
-    names = [s.strip() for s in scorers.split(",") if s.strip()]
-    res = evaluate_runs(runs, table, scorers=names, columns=columns, sample=sample, proxy=proxy,
-                        out_dir=out, progress=progress, result=result, benchmark=benchmark)
-    where = Path(out or run_dirs[0])
-    if full:
-        print(format_markdown(res))
-        print(f"wrote {where / 'evaluation.json'}, {where / 'evaluation.md'} and "
-              f"{where / 'plots'}/")
-    else:
-        print(format_summary(res, where))
-    search = None
-    if res.get("search"):
-        try:
-            search = json.loads(Path(res["search"]["file"]).read_text())
-        except (OSError, ValueError):
-            search = None
-    _print_notes(runs[0], search=search, evaluation=res)
 
 
 def _cost(args):
@@ -374,6 +389,116 @@ def _cost(args):
                       "flops_m": round(float(c["flops"][0]), 5)}))
 
 
+def _add_demo_args(p):
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="supernet epochs (default: the preset, 20)")
+    p.add_argument("--quiet", "-q", action="store_true")
+
+
+def _demo(args):
+    from .demo import run_demo
+    run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+
+
+def _add_nasbench201_args(p):
+    nsub = p.add_subparsers(dest="nb201_command", metavar="ACTION")
+    nsub.required = True
+    c = nsub.add_parser("convert", help="official NB201 .pth / NATS-tss archive -> compact table")
+    c.add_argument("source", help="NAS-Bench-201-v1_*.pth, or a NATS-tss-v1_0-3ffb9-* archive")
+    c.add_argument("--out", "-o", required=True, help="output CSV (+ .meta.json with semantics)")
+    c.add_argument("--kind", default="auto", choices=["auto", "nb201", "nats-tss"])
+    c.add_argument("--hp", default="200", choices=["200", "12"], help="training epochs (200)")
+    c.add_argument("--allow-partial", action="store_true",
+                   help="accept archives with fewer than 15,625 cells")
+    c.add_argument("--trust-pickle", action="store_true",
+                   help="allow the official .pth / NATS archives to be unpickled with arbitrary "
+                        "code execution; only for files you trust; needed where the official "
+                        "format holds objects weights_only cannot load")
+
+
+def _nasbench201(args):
+    from .nb201convert import convert
+    s = convert(args.source, args.out, kind=args.kind, hp=args.hp,
+                allow_partial=args.allow_partial, trust_pickle=args.trust_pickle)
+    print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
+          f"({s['seconds']:.0f} s); semantics in {s['meta']}")
+
+
+def _add_bench_args(p):
+    p.add_argument("--spaces", nargs="*",
+                   help="nb201 darts-cifar darts-imagenet mobilenet (default all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batch", type=int, help="override the paper batch size")
+    p.add_argument("--record", help="append the table to this Markdown file (e.g. "
+                                    "benchmarks/RESULTS.md)")
+
+
+def _bench(args):
+    from .throughput import run_bench
+    table = run_bench(args.spaces, args.device, args.precision, args.steps, args.batch)
+    print(table)
+    if args.record:
+        try:
+            with open(args.record, "a") as f:
+                f.write("\n" + table)
+        except OSError as exc:  # the table is printed; say why it is not recorded
+            raise RlnasError(f"cannot append to {args.record}: {os_error_text(exc)}") from None
+
+
+def _add_sample_args(p):
+    p.add_argument("space")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
+
+
+def _sample(args):
+    import numpy as np
+    from .spaces import get_space
+    space, rng = get_space(args.space), np.random.default_rng(args.seed)
+    for _ in range(args.n):
+        print(space.to_str(space.sample(rng)))
+
+
+def _add_config_args(p):
+    p.add_argument("--show", action="store_true",
+                   help="print the resolved config of CONFIG with each key's doc, or without "
+                        "CONFIG every key of the schema (default, doc, values it takes)")
+    p.add_argument("config", nargs="?",
+                   help="preset name, YAML file or run directory (its config.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    _add_space_arg(p)
+
+
+def _config(args):
+    from . import api
+    from .schema import describe, describe_schema
+    if not args.show:
+        raise RlnasError("nothing to do: `rlnas config --show [CONFIG] [key=value ...]` prints "
+                         "a resolved config with each key's doc (without CONFIG: the schema)")
+    if args.config is None:
+        if args.overrides:
+            raise RlnasError("overrides need a CONFIG to apply to")
+        print(describe_schema(), end="")
+    else:
+        print(describe(api.load_config(args.config, args.overrides)), end="")
+
+
+def _presets(args):
+    from .config import PRESET_DIR, list_presets
+    for name in list_presets():
+        print(f"{name:28s} {PRESET_DIR / (name + '.yaml')}")
+
+
+def _scorers(args):
+    from .scorers import list_scorers, scorer_info
+    for name in list_scorers():
+        info = scorer_info(name)
+        print(f"{name:10s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
+
+
 def _latency_options(args):
     """The search keywords of --max-latency / --latency-table / --latency-device (given ones)."""
     return {k: v for k, v in (("max_latency", args.max_latency),
@@ -385,11 +510,11 @@ def _check_latency_limit(cfg, latency):
     """Before `rlnas run` trains: the device table reads and covers the space, and the limit is
     not below the fastest arch, where that is known without the run (a table, or a chain
     space's lookup table; a cell space measured here is measured after training)."""
-    from .evolution import Constraint
     from .latency import latency_model
+    from .searchers import Constraint
     from .spaces import get_space
     from .spaces.choice import ChoiceSpace
-    space = get_space(cfg["space"])
+    space = get_space(cfg.space)
     table = latency.get("latency_table")
     if table is None and not isinstance(space, ChoiceSpace):
         return
@@ -399,104 +524,62 @@ def _check_latency_limit(cfg, latency):
         Constraint(max_latency=latency["max_latency"], latency=model).check_feasible(space)
 
 
+@dataclass(frozen=True)
+class Verb:
+    """One `rlnas` verb: its one-line help, what adds its arguments, what runs it."""
+
+    help: str
+    run: Callable[[argparse.Namespace], None]
+    add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
+    epilog: Optional[str] = None
+
+
+# the verbs, in the order `rlnas --help` lists them
+VERBS: Dict[str, Verb] = {
+    "train": Verb("train a supernet (resumes an existing run)", _train, _add_train_args,
+                  TRAIN_EPILOG),
+    "rank": Verb("score every arch of a run (by its search.scorer)", _rank, _add_rank_args),
+    "search": Verb("search a run's space (by its search.scorer)", _search, _add_search_args),
+    "evaluate": Verb("compare scorers of one or more runs with NAS-Bench-201", _evaluate,
+                     _add_evaluate_args),
+    "check": Verb("retrain top / middle / random archs of a run with the true labels: does its "
+                  "scorer beat params and flops here?", _check, _add_check_args),
+    "run": Verb("train, rank, search and evaluate in one go", _run, _add_run_args, TRAIN_EPILOG),
+    "retrain": Verb("train a found architecture from scratch (true labels)", _retrain,
+                    _add_retrain_args),
+    "export": Verb("a retrained network as a torch.export program (model.pt2), state dict and "
+                   "export.json (+ ONNX)", _export, _add_export_args),
+    "cost": Verb("params and FLOPs of an architecture (default: an NB201 cell)", _cost,
+                 _add_cost_args),
+    "demo": Verb("the whole method on scikit-learn's digits, offline", _demo, _add_demo_args),
+    "nasbench201": Verb("NAS-Bench-201 ground-truth tools", _nasbench201, _add_nasbench201_args),
+    "bench": Verb("throughput of each space at paper size on this device", _bench,
+                  _add_bench_args),
+    "sample": Verb("print uniformly drawn archs of a space (baselines)", _sample,
+                   _add_sample_args),
+    "presets": Verb("list the config presets", _presets),
+    "config": Verb("a config resolved, each key with its doc (or every key of the schema)",
+                   _config, _add_config_args),
+    "scorers": Verb("list the registered scorers", _scorers),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rlnas", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, verb in VERBS.items():
+        extra = ({"epilog": verb.epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+                 if verb.epilog else {})
+        p = sub.add_parser(name, help=verb.help, **extra)
+        if verb.add_arguments is not None:
+            verb.add_arguments(p)
+    return parser
+
+
 def dispatch(args):
-    if args.command == "train":
-        _train(args)
-    elif args.command == "rank":
-        _rank(args.run, args.checkpoint, args.scorer, bars=not args.quiet)
-    elif args.command == "search":
-        _search(args.run, args.method, args.max_params, args.max_flops, args.seed, args.checkpoint,
-                args.scorer, args.name, bars=not args.quiet, latency=_latency_options(args))
-    elif args.command == "evaluate":
-        proxy = {k: v for k, v in (
-            ("proxy_model", {k2: v2 for k2, v2 in (("channels", args.proxy_channels),
-                                                  ("cells", args.proxy_cells)) if v2}),
-            ("batch_size", args.proxy_batch), ("recal_images", args.recal_images),
-            ("eval_images", args.eval_images)) if v}
-        _evaluate(args.runs, args.nasbench201, args.scorers, args.columns, args.sample, proxy,
-                  args.out, progress=not args.quiet, result=args.result, full=args.full,
-                  benchmark=args.benchmark)
-    elif args.command == "run":
-        loaded = _train_config(args)  # fail fast before training
-        cfg = loaded[0]
-        latency = _latency_options(args)
-        if latency:  # a bad table or an impossible limit is refused before training
-            _check_latency_limit(cfg, latency)
-        out = _train(args, loaded)
-        if not _main_process():
-            return
-        from .spaces import recorded_space
-        if recorded_space(cfg["space"], out / "config.yaml").enumerate() is not None:
-            _rank(out, bars=not args.quiet)  # exhaustive ranking where the space is small
-        evaluate = cfg["evaluate"]["nasbench201"]
-        res = _search(out, notes=False, bars=not args.quiet, latency=latency)
-        if evaluate:
-            from .config import search_scorer
-            _evaluate([out], evaluate, scorers=f"{search_scorer(cfg)},params",
-                      progress=not args.quiet, result=res["file"])
-        else:  # say what was left out, then the weak-answer line (last, as after a search)
-            from .report import skipped_evaluation_note
-            print(skipped_evaluation_note(out, cfg))
-            _print_notes(_open_run(out), search=res)
-    elif args.command == "check":
-        from .api import open_run
-        from .check import format_report
-        report = open_run(args.run).check(
-            archs=args.archs, epochs=args.epochs, images=args.images, image_size=args.image_size,
-            channels=args.channels, cells=args.cells, seed=args.seed, scorer=args.scorer,
-            out=args.out, data_root=args.data_root, test_root=args.test_root,
-            progress=not args.quiet, log=print)
-        print(format_report(report))
-    elif args.command == "retrain":
-        from .config import load_config
-        from .retraining import train_network
-        cfg = load_config(args.config, args.overrides)
-        out = Path(args.out or Path("runs") / Path(args.config).stem)
-        s = train_network(cfg, args.arch, out, progress=not args.quiet)
-        if _main_process():
-            print(f"{out}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; "
-                  f"test top-1 last {s['last']['top1']:.2f}% (epoch {s['last']['epoch']}), best "
-                  f"{s['best']['top1']:.2f}% (epoch {s['best']['epoch']})")
-    elif args.command == "export":
-        from .retraining import export
-        for f in export(args.run, args.out, onnx=args.onnx):
-            print(f"wrote {f}")
-    elif args.command == "cost":
-        _cost(args)
-    elif args.command == "demo":
-        from .demo import run_demo
-        run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
-    elif args.command == "scorers":
-        from .scorers import list_scorers, scorer_info
-        for name in list_scorers():
-            info = scorer_info(name)
-            print(f"{name:10s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
-    elif args.command == "nasbench201":
-        from .nb201convert import convert
-        s = convert(args.source, args.out, kind=args.kind, hp=args.hp,
-                    allow_partial=args.allow_partial, trust_pickle=args.trust_pickle)
-        print(f"{s['out']}: {s['rows']} cells, columns {', '.join(s['columns'])} "
-              f"({s['seconds']:.0f} s); semantics in {s['meta']}")
-    elif args.command == "bench":
-        from .bench import run_bench
-        table = run_bench(args.spaces, args.device, args.precision, args.steps, args.batch)
-        print(table)
-        if args.record:
-            try:
-                with open(args.record, "a") as f:
-                    f.write("\n" + table)
-            except OSError as exc:  # the table is printed; say why it is not recorded
-                raise RlnasError(f"cannot append to {args.record}: {os_error_text(exc)}") from None
-    elif args.command == "sample":
-        import numpy as np
-        from .spaces import get_space
-        space, rng = get_space(args.space), np.random.default_rng(args.seed)
-        for _ in range(args.n):
-            print(space.to_str(space.sample(rng)))
-    elif args.command == "presets":
-        from .config import PRESET_DIR, list_presets
-        for name in list_presets():
-            print(f"{name:28s} {PRESET_DIR / (name + '.yaml')}")
+    """Run the verb ``args.command`` (the table :data:`VERBS`)."""
+    VERBS[args.command].run(args)
 
 
 def environment_error(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ key has its range in :data:`NUMERIC_RANGES`, which :func:`validate` enforces.
 Every key is declared once, in :mod:`rlnas.schema`: a config is completed at load with the
 declared defaults of the keys it lacks, a key the schema does not know is refused with the
 nearest valid name, and a user file may name ``base: PRESET`` and give only what differs.
+:func:`load_config` returns it as a :class:`rlnas.schema.Config`: the tree, with typed access
+(``cfg.train.lr``) for the stages.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import yaml
 
 from . import schema
 from .errors import RlnasError
-from .schema import NumRange  # noqa: F401  (re-exported: the type of NUMERIC_RANGES' values)
+from .schema import Config, NumRange, TrainSection  # NumRange: the type of NUMERIC_RANGES' values
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -128,7 +130,7 @@ def _flat(cfg: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 def measured_recipe(cfg: Dict[str, Any]) -> Optional[FastRecipe]:
     """The fast recipe a run's config is (training and scoring as measured; seeds and paths
     free), or None."""
-    recipe = fast_recipe(cfg.get("space"))
+    recipe = fast_recipe(Config.of(cfg).space)
     if recipe is None:
         return None
     mine, theirs = _flat(cfg), _flat(load_config(recipe.preset))
@@ -141,10 +143,10 @@ def measured_recipe(cfg: Dict[str, Any]) -> Optional[FastRecipe]:
 def preset_note(preset: str, cfg: Dict[str, Any], device_type: str) -> Optional[str]:
     """One line for the user before training: on a CPU, a paper preset's long schedule gets the
     proposal of its fast recipe; a fast recipe says what quality to expect. None otherwise."""
-    name = Path(preset).stem
-    if name in FAST_RECIPES and device_type == "cpu" and cfg["train"]["epochs"] >= 50:
+    name, epochs = Path(preset).stem, Config.of(cfg).train.epochs
+    if name in FAST_RECIPES and device_type == "cpu" and epochs >= 50:
         recipe = FAST_RECIPES[name]
-        return (f"note: {name} is the paper's {cfg['train']['epochs']}-epoch recipe, days on a "
+        return (f"note: {name} is the paper's {epochs}-epoch recipe, days on a "
                 f"CPU. For a good answer in minutes use the preset {recipe.preset} (same "
                 f"overrides): {recipe.quality}; see benchmarks/RESULTS.md.")
     for paper, recipe in FAST_RECIPES.items():
@@ -285,7 +287,7 @@ def apply_overrides(cfg: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, 
     return cfg
 
 
-def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
+def load_config(preset: str, overrides: Iterable[str] = ()) -> Config:
     """The complete, validated config of a preset, YAML file or run's config.yaml.
 
     Args:
@@ -295,14 +297,14 @@ def load_config(preset: str, overrides: Iterable[str] = ()) -> Dict[str, Any]:
 
     Returns:
         The config tree, every declared key of its kind present (missing ones take the
-        schema's defaults).
+        schema's defaults), as a :class:`rlnas.schema.Config` (typed access: ``cfg.train.lr``).
     """
     path = resolve_preset(preset)
     cfg = read_config_file(path)
     cfg = apply_overrides(cfg, overrides)
     named = any(str(o).partition("=")[0].strip() == "space" for o in overrides)
     validate(cfg, where=None if named or not _in_run(path) else path)
-    return cfg
+    return Config(cfg)
 
 
 def read_config_file(path, _seen=()) -> Dict[str, Any]:
@@ -375,10 +377,11 @@ def validate(cfg: Dict[str, Any], where=None):
     """Catch values that would fail late with an unclear message. ``where``: the run file the
     config was read from (a user space it names is then imported only if the user named it)."""
     from .spaces import get_space, recorded_space
+    space = Config.of(cfg).space or ""
     if where is None:
-        get_space(cfg.get("space", ""))
+        get_space(space)
     else:
-        recorded_space(cfg.get("space", ""), where)
+        recorded_space(space, where)
     flat = flatten(cfg)
     for key, value in flat.items():
         rng = NUMERIC_RANGES.get(key)
@@ -393,39 +396,39 @@ def validate(cfg: Dict[str, Any], where=None):
     for key in schema.KEYS:  # the keys with a fixed set of values: lr_schedule, labels.kind, ...
         if key.choices is not None and key.path in flat:
             key.check_choice(flat[key.path])
-    t = cfg["train"]
-    warmup = t.get("warmup_epochs", 0)
-    if t.get("lr_schedule") == "linear_warmup" and warmup >= t["epochs"]:
+    train = Config.of(cfg).train
+    if train.lr_schedule == "linear_warmup" and train.warmup_epochs >= train.epochs:
         # the schedule decays over epochs - warmup_epochs: none left
-        raise RlnasError(f"train.warmup_epochs={warmup} must be below train.epochs={t['epochs']} "
-                         "with lr_schedule linear_warmup")
+        raise RlnasError(f"train.warmup_epochs={train.warmup_epochs} must be below "
+                         f"train.epochs={train.epochs} with lr_schedule linear_warmup")
 
 
 def search_scorer(cfg: Dict[str, Any]) -> str:
     """What rank, search and run score by: ``search.scorer`` (runs made before that key existed
     used the paper's angle)."""
-    return cfg.get("search", {}).get("scorer") or "angle"
+    return Config.of(cfg).search.scorer or "angle"
 
 
 def dump(cfg: Dict[str, Any]) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+    """The config tree as the YAML of ``config.yaml``."""
+    return yaml.safe_dump(Config.of(cfg).tree(), sort_keys=False)
 
 
-def constant_schedule(train: Dict[str, Any]) -> bool:
+def constant_schedule(train) -> bool:
     """True when the learning rate does not depend on ``train.epochs``: the cosine (per epoch)
     or linear (per step) schedule with ``lr_min`` equal to ``lr``. Every other schedule decays
-    over all epochs, so the rate of a past step changes with ``train.epochs``."""
-    return (train.get("lr_schedule", "cosine") in ("cosine", "linear")
-            and train.get("lr_min") == train.get("lr"))
+    over all epochs, so the rate of a past step changes with ``train.epochs``. ``train``: a
+    config's train section."""
+    train = TrainSection(train)
+    return train.lr_schedule in ("cosine", "linear") and train.lr_min == train.lr
 
 
 def epochs_change_reason(saved: Dict[str, Any], new: Dict[str, Any]) -> Optional[str]:
     """None where ``train.epochs`` may change on resume (a constant-rate schedule, more epochs:
     the continuation is exactly the longer run), else why not."""
-    old_e, new_e = saved["train"]["epochs"], new["train"]["epochs"]
-    t = saved["train"]
-    schedule = t.get("lr_schedule", "cosine")
-    if constant_schedule(t) and constant_schedule(new["train"]) and new_e > old_e:
+    t, new_t = Config.of(saved).train, Config.of(new).train
+    old_e, new_e, schedule = t.epochs, new_t.epochs, t.lr_schedule
+    if constant_schedule(t) and constant_schedule(new_t) and new_e > old_e:
         return None
     if new_e < old_e:
         return (f"train.epochs={new_e} is below the {old_e} the run was started with; its "
@@ -435,7 +438,7 @@ def epochs_change_reason(saved: Dict[str, Any], new: Dict[str, Any]) -> Optional
            "linear_warmup": "the warm-up schedule decays over train.epochs"}.get(
         schedule, f"the {schedule} schedule depends on train.epochs")
     return (f"extending train.epochs from {old_e} to {new_e} would change the learning rate of the "
-            f"steps already trained ({how}, lr {t.get('lr')} -> {t.get('lr_min')}), so the result "
+            f"steps already trained ({how}, lr {t.lr} -> {t.lr_min}), so the result "
             f"would be neither run; train the longer schedule in a new run directory (--out NEW), "
             f"or use a constant rate (train.lr_min equal to train.lr, schedule cosine or linear), "
             f"with which train.epochs can be extended exactly")

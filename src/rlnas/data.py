@@ -14,12 +14,13 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from .errors import RlnasError
+from .schema import Config
 
 PathLike = Union[str, Path]
 
@@ -442,6 +443,23 @@ def nb201_train_half(data: ImageData, split_file: Optional[PathLike] = None,
     idx = np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return idx.astype(np.int64), (f"seeded class-balanced half ({idx.size:,} images, seed {seed}), "
                                   f"no split file given")
+
+
+def prepare_training_data(cfg: Dict[str, Any]) -> Tuple[ImageData, str]:
+    """Training images per a config (the NB201 half where asked, then the subset), described."""
+    d, seed = Config.of(cfg).data, Config.of(cfg).seed
+    data = load_dataset(d.dataset, d.root, split="train")
+    notes = [f"{data.name}: {data.source}"]
+    if d.nb201_half:
+        idx, desc = nb201_train_half(data, d.split_file, seed=seed)
+        data = data.subset(idx)
+        notes.append(desc)
+    if d.subset:
+        if d.subset > len(data.y):
+            raise RlnasError(f"data.subset={d.subset} exceeds the {len(data.y)} training images")
+        data = data.subset(np.arange(d.subset))
+        notes.append(f"first {d.subset} images kept (data.subset)")
+    return data, "; ".join(notes)
 
 
 # ----------------------------------------------------------------------------------------------

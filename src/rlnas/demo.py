@@ -20,9 +20,13 @@ from scipy.stats import kendalltau
 
 from .config import load_config
 from .data import DeviceLoader, load_dataset
-from .engine import LoopSpec, open_run, run_loop, train_supernet
-from .retraining import evaluate_network
-from .stages import rank, read_ranking
+from .loop import LoopSpec, run_loop
+from .pipeline.check import SHORT_RETRAIN
+from .pipeline.rank import Ranking, rank
+from .pipeline.retrain import evaluate_network
+from .pipeline.train import train_supernet
+from .rundir import open_run
+from .schema import TrainSection
 
 GROUP_SIZE = 4
 RETRAIN_EPOCHS = 10  # 3 epochs could not tell the groups apart on the digits (RESULTS.md)
@@ -32,12 +36,11 @@ def retrain_cell(space, arch, train, test, channels, cells, epochs, seed=0, prog
     """Train the standalone network of ``arch`` with true labels; top-1 (%) on ``test``."""
     torch.manual_seed(seed)
     model = space.network(arch, channels=channels, cells=cells, num_classes=train.num_classes)
-    loader = DeviceLoader(train.x, train.y, 64, train.mean, train.std, pad=2, flip=False,
-                          seed=seed)
-    spec = LoopSpec(model=model, loader=loader, epochs=epochs, lr=0.05, lr_min=0.0,
-                    momentum=0.9, nesterov=True, weight_decay=5e-4, device=torch.device("cpu"),
-                    precision="fp32", progress=progress, desc="retrain")
-    run_loop(spec)
+    recipe = TrainSection.of(epochs=epochs, **SHORT_RETRAIN)  # as `rlnas check` retrains
+    loader = DeviceLoader(train.x, train.y, recipe.batch_size, train.mean, train.std, pad=2,
+                          flip=False, seed=seed)
+    run_loop(LoopSpec.from_train(recipe, model, loader, torch.device("cpu"), precision="fp32",
+                                 progress=progress, desc="retrain"))
     ev = DeviceLoader(test.x, test.y, 500, train.mean, train.std, augment=False)
     return evaluate_network(model, ev)["top1"]
 
@@ -48,8 +51,8 @@ def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,
     t0 = time.time()
     overrides = ([f"epochs={epochs}"] if epochs else []) + list(overrides)
     cfg = load_config("demo-digits", overrides)
-    print(f"[1/3] supernet: NB201 C={cfg['model']['channels']} N={cfg['model']['cells']} on "
-          f"digits (16x16) with random labels, {cfg['train']['epochs']} epochs -> {out}")
+    print(f"[1/3] supernet: NB201 C={cfg.model['channels']} N={cfg.model['cells']} on digits "
+          f"(16x16) with random labels, {cfg.train.epochs} epochs -> {out}")
     res = train_supernet(cfg, out, progress=progress)
     if not res.get("already_done"):
         print(f"      last epoch: loss {res['loss']:.3f}, fit to random labels "
@@ -59,10 +62,11 @@ def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,
     name = r["scorer"]
     print(f"[2/3] {name} of all {r['num_archs']} cells in "
           f"{1e3 * (r['setup_seconds'] + r['score_seconds']):.0f} ms -> {r['path']}")
-    archs, scores = read_ranking(Path(r["path"]), name)
+    ranking = Ranking.read(r["path"])
+    archs, scores = ranking.arch, ranking.score
     space = run.space
     connected = np.flatnonzero(scores > 0)
-    rng = np.random.default_rng(cfg["seed"])
+    rng = np.random.default_rng(cfg.seed)
     picks = [("top", i) for i in range(group_size)]
     picks += [("low", i) for i in connected[-group_size:]]
     picks += [("random", i) for i in rng.choice(connected[group_size:-group_size], group_size,
@@ -70,12 +74,12 @@ def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,
     train = load_dataset("digits", split="train")
     test = load_dataset("digits", split="test")
     print(f"[3/3] retraining {len(picks)} cells with TRUE labels, {retrain_epochs} epochs each "
-          f"(C={cfg['model']['channels']}, N={cfg['model']['cells']}), test on {len(test.y)} images")
+          f"(C={cfg.model['channels']}, N={cfg.model['cells']}), test on {len(test.y)} images")
     rows = []
     for group, i in picks:
         arch = space.from_str(archs[i])
-        acc = retrain_cell(space, arch, train, test, cfg["model"]["channels"],
-                           cfg["model"]["cells"], retrain_epochs, seed=cfg["seed"])
+        acc = retrain_cell(space, arch, train, test, cfg.model["channels"], cfg.model["cells"],
+                           retrain_epochs, seed=cfg.seed)
         rows.append((group, archs[i], scores[i], acc))
         print(f"      {group:6s}  {name} {scores[i]:.4f}  test acc {acc:6.2f}%  {archs[i]}")
     print("\nsummary")

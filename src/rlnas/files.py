@@ -6,7 +6,9 @@ intact. One process at a time may write a run directory (``run_lock``)."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import math
 import os
 import re
 import socket
@@ -14,7 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Tuple
+from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
 
 from .errors import RlnasError
 
@@ -100,6 +102,40 @@ def write_json_atomic(obj, path) -> Path:
     except (TypeError, ValueError) as exc:
         raise RlnasError(f"cannot write {path}: not JSON-serialisable ({exc})") from None
     return atomic_write_text(path, text)
+
+
+def finite_or_none(x) -> Optional[float]:
+    """``x`` as a float where it is a finite number, else None (JSON has no NaN or inf, and a
+    statistic that is undefined is reported as null): None, a bool, text and NaN give None."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def slug(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits and ``. _ + -``
+    replaced by ``_``: a name for a file (``result-<slug>.json``, ``plots/<slug>_vs_...``)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text))
+
+
+def append_csv_row(path, header: Iterable[str], row: Iterable) -> None:
+    """Append ``row`` to the CSV file ``path`` (``metrics.csv``, ``eval.csv``, ...), writing
+    ``header`` first where the file is new; an OS error (a full disk raises on the write, where
+    the error names no file) is a one-line RlnasError naming it."""
+    path = Path(path)
+    try:
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            if new:
+                w.writerow(header)
+            w.writerow(row)
+    except OSError as exc:
+        raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
 
 
 def make_dir(path, what: str = "run directory") -> Path:

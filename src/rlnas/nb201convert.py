@@ -1,6 +1,6 @@
 """Convert the official NAS-Bench-201 / NATS-Bench (topology) benchmark files to the compact table.
 
-The compact table is what :func:`rlnas.benchmark.load_nb201_table` reads (and what
+The compact table is what :func:`rlnas.tables.load_nb201_table` reads (and what
 ``rlnas evaluate`` uses): a plain CSV with one row per architecture, the columns
 ``index, arch, cifar10_valid, cifar10_test, cifar100_valid, cifar100_test,
 imagenet16_valid, imagenet16_test`` and, when the archive has them for every row,
@@ -59,7 +59,6 @@ import contextlib
 import csv
 import datetime
 import importlib
-import math
 import os
 import pickle
 import re
@@ -68,10 +67,10 @@ import time
 import warnings
 from pathlib import Path
 
-from rlnas.benchmark import ACCURACY_COLUMNS, load_nb201_table
+from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 from rlnas.data import (DATA_PICKLE_GLOBALS, NUMPY_PICKLE_GLOBALS, RestrictedUnpickler,
                         UnsafePickleError)
-from rlnas.files import atomic_write, write_json_atomic
+from rlnas.files import atomic_write, finite_or_none, write_json_atomic
 from rlnas.errors import RlnasError
 
 __all__ = ["convert", "KINDS", "COLUMN_SOURCES", "NUM_ARCHS", "meta_path_for", "detect_kind"]
@@ -373,17 +372,6 @@ def _open_nats(source: Path, mod, progress: bool):
 # --------------------------------------------------------------------------------------
 
 
-def _finite(x):
-    """float(x) when it is a finite number, else None."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _read_accuracies(api, i: int, hp: str) -> dict:
     """The six accuracies of arch ``i``; raises ``LookupError`` with the reason when absent."""
     infos = {}
@@ -399,7 +387,7 @@ def _read_accuracies(api, i: int, hp: str) -> dict:
         info = infos[ds]
         if not isinstance(info, dict) or key not in info:
             raise LookupError(f"no {split!r} accuracy on {ds} (get_more_info has no {key!r})")
-        v = _finite(info[key])
+        v = finite_or_none(info[key])
         if v is None:
             raise LookupError(f"{ds} {split!r} accuracy is {info[key]!r}, not a finite number")
         row[col] = v
@@ -422,7 +410,7 @@ def _read_costs(api, i: int, hp: str):
         if not isinstance(info, dict):
             last = f"get_cost_info({i}, {ds!r}) returned {type(info).__name__}"
             continue
-        p, f = _finite(info.get("params")), _finite(info.get("flops"))
+        p, f = finite_or_none(info.get("params")), finite_or_none(info.get("flops"))
         if p is None or f is None:
             last = f"get_cost_info({i}, {ds!r}) has no finite params/flops"
             continue
@@ -514,7 +502,7 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
             ``NATS-tss-v1_0-3ffb9.pickle.pbz2`` file.
         out: the CSV to write (atomically: temp file + ``os.replace``). The column
             semantics go to ``<out>.meta.json`` (written atomically too), because
-            :func:`rlnas.benchmark.load_nb201_table` does not skip ``#`` comment lines.
+            :func:`rlnas.tables.load_nb201_table` does not skip ``#`` comment lines.
         kind: ``'auto'`` (from the name of ``source``), ``'nb201'`` or ``'nats-tss'``.
         hp: ``'200'`` (the 200-epoch results: what ``rlnas evaluate`` assumes) or ``'12'``.
         progress: print progress lines to stderr.
@@ -653,7 +641,7 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
         "table": out.name,
         "comment": (
             "Column semantics of the CSV beside this file (kept here because "
-            "rlnas.benchmark.load_nb201_table does not skip '#' comment lines)."
+            "rlnas.tables.load_nb201_table does not skip '#' comment lines)."
         ),
         "source": source.name,
         "source_path": str(source.resolve()),

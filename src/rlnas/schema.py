@@ -3,7 +3,10 @@
 :data:`KEYS` is the one place a config key is declared. ``rlnas.config`` derives from it the
 numeric ranges (``NUMERIC_RANGES``), the allowed values that ``validate`` enforces, the defaults a
 partial config is completed with at load, the refusal of unknown keys (with the nearest valid
-name) and the commented listing of ``rlnas config --show PRESET``.
+name) and the commented listing of ``rlnas config --show PRESET``. From it too come the typed
+config every stage reads (:class:`Config`: ``cfg.train.lr``, one read-only :class:`Section` view
+per section, generated, not declared again), the schema listing of ``rlnas config --show`` and
+the comments of the presets (:func:`annotate`).
 
 Two kinds of config share the schema: a supernet run (``rlnas train``/``run``/``rank``/
 ``search``: kind ``search``) and a retraining (``rlnas retrain``, ``rlnas check``: kind
@@ -17,8 +20,9 @@ declared for their ranges and docs but never filled in, and a user space may dec
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from .errors import RlnasError
 
@@ -147,13 +151,15 @@ KEYS: Tuple[Key, ...] = (
     Key("data.allow_test_overlap", False, "true: accept test images that are also training "
         "images (else refused)", kinds=R),
     Key("data.nb201_half", False, "'cifar10-valid' semantics: train on the 25k NB201 train half"),
-    Key("data.split_file", None, "NB201 cifar-split.txt; without it a seeded class-balanced half"),
+    Key("data.split_file", None, "with nb201_half: NB201's cifar-split.txt; null = a seeded "
+        "class-balanced half"),
     Key("data.subset", None, "keep only the first N training images (reduced budgets)",
         _int(2, _MAX_IMAGES, null=True)),
     Key("data.augment", True, "random crop (pad 4) + horizontal flip"),
     Key("data.resolution", None, "images resized once to this size (px); null = as stored",
         _int(4, 100_000, null=True)),
-    Key("data.transform", None, "image folders only: official | torchvision (imagenet.py)",
+    Key("data.transform", None, "image folders only: official (square crop + lighting, no "
+        "mean/std) | torchvision (RandomResizedCrop + flip, ImageNet mean/std)",
         choices=(None, "official", "torchvision"), choices_text="official or torchvision"),
     Key("data.cutout", 0, "side of the cutout square (0 = off)", _int(0, 100_000), kinds=R),
     # labels
@@ -169,7 +175,8 @@ KEYS: Tuple[Key, ...] = (
     Key("model.layers", None, "cells of the DARTS network", MODEL_SIZE, fill=False),
     Key("model.stem_multiplier", None, "DARTS stem width = this x channels", MODEL_SIZE,
         fill=False),
-    Key("model.variant", None, "DARTS network: cifar | imagenet", fill=False),
+    Key("model.variant", None, "DARTS: cifar | imagenet (stem and macro layout, spec 3.2 / 3.3)",
+        fill=False),
     Key("model.auxiliary", None, "DARTS network: auxiliary head", fill=False),
     Key("model.dropout", None, "dropout before the classifier", _PROBABILITY, fill=False),
     Key("model.drop_path", None, "final drop-path probability (grows linearly from 0)",
@@ -205,8 +212,8 @@ KEYS: Tuple[Key, ...] = (
         _int(0)),
     Key("train.keep_every_epochs", 0, "keep ckpt/epoch_N.pt every N epochs (0 = keep none)",
         _int(0)),
-    Key("train.stop_when_stable", None, "extension: stop once tau(angle ranking, previous "
-        "check) >= 1 - this; null = never", NumRange(0, 1, hi_open=True, nullable=True), kinds=S),
+    Key("train.stop_when_stable", None, "extension: stop once tau(the scorer's angle ranking, "
+        "previous check) >= 1 - this; null = never", NumRange(0, 1, hi_open=True, nullable=True), kinds=S),
     Key("train.stability_every", 5, "epochs between those checks", _int(1, _MAX_EPOCHS), kinds=S),
     # search (supernet runs)
     Key("search.scorer", "angle", "what rank/search/run score by: angle (the paper) or any "
@@ -224,10 +231,10 @@ KEYS: Tuple[Key, ...] = (
         kinds=S),
     Key("search.generations", 20, "evolution: generations", _int(1, _MAX_COUNT), kinds=S),
     Key("search.num_samples", 1000, "random search budget", _int(1, _MAX_COUNT), kinds=S),
-    Key("search.max_params", None, "M params of the network; null = no limit", _POSITIVE_OR_NULL,
-        kinds=S),
-    Key("search.max_flops", None, "M FLOPs of the network; null = no limit", _POSITIVE_OR_NULL,
-        kinds=S),
+    Key("search.max_params", None, "M params of the space's benchmark network; null = no limit",
+        _POSITIVE_OR_NULL, kinds=S),
+    Key("search.max_flops", None, "M FLOPs of the space's benchmark network; null = no limit",
+        _POSITIVE_OR_NULL, kinds=S),
     Key("search.report_top", 10, "archs written to result.json", _int(1, _MAX_COUNT), kinds=S),
     Key("evaluate.nasbench201", None, "compact NB201 table (CSV: arch + accuracy columns)",
         kinds=S),
@@ -240,6 +247,116 @@ BY_PATH: Dict[str, Key] = {k.path: k for k in KEYS}
 SECTIONS = tuple(dict.fromkeys(k.section for k in KEYS if k.section))
 # The sections whose keys are not all declared here: the space declares its model keywords.
 OPEN_SECTIONS = ("model",)
+
+
+# ----------------------------------------------------------------------------------------------
+# The typed config: attribute access generated from KEYS
+# ----------------------------------------------------------------------------------------------
+class Section:
+    """A read-only, typed view of one section of a config tree: its attributes are the section's
+    declared keys (generated from :data:`KEYS`, e.g. ``cfg.train.lr``). A key the tree lacks
+    reads as its schema default; a name that is not a declared key is an AttributeError (a
+    misspelt read fails instead of reading None). The tree is not copied."""
+
+    __slots__ = ("_tree",)
+    NAME = ""
+    KEYS: Dict[str, Key] = {}
+
+    def __init__(self, tree: Union["Section", Mapping[str, Any], None] = None):
+        if isinstance(tree, Section):
+            tree = tree._tree
+        object.__setattr__(self, "_tree", tree if isinstance(tree, Mapping) else {})
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"config section {self.NAME!r} is read-only")
+
+    @classmethod
+    def of(cls, **values) -> "Section":
+        """A section holding ``values`` (the other keys read as their defaults), e.g. the
+        short training budget of ``rlnas check``: ``TrainSection.of(epochs=2, lr=0.05)``."""
+        for name in values:
+            if name not in cls.KEYS:
+                raise unknown_key_error(f"{cls.NAME}.{name}", BY_PATH)
+        return cls(dict(values))
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every declared key of the section with the value it reads as."""
+        return {name: getattr(self, name) for name in self.KEYS}
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"{type(self).__name__}({body})"
+
+
+def _reader(name: str, key: Key) -> property:
+    default = key.default
+
+    def read(self):
+        return self._tree.get(name, default)
+    read.__doc__ = key.doc
+    return property(read)
+
+
+def _section_type(section: str) -> type:
+    # a deprecated key is read by no code: it has no attribute, so none can read it
+    keys = {k.path.partition(".")[2]: k for k in KEYS if k.section == section and not k.deprecated}
+    members = {name: _reader(name, key) for name, key in keys.items()}
+    members.update(NAME=section, KEYS=keys, __slots__=(),
+                   __doc__=f"The ``{section}`` section of a config (generated from KEYS).")
+    return type(f"{section.capitalize()}Section", (Section,), members)
+
+
+#: The typed view of each closed section (``model`` is the space's: a plain dict).
+SECTION_TYPES: Dict[str, type] = {name: _section_type(name) for name in SECTIONS
+                                  if name not in OPEN_SECTIONS}
+TrainSection = SECTION_TYPES["train"]
+DataSection = SECTION_TYPES["data"]
+
+
+class Config(dict):
+    """A resolved config: the tree that ``config.yaml`` holds (a dict of sections), with typed
+    attribute access generated from :data:`KEYS`: ``cfg.seed``, ``cfg.train.lr``,
+    ``cfg.data.root``, ``cfg.search.topk``; ``cfg.model`` is the space's keyword dict. Built once
+    when a config is loaded (:func:`rlnas.config.load_config`); :meth:`of` wraps a tree that
+    came from elsewhere. Reading a key the tree lacks gives its schema default."""
+
+    @classmethod
+    def of(cls, tree: Mapping[str, Any]) -> "Config":
+        """``tree`` as a Config (itself where it is one; its sections are not copied)."""
+        return tree if isinstance(tree, Config) else cls(tree)
+
+    @property
+    def model(self) -> Dict[str, Any]:
+        """The ``model`` section: the keywords of the space's ``supernet`` / ``network``."""
+        value = self.get("model")
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    def tree(self) -> Dict[str, Any]:
+        """A plain nested dict of the config (for YAML)."""
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.items()}
+
+
+def _config_member(key: Key) -> property:
+    def read(self):
+        return self.get(key.path, key.default)
+    read.__doc__ = key.doc
+    return property(read)
+
+
+def _section_member(section: str) -> property:
+    view = SECTION_TYPES[section]
+
+    def read(self):
+        return view(self.get(section))
+    read.__doc__ = view.__doc__
+    return property(read)
+
+
+for _key in KEYS:
+    if not _key.section:
+        setattr(Config, _key.path, _config_member(_key))
+for _name in SECTION_TYPES:
+    setattr(Config, _name, _section_member(_name))
 
 
 def numeric_ranges() -> Dict[str, NumRange]:
@@ -336,6 +453,72 @@ def describe(cfg: Dict[str, Any]) -> str:
         else:
             lines.append(_commented(f"{name}: {_scalar(yaml, value)}", name))
     return "\n".join(lines) + "\n"
+
+
+def describe_schema() -> str:
+    """Every declared key as YAML with its default, commented with its doc and the values it
+    takes (``rlnas config --show`` without a config)."""
+    import yaml
+    lines = ["# Every config key: its default, what it is, the values it takes. Supernet runs",
+             "# (train, rank, search, run) and retrainings (retrain, check) have the keys of their",
+             "# kind; model keys are the space's keywords (their defaults are the space's).", ""]
+    section = ""
+    for key in KEYS:
+        if key.section != section:
+            section = key.section
+            lines.append(f"{section}:")
+        leaf = key.path.rpartition(".")[2]
+        line = f"{'  ' if section else ''}{leaf}: {_scalar(yaml, key.default)}"
+        lines.append(_commented(line, key.path) + f" [{_values(key)}]")
+    return "\n".join(lines) + "\n"
+
+
+def _values(key: Key) -> str:
+    """What ``key`` takes and where it belongs, for :func:`describe_schema`."""
+    parts = []
+    if key.range is not None:
+        parts.append(key.range.describe())
+    if key.choices is not None:
+        parts.append("one of " + _or_list(["null" if c is None else c for c in key.choices]))
+    if key.section in OPEN_SECTIONS:
+        parts.append("the space's keyword")
+    elif not parts:
+        parts.append("true or false" if isinstance(key.default, bool) else
+                     "text" if isinstance(key.default, str) else "text or null")
+    if key.kinds != BOTH:
+        parts.append({SEARCH: "supernet runs only", RETRAIN: "retrainings only"}[key.kinds[0]])
+    if key.deprecated:
+        parts.append("deprecated: accepted in old configs, read by no code")
+    return "; ".join(parts)
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<value>[^#]*?)"
+                       r"\s*(?:#.*)?$")
+
+
+def annotate(text: str) -> str:
+    """The text of a YAML config with the line of every declared key commented with the key's
+    doc (any comment it had is replaced); full-line comments and every other line are kept.
+    The presets are written so (``tests/test_config_schema.py`` checks it): their comments are
+    generated from :data:`KEYS`, and a note of their own goes on a comment line above a key."""
+    out: List[str] = []
+    section = None
+    for line in text.split("\n"):
+        m = _KEY_LINE.match(line)
+        if m is None or line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        indent, name, value = m.group("indent"), m.group("key"), m.group("value").rstrip()
+        if not indent:
+            section = name if not value.strip() else None
+            path = name
+        else:
+            path = f"{section}.{name}" if section else None
+        if path in BY_PATH and value.strip():
+            out.append(_commented(f"{indent}{name}:{value}", path))
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _scalar(yaml, value) -> str:

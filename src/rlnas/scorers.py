@@ -3,16 +3,23 @@
 A scorer is built once for a context (space, run, device, options) and then maps an int64
 array of archs ``(N, num_genes)`` to a float array ``(N,)``; bigger is better. Searchers and
 reports accept any registered name, or an ensemble ``"angle+synflow"`` (mean of ranks).
+
+:func:`get_scorer` is the one way to get a scorer by name (``rlnas.get_scorer``, and what rank,
+search, evaluate and check use): a :class:`Scorer`, for a run or a space. :func:`build_scorer`
+is the registry's own step under it: a score function for a :class:`ScoreContext`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 from scipy.stats import rankdata
 
+from .data import prepare_training_data
 from .errors import RlnasError
+from .rundir import Run, open_run
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -28,6 +35,24 @@ class ScoreContext:
     device: str = "cpu"
     seed: int = 0
     options: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_run(cls, run: Run, checkpoint: str = "last.pt", **options) -> "ScoreContext":
+        """The context of ``run``: its space, seed and benchmark network's costs, comparing
+        ``ckpt/init.pt`` with ``ckpt/<checkpoint>``."""
+        return cls(space=run.space, run=run, cost_kwargs=run.cost_kwargs,
+                   checkpoint=check_checkpoint_name(checkpoint), seed=run.config.seed,
+                   options=options)
+
+
+def check_checkpoint_name(checkpoint: str) -> str:
+    """A checkpoint is named by its file name in the run's ckpt/ folder; a path could point a
+    scorer at any file (and a run's results at another run's weights)."""
+    if not isinstance(checkpoint, str) or checkpoint in ("", ".", "..") or any(
+            c in checkpoint for c in ("/", "\\", "\0")):
+        raise RlnasError(f"checkpoint {checkpoint!r} must be the name of a file in the run's "
+                         f"ckpt/ folder (e.g. last.pt or epoch_10.pt), not a path")
+    return checkpoint
 
 
 @dataclass
@@ -63,8 +88,9 @@ def scorer_info(name: str) -> ScorerInfo:
     return _SCORERS[name]
 
 
-def get_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
-    """A scorer by name, or an ensemble ``a+b+...`` scored by the mean of the members' ranks."""
+def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
+    """The score function of a scorer by name, or of an ensemble ``a+b+...`` scored by the mean
+    of the members' ranks, for the context ``ctx`` (:func:`get_scorer` builds the context)."""
     names = [s.strip() for s in spec.split("+") if s.strip()]
     if not names:
         raise RlnasError(f"empty scorer name {spec!r}")
@@ -82,6 +108,82 @@ def get_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
         ranks = [rankdata(np.nan_to_num(f(archs), nan=-np.inf)) for f in fns]
         return np.mean(ranks, axis=0)
     return ensemble
+
+
+def needs_data(scorer: str) -> bool:
+    """True when a scorer (or a member of an ensemble) is a zero-cost proxy: it scores networks
+    on a batch of the run's training images."""
+    from .proxies import PROXY_NAMES
+    return any(part.strip() in PROXY_NAMES for part in scorer.split("+"))
+
+
+def check_genomes(space, archs) -> np.ndarray:
+    """``archs`` as an int64 array ``(N, num_genes)`` of valid genomes of ``space``.
+
+    Raises:
+        RlnasError: naming the first arch that is not a sequence of ``num_genes`` integers each
+            among its gene's choices (a score of an arch outside the space means nothing)."""
+    raw = np.asarray(archs, dtype=object)
+    if raw.ndim == 1 and len(raw) and not isinstance(raw[0], (list, tuple, np.ndarray)):
+        raw = raw.reshape(1, -1)  # one genome
+    n = space.num_genes
+    if raw.ndim != 2 or raw.shape[1] != n:
+        raise RlnasError(f"archs of space {space.name} are genomes of {n} integers; got an "
+                         f"array of shape {raw.shape}")
+    for row in raw:
+        if not all(isinstance(g, (int, np.integer)) and not isinstance(g, bool) for g in row):
+            raise RlnasError(f"genome {list(row)!r} of space {space.name}: genes must be "
+                             f"integers")
+        if not space.is_valid(tuple(int(g) for g in row)):
+            raise RlnasError(f"genome {[int(g) for g in row]} is not an arch of space "
+                             f"{space.name} (a gene out of its choices)")
+    return raw.astype(np.int64)
+
+
+class Scorer:
+    """A scorer built for one space (and run): call it with archs, get scores (bigger = better).
+
+    Archs are arch strings (``space.to_str`` notation), one string, or an int array
+    ``(N, num_genes)``; the result is a float64 array ``(N,)``. ``fn`` is the score function
+    itself, on int64 genome arrays that are known to be valid (what the searchers call)."""
+
+    def __init__(self, name: str, space, fn: ScoreFn, run: Optional[Run] = None,
+                 checkpoint: Optional[str] = None):
+        self.name, self.space, self.fn, self.run, self.checkpoint = name, space, fn, run, checkpoint
+
+    def __call__(self, archs) -> np.ndarray:
+        if isinstance(archs, str):
+            archs = [archs]
+        if isinstance(archs, (list, tuple)) and archs and isinstance(archs[0], str):
+            archs = [self.space.from_str(a) for a in archs]
+        return np.asarray(self.fn(check_genomes(self.space, archs)), dtype=np.float64)
+
+    def __repr__(self):
+        where = f", run={str(self.run.path)!r}, checkpoint={self.checkpoint!r}" if self.run else ""
+        return f"Scorer({self.name!r}, space={self.space.name!r}{where})"
+
+
+def get_scorer(name: str, run: Union[Run, str, Path, None] = None, *, space: str = "nb201",
+               checkpoint: str = "last.pt", seed: int = 0, **options) -> Scorer:
+    """A :class:`Scorer` by name (or ensemble ``"a+b"``), as ``rlnas rank`` / ``search`` build it.
+
+    Scorers that read a supernet (``angle*``, ``accuracy``) need ``run`` (a ``Run`` or its
+    directory) and compare ``ckpt/init.pt`` with ``ckpt/<checkpoint>``; for a run, zero-cost
+    proxies are given the run's training images, and costs refer to the space's benchmark
+    network on the run's dataset. Without a run, ``space`` names the space and ``seed`` seeds
+    the scorer; proxies then need ``data=`` (an ``rlnas.data.ImageData``). Further keyword
+    ``options`` go to the scorer (e.g. ``batch_size``, ``proxy_model`` for proxies;
+    ``progress=False``: no progress bars of slow scorers)."""
+    if run is None:
+        from .spaces import get_space
+        sp = get_space(space)
+        return Scorer(name, sp, build_scorer(name, ScoreContext(space=sp, seed=seed,
+                                                                options=options)))
+    run = run if isinstance(run, Run) else open_run(run)
+    if needs_data(name) and "data" not in options:
+        options["data"] = prepare_training_data(run.config)[0]
+    fn = build_scorer(name, ScoreContext.for_run(run, checkpoint, **options))
+    return Scorer(name, run.space, fn, run, checkpoint)
 
 
 PLUGINS = ("proxies", "accuracy")  # modules that register more scorers when imported

@@ -19,7 +19,7 @@ counts parameters. This module gives two views that hold model size fixed:
   (:func:`budget_ladder`), the accuracy of the arch each scorer picks among the archs under the
   budget, against two baselines: ``largest`` (the biggest arch that fits) and ``oracle`` (the
   best accuracy that fits). On a fully scored space this is exactly exhaustive search under a
-  ``Constraint(max_...)`` (see :func:`rlnas.evolution.exhaustive_search`), done for all
+  ``Constraint(max_...)`` (see :func:`rlnas.searchers.exhaustive_search`), done for all
   budgets at once.
 
 Scores are "higher is better". NaN scores are dropped (correlations) or never picked
@@ -39,7 +39,7 @@ import numpy as np
 from scipy import stats
 
 from rlnas.errors import RlnasError
-from rlnas.files import atomic_write
+from rlnas.files import atomic_write, finite_or_none
 
 __all__ = [
     "within_group_tau",
@@ -92,13 +92,6 @@ def _same_length(n: int, **arrays) -> None:
     for name, arr in arrays.items():
         if len(arr) != n:
             raise RlnasError(f"length mismatch: {name} has {len(arr)} values, expected {n}")
-
-
-def _float_or_none(x) -> Optional[float]:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _quiet_kendall(x: np.ndarray, y: np.ndarray) -> float:
@@ -206,7 +199,7 @@ def within_group_tau(scores, accuracy, groups, min_size: int = 10) -> dict:
         idx = order[starts[gi]:starts[gi] + size]
         tau = _quiet_kendall(s[idx], a[idx])
         out["groups"].append({"value": _group_value(keys[gi]), "size": size,
-                              "tau": _float_or_none(tau)})
+                              "tau": finite_or_none(tau)})
         if not math.isfinite(tau):
             out["n_groups_undefined"] += 1
             out["n_cells_undefined"] += size
@@ -416,8 +409,8 @@ def size_controlled_report(
             "n_groups": int(len(counts)),
             "n_groups_eligible": int(big.sum()),
             "n_cells_eligible": int(counts[big].sum()),
-            "kendall_tau_with_accuracy": _float_or_none(_quiet_kendall(cvals, acc)),
-            "spearman_rho_with_accuracy": _float_or_none(_quiet_spearman(cvals, acc)),
+            "kendall_tau_with_accuracy": finite_or_none(_quiet_kendall(cvals, acc)),
+            "spearman_rho_with_accuracy": finite_or_none(_quiet_spearman(cvals, acc)),
         }
 
     report: dict = {
@@ -437,8 +430,8 @@ def size_controlled_report(
         entry: dict = {"n": int(keep.sum()), "n_dropped_nan": int((~keep).sum())}
         if entry["n"] < 3:
             raise RlnasError(f"scorer {name!r} has {entry['n']} non-NaN scores; need at least 3")
-        entry["kendall_tau"] = _float_or_none(_quiet_kendall(x, y))
-        entry["spearman_rho"] = _float_or_none(_quiet_spearman(x, y))
+        entry["kendall_tau"] = finite_or_none(_quiet_kendall(x, y))
+        entry["spearman_rho"] = finite_or_none(_quiet_spearman(x, y))
 
         for cname, groups in (("params", p_groups), ("flops", f_groups)):
             if groups is None:
@@ -471,7 +464,7 @@ def size_controlled_report(
                 notes.append(f"partial Spearman given {label}: {_BY_CONSTRUCTION} (score ranks "
                              f"are a linear function of the {what} ranks)")
             else:
-                entry[key] = _float_or_none(val)
+                entry[key] = finite_or_none(val)
 
         t_xz = _quiet_kendall(x, zp)
         t_yz = _quiet_kendall(y, zp)
@@ -480,7 +473,7 @@ def size_controlled_report(
             pk = 0.0
             notes.append(f"partial Kendall given params: {_BY_CONSTRUCTION} (score is "
                          f"perfectly concordant with params, |tau| = 1)")
-        entry["partial_kendall_params"] = _float_or_none(pk)
+        entry["partial_kendall_params"] = finite_or_none(pk)
         entry["notes"] = notes
         report["scorers"][name] = entry
     return report
@@ -593,7 +586,7 @@ def constrained_benchmark(
       order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
     * ``largest``: the eligible arch with the largest cost; ties -> the first in the given
       order (the "just take the biggest network that fits" baseline). NB201 cells with no
-      input->output path (:func:`rlnas.benchmark.nb201_disconnected`: ~10 % accuracy, yet
+      input->output path (:func:`rlnas.spaces.nb201.nb201_disconnected`: ~10 % accuracy, yet
       they count the parameters of their dead convolutions) are skipped: no one would pick
       one, and where one came first among the tied largest cells the baseline fell to 10 %.
       ``skipped_disconnected`` says how many there were. Because the tie-break is arbitrary
@@ -656,7 +649,7 @@ def constrained_benchmark(
         running = np.minimum.accumulate(rank[by_cost])
         return best_first[running[last]]
 
-    from rlnas.benchmark import nb201_disconnected
+    from rlnas.spaces.nb201 import nb201_disconnected
 
     dead = nb201_disconnected(archs)
     oracle_idx = picks(*_priority(acc, n))
@@ -781,7 +774,7 @@ def constrained_figure(result: dict, title: str = "accuracy of the pick under a 
                        xlabel: str = "budget", ylabel: str = "accuracy (%)"):
     """The matplotlib Figure that :func:`plot_constrained` saves."""
     _check_result(result)
-    from rlnas.benchmark import nb201_disconnected
+    from rlnas.spaces.nb201 import nb201_disconnected
 
     x = np.asarray(result["budgets"], dtype=np.float64)
     order = np.argsort(x, kind="stable")

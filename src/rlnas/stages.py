@@ -1,341 +1,38 @@
-"""The stages after training, each reading and writing the run directory: rank (score every
-arch), search (evolution / exhaustive / random under limits; each search named after its
-settings, ``result-<name>.json``, with ``result.json`` the latest). Both order archs best first
-with ties broken by genome (:func:`best_first`). Evaluation is in ``report``."""
-from __future__ import annotations
-
-import csv
-import io
-import re
-import shutil
-import time
-from pathlib import Path
-from typing import Any, Dict, Optional
-
-import numpy as np
-from scipy.stats import kendalltau
-
-from .benchmark import scatter_plot
-from .config import search_scorer
-from .files import atomic_write_text, make_dir, run_lock, write_json_atomic
-from .engine import Run, prepare_training_data
-from .errors import RlnasError
-from .evolution import Constraint, EvolutionSettings, run_search
-from .scorers import ScoreContext, get_scorer
+"""Deprecated (kept for one release): ``rlnas.stages`` moved to ``rlnas.pipeline.rank`` and
+``rlnas.pipeline.search``; its scorer helpers are ``rlnas.get_scorer`` (``rlnas.scorers``) and
+``Run.cost_kwargs`` / ``Run.scorer`` now."""
+from .deprecation import renamed_keyword, warn_moved
+from .pipeline.rank import Ranking, best_first, check_scores, rank, ranking_path  # noqa: F401
+from .pipeline.search import (check_search_name, search, search_name,  # noqa: F401
+                              size_summary)
+from .scorers import ScoreContext, check_checkpoint_name, get_scorer, needs_data  # noqa: F401
 
 
-def cost_kwargs(run: Run) -> Dict[str, Any]:
-    """Limits and reported costs refer to the space's benchmark network (NB201: C=16, N=5, on the
-    run's dataset), whatever size the supernet was trained at."""
-    return run.space.cost_defaults(run.info)
+def cost_kwargs(run):
+    """Deprecated: ``run.cost_kwargs``."""
+    return run.cost_kwargs
 
 
-def check_checkpoint_name(final: str) -> str:
-    """A checkpoint is named by its file name in the run's ckpt/ folder; a path could point a
-    scorer at any file (and a run's results at another run's weights)."""
-    if not isinstance(final, str) or final in ("", ".", "..") or any(
-            c in final for c in ("/", "\\", "\0")):
-        raise RlnasError(f"checkpoint {final!r} must be the name of a file in the run's ckpt/ "
-                         f"folder (e.g. last.pt or epoch_10.pt), not a path")
-    return final
+def run_scorer(run, scorer=None):
+    """Deprecated: ``scorer or run.scorer``."""
+    return scorer or run.scorer
 
 
-def score_context(run: Run, final: str = "last.pt", **options) -> ScoreContext:
-    check_checkpoint_name(final)
-    return ScoreContext(space=run.space, run=run, cost_kwargs=cost_kwargs(run), checkpoint=final,
-                        seed=run.cfg["seed"], options=options)
+@renamed_keyword("final", "checkpoint")
+def score_context(run, checkpoint="last.pt", **options):
+    """Deprecated: ``rlnas.scorers.ScoreContext.for_run``."""
+    return ScoreContext.for_run(run, checkpoint, **options)
 
 
-def needs_data(scorer: str) -> bool:
-    """True when a scorer (or a member of an ensemble) is a zero-cost proxy: it scores networks
-    on a batch of the run's training images."""
-    from .proxies import PROXY_NAMES
-    return any(part.strip() in PROXY_NAMES for part in scorer.split("+"))
+def scorer_for(run, scorer, final="last.pt", bars=True):
+    """Deprecated: ``rlnas.get_scorer(scorer, run, checkpoint=final, progress=bars).fn``."""
+    return get_scorer(scorer, run, checkpoint=final, progress=bars).fn
 
 
-def scorer_for(run: Run, scorer: str, final: str = "last.pt", bars: bool = True):
-    """The score function of ``scorer`` on ``run``, with the run's images where it needs them;
-    ``bars``: progress bars of slow scorers (the proxies), shown after 2 s."""
-    options = {"data": prepare_training_data(run.cfg)[0]} if needs_data(scorer) else {}
-    return get_scorer(scorer, score_context(run, final, progress=bars, **options))
+def read_ranking(path, column="angle"):
+    """Deprecated: ``Ranking.read(path)`` (its ``arch`` and ``score``)."""
+    ranking = Ranking.read(path)
+    return ranking.arch, ranking.score
 
 
-def run_scorer(run: Run, scorer: Optional[str] = None) -> str:
-    """The scorer asked for, else the one the run's config names."""
-    return scorer or search_scorer(run.cfg)
-
-
-def check_scores(scores: np.ndarray, scorer: str, run: Run) -> np.ndarray:
-    """Refuse a scoring in which no arch got a finite score: it would rank archs by nothing and
-    replace the run's earlier results."""
-    if not np.isfinite(scores).any():
-        raise RlnasError(f"{run.path}: {scorer} gave no arch a finite score; nothing written")
-    return scores
-
-
-def best_first(scores, archs) -> np.ndarray:
-    """Indices ordering archs best first: by score (NaN last), ties by genome in lexicographic
-    order (the enumeration order of NB201 and the choice spaces). ``rank`` (ranking.csv) and
-    every search (result.json, visited.csv) order by this, so their first rows agree on ties."""
-    archs = np.asarray(archs, dtype=np.int64)
-    archs = archs.reshape(len(archs), -1)
-    key = -np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-    return np.lexsort(tuple(archs[:, g] for g in range(archs.shape[1] - 1, -1, -1)) + (key,))
-
-
-def ranking_path(run: Run, scorer: str) -> Path:
-    return run.path / ("ranking.csv" if scorer == run_scorer(run) else f"ranking-{scorer}.csv")
-
-
-def rank(run: Run, final: str = "last.pt", scorer: Optional[str] = None,
-         out: Optional[Path] = None, bars: bool = True) -> Dict[str, Any]:
-    """Score every arch of an enumerable space; write ``ranking.csv`` (the run's scorer) or
-    ``ranking-<scorer>.csv`` (another one), best first, with a column named after the scorer.
-    Holds the run's lock; the file is written only once every arch is scored."""
-    scorer = run_scorer(run, scorer)
-    space = run.space
-    archs = space.enumerate()
-    if archs is None:
-        raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
-    with run_lock(run.path, "rank"):
-        return _rank(run, archs, final, scorer, out, bars)
-
-
-def _rank(run: Run, archs: np.ndarray, final: str, scorer: str, out: Optional[Path],
-          bars: bool = True):
-    space = run.space
-    t0 = time.perf_counter()
-    fn = scorer_for(run, scorer, final, bars)
-    t1 = time.perf_counter()
-    scores = check_scores(np.asarray(fn(archs), dtype=np.float64), scorer, run)
-    t2 = time.perf_counter()
-    order = best_first(scores, archs)
-    cost = space.cost(archs, **cost_kwargs(run))
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["rank", "arch", scorer, "params_m", "flops_m"])
-    for r, i in enumerate(order, start=1):
-        w.writerow([r, space.to_str(tuple(archs[i])), f"{scores[i]:.12g}",
-                    f"{cost['params'][i]:.6f}", f"{cost['flops'][i]:.5f}"])
-    path = out or ranking_path(run, scorer)
-    atomic_write_text(path, buf.getvalue())
-    return {"path": str(path), "num_archs": int(len(archs)), "checkpoint": final,
-            "scorer": scorer, "setup_seconds": t1 - t0, "score_seconds": t2 - t1,
-            "best_arch": space.to_str(tuple(archs[order[0]])), "best_score": float(scores[order[0]])}
-
-
-def read_ranking(path: Path, column: str = "angle"):
-    """(arch strings, scores) of a ranking file."""
-    if not path.exists():
-        raise RlnasError(f"{path} not found; run `rlnas rank` first")
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "arch" not in rows[0] or column not in rows[0]:
-        raise RlnasError(f"{path} is not a ranking file (needs arch and {column} columns)")
-    try:
-        return [r["arch"] for r in rows], np.array([float(r[column]) for r in rows])
-    except ValueError:
-        raise RlnasError(f"{path} has a non-numeric {column}") from None
-
-
-def search(run: Run, method: Optional[str] = None, final: str = "last.pt",
-           max_params=None, max_flops=None, seed: Optional[int] = None,
-           scorer: Optional[str] = None, progress=None, name: Optional[str] = None,
-           bars: bool = True, max_latency=None, latency_table=None,
-           latency_device: Optional[str] = None, latency_setting=None) -> Dict[str, Any]:
-    """Search the run's space by a scorer (the run's ``search.scorer`` by default).
-
-    Each search has a name, from its settings (:func:`search_name`, e.g.
-    ``evolution-angle_sum-maxp0.5``) or ``name``, and writes ``result-<name>.json``,
-    ``visited-<name>.csv`` and ``plots/search-<name>_score_vs_flops.png``: searches with other
-    settings do not replace each other. ``result.json`` and ``visited.csv`` are copies of the
-    latest search (what ``rlnas retrain RUN`` and ``rlnas evaluate`` read by default); the
-    returned dict (and result.json) names its own file in ``file``. Holds the run's lock;
-    nothing is written until the search is done.
-
-    Latency (``rlnas.latency``), where ``max_latency`` (ms) or ``latency_table`` is given: from
-    the device table's ``latency_device`` column, else measured here (``latency_setting``) on
-    the network the costs refer to; each arch's latency and the source go into the result,
-    ``visited-<name>.csv`` and ``pareto-<name>.csv`` (the scored archs no other beats on both
-    score and latency, fastest first; ``pareto.csv`` the latest) and a score-vs-latency plot.
-    A limit below the fastest arch is refused before the search."""
-    latency = _latency_model(run, max_latency, latency_table, latency_device, latency_setting)
-    with run_lock(run.path, "search"):
-        return _search(run, method, final, max_params, max_flops, seed, run_scorer(run, scorer),
-                       progress, name, bars, max_latency, latency)
-
-
-def _latency_model(run: Run, max_latency, table, device, setting):
-    """The latency model a search uses, or None (neither a limit nor a table given)."""
-    if max_latency is None and table is None and device is None:
-        return None
-    from .latency import latency_model
-    return latency_model(run.space, cost_kwargs(run), table=table, device=device,
-                         setting=setting)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text))
-
-
-def search_name(method: str, scorer: str, max_params=None, max_flops=None, seed=None,
-                final: str = "last.pt", run_seed=None, max_latency=None,
-                latency_column: Optional[str] = None) -> str:
-    """``<method>-<scorer>[-maxp<M>][-maxf<M>][-maxl<MS>[-<device column>]][-seed<S>]
-    [-<checkpoint>]``: the settings that tell one search of a run from another (the seed where
-    it is not the run's, the checkpoint where it is not last.pt)."""
-    parts = [method, scorer]
-    if max_params is not None:
-        parts.append(f"maxp{max_params:g}")
-    if max_flops is not None:
-        parts.append(f"maxf{max_flops:g}")
-    if max_latency is not None:
-        parts.append(f"maxl{max_latency:g}")
-    if latency_column is not None:
-        parts.append(latency_column)
-    if seed is not None and seed != run_seed:
-        parts.append(f"seed{seed}")
-    if final != "last.pt":
-        parts.append(Path(final).stem)
-    return _slug("-".join(parts))
-
-
-def check_search_name(name: str) -> str:
-    if not name or _slug(name) != name or name in (".", ".."):
-        raise RlnasError(f"search name {name!r} must be letters, digits and . _ + - only")
-    return name
-
-
-def _search(run: Run, method, final, max_params, max_flops, seed, scorer, progress, name=None,
-            bars=True, max_latency=None, latency=None):
-    s = run.cfg["search"]
-    method = method or s["method"]
-    if name is not None:
-        check_search_name(name)
-    space = run.space
-    fn = scorer_for(run, scorer, final, bars)
-    constraint = Constraint(max_params=max_params if max_params is not None else s["max_params"],
-                            max_flops=max_flops if max_flops is not None else s["max_flops"],
-                            cost_kwargs=cost_kwargs(run), max_latency=max_latency,
-                            latency=latency)
-    settings = EvolutionSettings(population=s["population"], topk=s["topk"],
-                                 mutations=s["mutations"], crossovers=s["crossovers"],
-                                 mutation_prob=s["mutation_prob"], generations=s["generations"],
-                                 crossover_first=bool(s.get("crossover_first", False)))
-    result = run_search(method, space, fn, constraint=constraint,
-                        seed=run.cfg["seed"] if seed is None else seed, settings=settings,
-                        num_samples=s["num_samples"], progress=progress)
-    check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
-    order = best_first(result.scores, result.archs)  # ties as in ranking.csv
-    result.archs = np.asarray(result.archs)[order]
-    result.scores = np.asarray(result.scores, dtype=np.float64)[order]
-    name = name or search_name(method, scorer, constraint.max_params, constraint.max_flops,
-                               seed, final, run.cfg["seed"], constraint.max_latency,
-                               getattr(latency, "column", None))
-    k = s["report_top"]
-    top = result.archs[:k]
-    cost = space.cost(top, **cost_kwargs(run))
-    visited_cost = space.cost(result.archs, **cost_kwargs(run))
-    if latency is not None:
-        visited_cost["latency"] = np.asarray(latency(result.archs), dtype=np.float64)
-    out = {
-        "space": space.name, "name": name, "file": f"result-{name}.json",
-        "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
-        "checkpoint": final, "seed": int(run.cfg["seed"] if seed is None else seed),
-        "max_params": constraint.max_params, "max_flops": constraint.max_flops,
-        "max_latency": constraint.max_latency,
-        "constraint": constraint.describe(), "evaluations": int(result.evaluations),
-        "seconds": float(result.seconds),
-        "settings": settings.__dict__ if method == "evolution" else None,
-        "top": [{"arch": space.to_str(tuple(a)), "genome": [int(g) for g in a],
-                 scorer: float(sc), "params_m": float(p), "flops_m": float(fl)}
-                for a, sc, p, fl in zip(top, result.scores[:k], cost["params"], cost["flops"])],
-        "history": result.history,
-        "size": size_summary(result.scores, visited_cost),
-    }
-    if latency is not None:
-        _add_latency(out, latency, visited_cost["latency"], result.scores)
-    _write_search_results(run, space, scorer, result, visited_cost, out)
-    return out
-
-
-def _add_latency(out: Dict[str, Any], latency, ms: np.ndarray, scores: np.ndarray) -> None:
-    """Each top arch's latency and its source, the limit, and the Pareto front's size."""
-    from .latency import pareto_front
-    source = latency.source
-    for row, value in zip(out["top"], ms):
-        row["latency_ms"] = float(value) if np.isfinite(value) else None
-        row["latency_source"] = source
-    out["latency"] = {**latency.describe(), "unit": "ms",
-                      "pareto_file": f"pareto-{out['name']}.csv",
-                      "pareto_size": int(len(pareto_front(scores, ms)))}
-
-
-def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    """What the search's scores say beyond size, over the archs it visited: rank correlation of
-    the score with params / FLOPs, and the pick next to the largest visited arch (the
-    'take the biggest network under the limit' baseline)."""
-    out: Dict[str, Any] = {"visited": int(len(scores))}
-    for kind in ("params", "flops"):
-        tau = kendalltau(scores, cost[kind]).statistic if len(scores) > 1 else float("nan")
-        out[f"tau_score_{kind}"] = None if not np.isfinite(tau) else float(tau)
-        big = int(np.argmax(cost[kind]))
-        out[f"largest_visited_{kind}"] = {"index": big, "cost": float(cost[kind][big]),
-                                          "score": float(scores[big])}
-        out[f"pick_{kind}"] = float(cost[kind][0])
-        out[f"pick_{kind}_quantile"] = float((cost[kind] <= cost[kind][0]).mean())
-    return out
-
-
-def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[str, Any]):
-    """visited-<name>.csv (every scored arch, best first, with its cost), result-<name>.json
-    (``out``) and a score-vs-cost plot, then their copies as the latest search (visited.csv,
-    result.json, plots/search_score_vs_flops.png); the plot folder is made first, so that a
-    run that cannot be written fails before any result is replaced."""
-    plots = make_dir(run.path / "plots", "plot folder")
-    name = out["name"]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    ms = cost.get("latency")
-    w.writerow(["rank", "arch", scorer, "params_m", "flops_m"] + (
-        ["latency_ms"] if ms is not None else []))
-    for r, (a, sc, p, fl) in enumerate(zip(result.archs, result.scores, cost["params"],
-                                            cost["flops"]), start=1):
-        w.writerow([r, space.to_str(tuple(a)), f"{sc:.12g}", f"{p:.6f}", f"{fl:.5f}"] + (
-            [f"{ms[r - 1]:.6g}"] if ms is not None else []))
-    atomic_write_text(run.path / out["visited_file"], buf.getvalue())
-    write_json_atomic(out, run.path / out["file"])
-    plot = plots / f"search-{name}_score_vs_flops.png"
-    scatter_plot(cost["flops"], result.scores, plot,
-                 title=f"{result.method} search: {scorer} vs FLOPs ({len(result.scores)} visited)",
-                 xlabel="M FLOPs", ylabel=scorer)
-    if "latency" in cost:
-        _write_pareto(run, space, scorer, result, cost, out, plots)
-    # the latest search, under the names every earlier rlnas wrote
-    atomic_write_text(run.path / "visited.csv", buf.getvalue())
-    write_json_atomic(out, run.path / "result.json")
-    if plot.exists():
-        shutil.copyfile(plot, plots / "search_score_vs_flops.png")
-
-
-def _write_pareto(run: Run, space, scorer: str, result, cost, out: Dict[str, Any], plots: Path):
-    """pareto-<name>.csv (the front of score against latency over the scored archs, fastest
-    first) and its copy pareto.csv, and the score-vs-latency plot of every scored arch with
-    the front marked."""
-    from .latency import pareto_front
-    ms = cost["latency"]
-    front = pareto_front(result.scores, ms)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["arch", scorer, "latency_ms", "params_m", "flops_m", "latency_source"])
-    for i in front:
-        w.writerow([space.to_str(tuple(result.archs[i])), f"{result.scores[i]:.12g}",
-                    f"{ms[i]:.6g}", f"{cost['params'][i]:.6f}", f"{cost['flops'][i]:.5f}",
-                    out["latency"]["source"]])
-    atomic_write_text(run.path / out["latency"]["pareto_file"], buf.getvalue())
-    atomic_write_text(run.path / "pareto.csv", buf.getvalue())
-    runs = np.isfinite(ms)
-    scatter_plot(ms[runs], result.scores[runs], plots / f"search-{out['name']}_score_vs_latency.png",
-                 title=f"{result.method} search: {scorer} vs latency ({int(runs.sum())} scored, "
-                       f"{len(front)} on the front)",
-                 xlabel=f"latency (ms; {out['latency']['source']})", ylabel=scorer)
+warn_moved("rlnas.stages", "rlnas.pipeline.rank, rlnas.pipeline.search and rlnas.scorers")

@@ -1,8 +1,14 @@
-"""Any benchmark table for `rlnas evaluate --benchmark FILE`: one loader, one class.
+"""Ground-truth tables: the NAS-Bench-201 table (:func:`load_nb201_table`) and any benchmark
+table for `rlnas evaluate --benchmark FILE` (:func:`load_benchmark_table`).
 
-Formats, recognised from the file itself:
+The NB201 table is a CSV with an ``arch`` column (NB201 arch strings) and one or more of the
+accuracy columns in :data:`ACCURACY_COLUMNS` (top-1 accuracy in percent, 200 epochs, mean
+over seeds). ``params_m`` and ``flops_m`` are read too when present; any other column is
+ignored. The shipped table is ``shared/data/nasbench201.csv`` (see its ``SOURCE.md``).
 
-* **NB201 CSV** (``arch`` + NB201 accuracy columns, see :mod:`rlnas.benchmark`): space ``nb201``.
+Benchmark table formats, recognised from the file itself:
+
+* **NB201 CSV** (``arch`` + NB201 accuracy columns, above): space ``nb201``.
 * **NAS-Bench-Macro JSON** (``{"01201120": {"mean_acc": .., "test_acc": [3 seeds], "params",
   "flops"}, ...}``): space ``nasbench-macro``. The 6,561 keys are 3,969 distinct networks
   (:meth:`rlnas.spaces.macro.MacroSpace.canonical`); each network is one row under its canonical
@@ -24,14 +30,218 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .benchmark import ACCURACY_COLUMNS, EXTRA_COLUMNS, NB201Table, load_nb201_table
 from .errors import RlnasError
 
+#: Known accuracy columns, in report order, with what each one measures (NB201, hp='200',
+#: is_random=False: last of 200 epochs, mean over the seeds the benchmark has).
+ACCURACY_COLUMNS: "OrderedDict[str, str]" = OrderedDict(
+    [
+        (
+            "cifar10_valid",
+            "NB201 'cifar10-valid' / 'x-valid': trained on the 25k train half of CIFAR-10 "
+            "train, top-1 accuracy (%) on the 25k held-out valid half, 200 epochs, mean over seeds.",
+        ),
+        (
+            "cifar10_test",
+            "NB201 'cifar10' / 'ori-test': trained on all 50k CIFAR-10 train images "
+            "(train+valid), top-1 accuracy (%) on the 10k CIFAR-10 test set, 200 epochs, "
+            "mean over seeds (NATS-tss v1.0 release).",
+        ),
+        (
+            "cifar100_valid",
+            "NB201 'cifar100' / 'x-valid': trained on the 50k CIFAR-100 train set, top-1 "
+            "accuracy (%) on the 'x-valid' half (5k) of the CIFAR-100 test set, 200 epochs, "
+            "mean over seeds.",
+        ),
+        (
+            "cifar100_test",
+            "NB201 'cifar100' / 'x-test': trained on the 50k CIFAR-100 train set, top-1 "
+            "accuracy (%) on the 'x-test' half (the other 5k) of the CIFAR-100 test set, "
+            "200 epochs, mean over seeds.",
+        ),
+        (
+            "imagenet16_valid",
+            "NB201 'ImageNet16-120' / 'x-valid': trained on the ImageNet16-120 train set, "
+            "top-1 accuracy (%) on the 'x-valid' half (3k) of its test set, 200 epochs, "
+            "mean over seeds.",
+        ),
+        (
+            "imagenet16_test",
+            "NB201 'ImageNet16-120' / 'x-test': trained on the ImageNet16-120 train set, "
+            "top-1 accuracy (%) on the 'x-test' half (the other 3k) of its test set, "
+            "200 epochs, mean over seeds.",
+        ),
+    ]
+)
+
+#: Optional numeric columns read when present (CIFAR-10 network, NB201 counting).
+EXTRA_COLUMNS: "OrderedDict[str, str]" = OrderedDict(
+    [
+        ("params_m", "parameters in millions of the CIFAR-10 network, as NB201 counts them."),
+        ("flops_m", "FLOPs in millions of the CIFAR-10 network (32x32 input), as NB201 counts them."),
+    ]
+)
+
+
+# --------------------------------------------------------------------------------------
+# Table
+# --------------------------------------------------------------------------------------
+
+
+class NB201Table:
+    """A loaded ground-truth table.
+
+    Attributes:
+        path: where it was read from.
+        archs: arch strings in file order.
+        index: arch string -> row number (0-based, file order).
+        columns: column name -> float64 array (accuracy columns present, plus
+            ``params_m`` / ``flops_m`` when present), aligned with ``archs``.
+        accuracy_columns: the accuracy columns present, in :data:`ACCURACY_COLUMNS` order.
+    """
+
+    def __init__(self, path, archs: list, columns: dict):
+        self.path = Path(path)
+        self.archs = list(archs)
+        self.index = {a: i for i, a in enumerate(self.archs)}
+        self.columns = dict(columns)
+        self.accuracy_columns = [c for c in ACCURACY_COLUMNS if c in self.columns]
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def __contains__(self, arch) -> bool:
+        return arch in self.index
+
+    def __repr__(self) -> str:
+        return f"NB201Table({str(self.path)!r}, rows={len(self.archs)}, columns={list(self.columns)})"
+
+    def rows(self, arch_strs: Sequence[str]) -> np.ndarray:
+        """Row numbers of ``arch_strs``; RlnasError naming how many are missing and the first."""
+        if isinstance(arch_strs, str):
+            raise RlnasError("expected a list of arch strings, got a single string")
+        arch_strs = list(arch_strs)
+        out = np.empty(len(arch_strs), dtype=np.int64)
+        missing = 0
+        first_missing = None
+        for i, a in enumerate(arch_strs):
+            r = self.index.get(a) if isinstance(a, str) else None
+            if r is None:
+                missing += 1
+                if first_missing is None:
+                    first_missing = a
+                out[i] = -1
+            else:
+                out[i] = r
+        if missing:
+            raise RlnasError(
+                f"{missing} of {len(arch_strs)} archs are not in table {self.path}; "
+                f"first missing: {first_missing!r}"
+            )
+        return out
+
+    def lookup(self, arch_strs: Sequence[str], column: str) -> np.ndarray:
+        """Values of ``column`` for ``arch_strs`` (float64 array, same order)."""
+        if column not in self.columns:
+            raise RlnasError(
+                f"column {column!r} is not in table {self.path}; it has: {', '.join(self.columns)}"
+            )
+        return self.columns[column][self.rows(arch_strs)].astype(np.float64, copy=True)
+
+
+def load_nb201_table(path) -> NB201Table:
+    """Read a NAS-Bench-201 ground-truth CSV (see module docstring); RlnasError on bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise RlnasError(f"NB201 table {path} does not exist")
+    if not path.is_file():
+        raise RlnasError(f"NB201 table {path} is not a file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or not any(h.strip() for h in header):
+                raise RlnasError(f"NB201 table {path} is empty (no header line)")
+            header = [h.strip() for h in header]
+            seen = set()
+            for h in header:
+                if h in seen:
+                    raise RlnasError(f"NB201 table {path}: column {h!r} appears twice in the header")
+                seen.add(h)
+            if "arch" not in header:
+                raise RlnasError(
+                    f"NB201 table {path} has no 'arch' column (header: {', '.join(header)})"
+                )
+            acc_cols = [c for c in ACCURACY_COLUMNS if c in header]
+            if not acc_cols:
+                raise RlnasError(
+                    f"NB201 table {path} has none of the accuracy columns "
+                    f"{', '.join(ACCURACY_COLUMNS)}"
+                )
+            used = acc_cols + [c for c in EXTRA_COLUMNS if c in header]
+            arch_pos = header.index("arch")
+            used_pos = [(c, header.index(c)) for c in used]
+            n_fields = len(header)
+
+            archs: list = []
+            values = {c: [] for c in used}
+            first_row_of: dict = {}
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                line = reader.line_num
+                if len(row) != n_fields:
+                    raise RlnasError(
+                        f"NB201 table {path}, line {line}: {len(row)} fields, header has {n_fields}"
+                    )
+                arch = row[arch_pos].strip()
+                if not arch:
+                    raise RlnasError(f"NB201 table {path}, line {line}: empty 'arch' value")
+                if arch in first_row_of:
+                    raise RlnasError(
+                        f"NB201 table {path}, line {line}: duplicate arch {arch!r} "
+                        f"(first seen on line {first_row_of[arch]})"
+                    )
+                first_row_of[arch] = line
+                archs.append(arch)
+                for c, pos in used_pos:
+                    text = row[pos].strip()
+                    if not text:
+                        raise RlnasError(f"NB201 table {path}, line {line}: missing value in column {c!r}")
+                    try:
+                        v = float(text)
+                    except ValueError:
+                        raise RlnasError(
+                            f"NB201 table {path}, line {line}: non-numeric value {text!r} in column {c!r}"
+                        ) from None
+                    if not math.isfinite(v):
+                        raise RlnasError(
+                            f"NB201 table {path}, line {line}: non-finite value {text!r} in column {c!r}"
+                        )
+                    values[c].append(v)
+    except RlnasError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise RlnasError(f"NB201 table {path} is not a readable UTF-8 CSV file ({exc.reason})") from None
+    except csv.Error as exc:
+        raise RlnasError(f"NB201 table {path} is not a readable CSV file ({exc})") from None
+    except OSError as exc:
+        raise RlnasError(f"cannot read NB201 table {path}: {exc.strerror or exc}") from None
+    if not archs:
+        raise RlnasError(f"NB201 table {path} has a header but no data rows")
+    columns = {c: np.asarray(values[c], dtype=np.float64) for c in used}
+    return NB201Table(path, archs, columns)
+
+
+# --------------------------------------------------------------------------------------
+# Benchmark tables of every space
+# --------------------------------------------------------------------------------------
 #: The network the DARTS-214 cells were trained as (cost keyword arguments of DartsSpace.cost).
 DARTS_TRAINED_NETWORK = {"network": "cifar", "channels": 36, "layers": 20, "num_classes": 10,
                          "image_size": 32}
@@ -43,7 +253,7 @@ SIZE_BIN = 20
 class BenchmarkTable(NB201Table):
     """A ground-truth table of one space, its archs in the space's notation.
 
-    Attributes (beyond :class:`rlnas.benchmark.NB201Table`'s ``path``, ``archs``, ``index``,
+    Attributes (beyond :class:`NB201Table`'s ``path``, ``archs``, ``index``,
     ``columns``, ``accuracy_columns``):
         kind: ``nb201``, ``nasbench-macro``, ``darts-214`` or ``generic``.
         space: the space name the table belongs to (None: the run's, for a generic table).

@@ -52,6 +52,7 @@ import torch.nn as nn
 from ..angle import FIXED, STATS, vector_stats
 from ..errors import RlnasError
 from .base import Arch, SearchSpace, refuse_model_options
+from .ops import Identity
 
 AngleRule = Callable[[nn.Module], Sequence[Union[str, torch.Tensor]]]
 ENUMERATE_LIMIT = 100_000  # spaces with at most this many archs offer enumerate()
@@ -81,20 +82,6 @@ def weights_only(module: nn.Module) -> List[str]:
     """Conv and linear weights only (the MobileNet space's fixed parts, spec 4.3)."""
     return [f"{name}.weight" if name else "weight" for name, m in module.named_modules()
             if isinstance(m, _WEIGHTED)]
-
-
-class Identity(nn.Module):
-    """The skip op: its input unchanged; only where a block keeps the shape."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int):
-        super().__init__()
-        if c_in != c_out or stride != 1:
-            raise RlnasError(f"an identity needs a block that keeps its shape, but this one maps "
-                             f"{c_in} -> {c_out} channels with stride {stride}")
-        self.channels = c_in
-
-    def forward(self, x):
-        return x
 
 
 def identity_angle(module: Identity) -> List[torch.Tensor]:

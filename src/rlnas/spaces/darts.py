@@ -51,8 +51,10 @@ import torch.nn.functional as F
 
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
-from . import register_space
+from .registry import register_space
 from .base import Arch, SearchSpace, refuse_model_options
+from .ops import Identity
+from .ops import ReLUConvBN as SharedReLUConvBN
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")
@@ -383,11 +385,11 @@ class DartsSpace(SearchSpace):
 # Modules (DARTS operations; all BN affine)
 # ----------------------------------------------------------------------------------------------
 class ReLUConvBN(nn.Module):
+    """The shared ReLU-conv-BN (``rlnas.spaces.ops``) under ``op``, the official layout."""
+
     def __init__(self, c_in, c_out, kernel, stride, padding):
         super().__init__()
-        self.op = nn.Sequential(nn.ReLU(inplace=False),
-                                nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
-                                nn.BatchNorm2d(c_out))
+        self.op = SharedReLUConvBN(c_in, c_out, kernel, stride, padding)
 
     def forward(self, x):
         return self.op(x)
@@ -445,11 +447,6 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(x[:, :, 1:, 1:])], dim=1))
 
 
-class Identity(nn.Module):
-    def forward(self, x):
-        return x
-
-
 class Zero(nn.Module):
     """`none`: never run by the supernet (skipped), kept so op indices match the official list."""
 
@@ -470,7 +467,7 @@ def make_op(op: int, c: int, stride: int, pool_bn: bool) -> nn.Module:
                 else nn.AvgPool2d(3, stride, 1, count_include_pad=False))
         return nn.Sequential(pool, nn.BatchNorm2d(c)) if pool_bn else pool
     if op == SKIP:
-        return Identity() if stride == 1 else FactorizedReduce(c, c)
+        return Identity(c, c, 1) if stride == 1 else FactorizedReduce(c, c)
     if op == SEP3:
         return SepConv(c, c, 3, stride, 1)
     if op == SEP5:

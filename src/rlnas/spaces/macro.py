@@ -37,8 +37,9 @@ import numpy as np
 import torch.nn as nn
 
 from ..errors import RlnasError
-from . import register_space
+from .registry import register_space
 from .choice import Choice, ChoiceSpace, Op, angle_tensors, identity_angle
+from .ops import InvertedResidual, conv_bn_act
 
 STAGES = (2, 3, 3)  # layers per stage; the first of each has stride 2 and doubles the channels
 STEM_CHANNELS = 32
@@ -65,41 +66,24 @@ def macro_identity_angle(module: MacroIdentity):
     return identity_angle(module) if module.downsample is None else angle_tensors(module)
 
 
-class InvertedResidual(nn.Module):
-    """conv1x1 c_in -> t c_in, BN, ReLU; depthwise kxk (stride s), BN, ReLU; conv1x1 -> c_out, BN;
-    the input added where stride is 1 and c_in == c_out."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, kernel: int):
-        super().__init__()
-        hidden = c_in * expand
-        self.conv = nn.Sequential(
-            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
-            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x):
-        return x + self.conv(x) if self.residual else self.conv(x)
-
-
 OPS = (Op("id", MacroIdentity, angle=macro_identity_angle, code="0"),
-       Op("mb3_k3", functools.partial(InvertedResidual, expand=3, kernel=3), code="1"),
-       Op("mb6_k5", functools.partial(InvertedResidual, expand=6, kernel=5), code="2"))
+       Op("mb3_k3", functools.partial(InvertedResidual, expand=3, kernel=3, activation=nn.ReLU),
+          code="1"),
+       Op("mb6_k5", functools.partial(InvertedResidual, expand=6, kernel=5, activation=nn.ReLU),
+          code="2"))
 
 # the classifier's FLOPs: the file counts in x out, the thop rule of the choice spaces (2 in - 1) out
 _CLASSIFIER_THOP_EXTRA = HEAD_CHANNELS - 1
 
 
 def _stem() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, STEM_CHANNELS, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(STEM_CHANNELS), nn.ReLU(inplace=True))
+    return nn.Sequential(*conv_bn_act(3, STEM_CHANNELS, 3, 1, nn.ReLU))
 
 
 def _head(num_classes: int, dropout: float) -> nn.Module:
     c = STEM_CHANNELS * 2 ** len(STAGES)
-    return nn.Sequential(nn.Conv2d(c, HEAD_CHANNELS, 1, bias=False), nn.BatchNorm2d(HEAD_CHANNELS),
-                         nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+    return nn.Sequential(*conv_bn_act(c, HEAD_CHANNELS, 1, 1, nn.ReLU), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(),
                          nn.Dropout(dropout), nn.Linear(HEAD_CHANNELS, num_classes))
 
 

@@ -25,48 +25,25 @@ from typing import List
 
 import torch.nn as nn
 
-from . import register_space
+from .registry import register_space
 from .choice import Choice, ChoiceSpace, Op, skip, weights_only
+from .ops import InvertedResidual, conv_bn_act
 
 STAGES = ((32, 4, 2), (56, 4, 2), (112, 4, 2), (128, 4, 1), (256, 4, 2), (432, 1, 1))
 KERNELS_EXPANSIONS = ((3, 3), (3, 6), (5, 3), (5, 6), (7, 3), (7, 6))  # op codes 0..5
 PUBLISHED = "2 0 -1 2 2 0 2 4 0 4 4 2 4 2 4 2 0 0 0 2 2"  # spec 6.3 / 7.5
 
 
-class MBConv(nn.Module):
-    """Inverted residual (``conv``: [1x1 expand, BN, ReLU6,] kxk depthwise, BN, ReLU6, 1x1 linear,
-    BN), the official ``torch_blocks`` layout; no expand conv when ``expand`` is 1."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int, kernel: int, expand: int):
-        super().__init__()
-        hidden = c_in * expand
-        expand_layers = [] if expand == 1 else [
-            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
-        self.conv = nn.Sequential(
-            *expand_layers,
-            nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
-        self.residual = stride == 1 and c_in == c_out
-
-    def forward(self, x):
-        return x + self.conv(x) if self.residual else self.conv(x)
-
-
-def mbconv_angle(module: MBConv) -> List[str]:
+def mbconv_angle(module: InvertedResidual) -> List[str]:
     """Expand conv + BN1 w/b, depthwise conv + BN2 w/b, linear conv; BN3 excluded (spec 4.3)."""
     return ["conv.0.weight", "conv.1.weight", "conv.1.bias", "conv.3.weight", "conv.4.weight",
             "conv.4.bias", "conv.6.weight"]
 
 
-OPS = tuple(Op(f"k{k}e{e}", functools.partial(MBConv, kernel=k, expand=e), angle=mbconv_angle,
+OPS = tuple(Op(f"k{k}e{e}", functools.partial(InvertedResidual, kernel=k, expand=e),
+               angle=mbconv_angle,
                code=str(i)) for i, (k, e) in enumerate(KERNELS_EXPANSIONS))
 SKIP = skip(code="-1")
-
-
-def _conv_bn_relu6(c_in: int, c_out: int, kernel: int, stride: int) -> List[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out), nn.ReLU6(inplace=True)]
 
 
 @register_space("mobilenet")
@@ -87,10 +64,10 @@ def mobilenet_space(width: float = 1.0, input_size: int = 224,
     paper = (width, input_size, num_classes) == (1.0, 224, 1000)
     return ChoiceSpace(
         "mobilenet" if paper else f"mobilenet-w{width:g}-{input_size}px-{num_classes}",
-        stem=lambda: nn.Sequential(*_conv_bn_relu6(3, c_stem, 3, 2),
-                                   MBConv(c_stem, c_first, 1, kernel=3, expand=1)),
+        stem=lambda: nn.Sequential(*conv_bn_act(3, c_stem, 3, 2, nn.ReLU6),
+                                   InvertedResidual(c_stem, c_first, 1, kernel=3, expand=1)),
         blocks=blocks,
         head=lambda classes, dropout: nn.Sequential(
-            *_conv_bn_relu6(c_last, 4 * c_last, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *conv_bn_act(c_last, 4 * c_last, 1, 1, nn.ReLU6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Dropout(dropout), nn.Linear(4 * c_last, classes)),
         input_size=input_size, num_classes=num_classes, fixed_angle=weights_only)

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
-from . import register_space
+from .registry import register_space
 from .base import Arch, SearchSpace, refuse_model_options
+from .ops import ReLUConvBN
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
@@ -36,6 +37,24 @@ _ARCH_RE = re.compile(r"^\|(.+)\|\+\|(.+)\|\+\|(.+)\|$")
 def valid_paths(arch: Sequence[int]) -> List[Tuple[int, ...]]:
     """The cell paths that contain no ``none`` edge."""
     return [p for p in PATHS if all(arch[e] != NONE for e in p)]
+
+
+def nb201_disconnected(arch_strs) -> np.ndarray:
+    """Boolean mask: True for an NB201 cell with no input->output path (every path holds a
+    ``none`` edge). Such a cell's network ignores its input (NB201 accuracy ~10 % on CIFAR-10,
+    an angle of 0). Strings that are not NB201 arch strings count as connected."""
+    if isinstance(arch_strs, str):
+        arch_strs = [arch_strs]
+    out = np.zeros(len(arch_strs), dtype=bool)
+    for i, a in enumerate(arch_strs):
+        if not isinstance(a, str):
+            continue
+        toks = [t for t in a.strip().replace("+", "").split("|") if t]
+        if len(toks) != 6 or not all("~" in t for t in toks):
+            continue
+        ops = [t.split("~")[0] for t in toks]  # genome (edge) order, as NB201Space.to_str
+        out[i] = not any(all(ops[e] != "none" for e in path) for path in PATHS)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,13 +208,6 @@ def sample_urs(seed: int, step: int, num_cells: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Modules
 # ----------------------------------------------------------------------------------------------
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in, c_out, kernel, stride=1, affine=True):
-        super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out, affine=affine, track_running_stats=True))
-
-
 class ResNetBlock(nn.Module):
     """NB201's stride-2 ResNet basic block between stages (BN affine)."""
 

@@ -10,9 +10,7 @@ The angle of the periodic checkpoints shows when the ranking settles (tau versus
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
-import math
 import re
 import time
 from pathlib import Path
@@ -21,18 +19,20 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from scipy.stats import kendalltau
 
-from .angle import AngleScorer
-from .benchmark import (correlation_report, load_nb201_table, nb201_disconnected, scatter_plot,
-                        tau_over_training_plot)
-from .files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
-                    write_json_atomic)
-from .engine import Run, prepare_training_data, training_variant
-from .errors import RlnasError
-from .scorers import get_scorer, scorer_info
-from .sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
-                          format_size_report, plot_constrained, size_controlled_report)
-from .stages import cost_kwargs, needs_data, score_context
-from .tables import BenchmarkTable, load_benchmark_table, size_groups
+from ..angle import AngleScorer
+from ..correlation import correlation_report
+from ..data import prepare_training_data
+from ..errors import RlnasError
+from ..files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
+                     slug, write_json_atomic)
+from ..plots import scatter_plot, tau_over_training_plot
+from ..rundir import Run
+from ..scorers import get_scorer, needs_data, scorer_info
+from ..sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
+                           format_size_report, plot_constrained, size_controlled_report)
+from ..spaces.nb201 import nb201_disconnected
+from ..tables import BenchmarkTable, load_benchmark_table, load_nb201_table, size_groups
+from .train import training_variant
 
 STATS = ("kendall_tau", "spearman_rho", "top1_accuracy")
 PICK_STATS = ("top1_percentile", "mean_top10_accuracy")  # benchmark tables (rlnas.tables)
@@ -78,15 +78,15 @@ def _load_table(runs, table_path, benchmark):
     """The ground truth and the archs to score: (table, archs)."""
     if benchmark is None:
         for run in runs:
-            if run.cfg["space"] != "nb201":
+            if run.config.space != "nb201":
                 raise RlnasError(f"{run.path}: NAS-Bench-201 evaluation needs an nb201 run")
         return load_nb201_table(table_path), runs[0].space.enumerate()
     table = load_benchmark_table(benchmark, runs[0].space)
     for run in runs:
-        if run.cfg["space"] != runs[0].cfg["space"]:
-            raise RlnasError(f"{run.path}: space {run.cfg['space']}, the first run's is "
-                             f"{runs[0].cfg['space']}; evaluate runs of one space together")
-        table.check_space(run.cfg["space"])
+        if run.config.space != runs[0].config.space:
+            raise RlnasError(f"{run.path}: space {run.config.space}, the first run's is "
+                             f"{runs[0].config.space}; evaluate runs of one space together")
+        table.check_space(run.config.space)
     space = runs[0].space
     try:
         archs = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
@@ -99,7 +99,7 @@ def _load_table(runs, table_path, benchmark):
 def _benchmark_cost(table, space, archs, run) -> Dict[str, np.ndarray]:
     """Params and FLOPs (M) of the benchmark's network: the table's own where it has them, else
     the space's count for the network the table's archs were trained as."""
-    kw = table.cost_kwargs if table.cost_kwargs else cost_kwargs(run)
+    kw = table.cost_kwargs if table.cost_kwargs else run.cost_kwargs
     counted = None
     out = {}
     for kind in ("params", "flops"):
@@ -142,7 +142,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
     acc = {c: table.lookup(strs, c) for c in cols}
     groups, notes = {"params": None, "flops": None}, []
     if benchmark is None:
-        cost = space.cost(archs, **cost_kwargs(runs[0]))
+        cost = space.cost(archs, **runs[0].cost_kwargs)
     else:
         cost = _benchmark_cost(table, space, archs, runs[0])
         groups = {k: size_groups(cost[k])[0] for k in ("params", "flops")}
@@ -166,23 +166,23 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         scores, seconds = {}, {}
         data = None
         for name in scorers:
-            key = (name, run.cfg["seed"])
+            key = (name, run.config.seed)
             if key in run_free:
                 scores[name], seconds[name] = run_free[key]
                 continue
             options = dict(proxy)
             if needs_data(name):
                 if data is None:
-                    data = prepare_training_data(run.cfg)[0]
+                    data = prepare_training_data(run.config)[0]
                 options["data"] = data
             options.setdefault("progress", progress)
             t0 = time.perf_counter()
-            fn = get_scorer(name, score_context(run, **options))
+            fn = get_scorer(name, run, **options).fn
             scores[name] = np.asarray(fn(archs), dtype=np.float64)
             seconds[name] = time.perf_counter() - t0
             if not any(scorer_info(part).needs_run for part in name.split("+")):
                 run_free[key] = (scores[name], seconds[name])
-        entry = {"run": str(run.path), "seed": run.cfg["seed"], "labels": run.cfg["labels"]["kind"],
+        entry = {"run": str(run.path), "seed": run.config.seed, "labels": run.config.labels.kind,
                  "seconds": seconds, "correlation": {}, "size_control": {}}
         for name in scorers:
             entry["correlation"][name] = correlation_report(strs, scores[name], table,
@@ -215,7 +215,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
             marks["params baseline's pick"] = strs[int(np.argmax(live))]
             for name in scorers:
                 for c in cols:
-                    scatter_plot(scores[name], acc[c], plot_dir / f"{_slug(name)}_vs_{c}.png",
+                    scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
                                  xlabel=name, ylabel=f"{c} (%)", archs=strs, marks=marks)
             for kind, unit in (("params", "M params"), ("flops", "M FLOPs")):
@@ -231,7 +231,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
     if benchmark is not None:
-        result.update(benchmark=table.kind, space=runs[0].cfg["space"], title=table.title,
+        result.update(benchmark=table.kind, space=runs[0].config.space, title=table.title,
                       notes=notes)
     if found:
         result["search"] = found
@@ -243,10 +243,6 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
 def _primary(cols: Sequence[str]) -> str:
     """The column constrained-search picks are judged on: CIFAR-10 test where present."""
     return "cifar10_test" if "cifar10_test" in cols else cols[0]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name)
 
 
 def result_path(run_path, result: Optional[str] = None) -> Path:
@@ -500,218 +496,10 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
     return "\n".join(lines)
 
 
-# --- how good is the answer -------------------------------------------------------------------
-_BASELINES = ("params", "flops", "random")
-
-
-def answer_scorer(run_cfg: Dict[str, Any], search: Optional[Dict[str, Any]] = None) -> str:
-    """The scorer that picked the run's answer: the search's (``rlnas search --scorer``), else
-    the run's ``search.scorer``."""
-    from .config import search_scorer
-    return (search or {}).get("scorer") or search_scorer(run_cfg)
-
-
-def _mean_taus(result: Dict[str, Any], name: str) -> List[Optional[float]]:
-    """``name``'s mean Kendall tau on each column of an evaluation (None where it has none)."""
-    return [result["summary"][name][c]["kendall_tau"]["mean"] for c in result["columns"]]
-
-
-def _beats(mine: Sequence[Optional[float]], other: Sequence[Optional[float]]) -> bool:
-    """Above ``other`` on every column where both have a tau (and on at least one)."""
-    pairs = [(a, b) for a, b in zip(mine, other) if a is not None and b is not None]
-    return bool(pairs) and all(a > b for a, b in pairs)
-
-
-def better_scorer(result: Optional[Dict[str, Any]], scorer: str) -> Optional[str]:
-    """The scorer of an evaluation that ranks the cells above both the params count and
-    ``scorer`` on every column (the best by mean tau), or None: the one switch this evaluation
-    measured to change the outcome."""
-    if not result or "params" not in result.get("scorers", []):
-        return None
-    base = _mean_taus(result, "params")
-    mine = _mean_taus(result, scorer) if scorer in result["scorers"] else None
-    found = []
-    for name in result["scorers"]:
-        if name in _BASELINES or name == scorer:
-            continue
-        taus = _mean_taus(result, name)
-        if _beats(taus, base) and (mine is None or _beats(taus, mine)):
-            found.append((float(np.mean([t for t in taus if t is not None])), name))
-    return max(found)[1] if found else None
-
-
-def _advice(cfg: Dict[str, Any], scorer: Optional[str] = None,
-            evaluation: Optional[Dict[str, Any]] = None) -> str:
-    """What to change, naming only what would change this run's outcome: a scorer the
-    evaluation measured better than the params count and ``scorer`` (default: the config's);
-    else the space's measured fast recipe where the run is not it; else (or where the space has
-    none) the scorer measured best across the three benchmarks, unless the run already scores
-    by it."""
-    from .config import CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe
-    scorer = scorer or answer_scorer(cfg)
-    better = better_scorer(evaluation, scorer)
-    if better is not None:
-        return (f"score by {better}, which ranks the cells above the params count in this "
-                f"evaluation (search.scorer={better}, or `rlnas search RUN --scorer {better}`)")
-    recipe = fast_recipe(cfg.get("space"))
-    if recipe is not None and measured_recipe(cfg) is None:
-        recipe_scorer = load_config(recipe.preset)["search"]["scorer"]
-        return f"use the measured fast recipe (the preset {recipe.preset}, scored by {recipe_scorer})"
-    retrain = "retrain the top archs with the true labels before trusting the pick (rlnas retrain)"
-    if recipe is not None:
-        return retrain
-    name = CROSS_SPACE_SCORER
-    if scorer == name:  # already the advice: only training longer is left to change
-        return f"train longer (train.epochs), or {retrain}"
-    return (f"train longer (train.epochs), or score by {name}, the scorer that beat the size "
-            f"baselines on NB201 and NAS-Bench-Macro (search.scorer={name}, or `rlnas search "
-            f"RUN --scorer {name}`)")
-
-
-def weak_tau_notes(result: Dict[str, Any], only: Optional[Sequence[str]] = None) -> List[str]:
-    """Where a scorer of the evaluation ranks the cells worse than the free ``params`` baseline
-    on a column (Kendall tau): why, in a few words. ``only``: the scorers to judge (default
-    every one; the weak-answer line judges only the one that picked the answer)."""
-    if "params" not in result.get("scorers", []):
-        return []
-    notes = []
-    for name in result["scorers"]:
-        if name in _BASELINES or (only is not None and name not in only):
-            continue
-        worse = []
-        for c in result["columns"]:
-            mine = result["summary"][name][c]["kendall_tau"]["mean"]
-            base = result["summary"]["params"][c]["kendall_tau"]["mean"]
-            if mine is not None and base is not None and mine < base:
-                worse.append((c, mine, base))
-        if worse:
-            c, mine, base = worse[0]
-            more = f" and {len(worse) - 1} more column(s)" if len(worse) > 1 else ""
-            notes.append(f"{name} ranks the cells worse than the params count (Kendall tau "
-                         f"{mine:.3f} < {base:.3f} on {c}{more})")
-    return notes
-
-
-def weighted_op_note(run_cfg: Dict[str, Any], search: Dict[str, Any]) -> List[str]:
-    """A DARTS pick with no weighted op in its normal cell (only none / pooling / skip)."""
-    if not search or search.get("space", run_cfg.get("space")) != "darts":
-        return []
-    from .spaces.darts import NUM_EDGES, SEP3
-    top = search.get("top") or []
-    if not top or "genome" not in top[0]:
-        return []
-    genome = [int(g) for g in top[0]["genome"]]
-    normal, reduce = genome[:NUM_EDGES], genome[NUM_EDGES:]
-    if any(g >= SEP3 for g in normal):
-        return []
-    which = "either cell" if not any(g >= SEP3 for g in reduce) else "its normal cell"
-    return [f"the picked genotype has no weighted op in {which} (only none, pooling and "
-            f"skip_connect), the pick of an undertrained supernet"]
-
-
-def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List[str]:
-    """A supernet whose accuracy on its random labels never left chance (100/K %, within three
-    binomial standard errors or half a point) while its ranking was not found stable. A supernet
-    stopped because its ranking is stable (stability.csv), or trained by a measured fast recipe,
-    is not flagged: those rank well before they fit their labels (nasbench-macro-fast never
-    leaves chance, by its small learning rate)."""
-    run_path = Path(run_path)
-    if run_cfg.get("labels", {}).get("kind") != "random":
-        return []
-    k, n = info.get("num_classes"), info.get("num_images")
-    metrics = run_path / "metrics.csv"
-    if not k or not metrics.exists():
-        return []
-    try:
-        with open(metrics) as f:
-            accs = [float(r["train_acc"]) for r in csv.DictReader(f) if r.get("train_acc")]
-    except (OSError, ValueError, KeyError):
-        return []
-    from .config import measured_recipe
-    if not accs or _stable(run_path) or measured_recipe(run_cfg) is not None:
-        return []
-    chance = 100.0 / k
-    se = 100.0 * math.sqrt(chance / 100 * (1 - chance / 100) / max(int(n or 1), 1))
-    if max(accs) > chance + max(3 * se, 0.5):
-        return []
-    return [f"the supernet never left chance on its random labels (train accuracy at most "
-            f"{max(accs):.2f} % in {len(accs)} epoch(s), chance {chance:.2f} %)"]
-
-
-def _stable(run_path: Path) -> bool:
-    path = run_path / "stability.csv"
-    if not path.exists():
-        return False
-    try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-        return bool(rows) and rows[-1].get("stop") == "1"
-    except (OSError, ValueError):
-        return False
-
-
-def _latest_search(run) -> Optional[Dict[str, Any]]:
-    """The run's result.json (its latest search), or None."""
-    path = Path(run.path) / "result.json"
-    try:
-        return json.loads(path.read_text()) if path.exists() else None
-    except (OSError, ValueError):
-        return None
-
-
-def weak_notes(run, search: Optional[Dict[str, Any]] = None,
-               evaluation: Optional[Dict[str, Any]] = None) -> List[str]:
-    """Every sign of a weak answer that the run's own numbers show (``run`` an ``engine.Run``):
-    the scorer that picked the answer below the params baseline (``evaluation``), a DARTS pick with no weighted op
-    (``search``, default the run's result.json), a supernet at chance on its random labels, and
-    the measured limit of the space's best recipe (``config.FastRecipe.limit``)."""
-    notes: List[str] = []
-    search = _latest_search(run) if search is None else search
-    if evaluation:
-        notes += weak_tau_notes(evaluation, only=[answer_scorer(run.cfg, search)])
-    notes += weighted_op_note(run.cfg, search or {})
-    notes += chance_note(run.path, run.cfg, run.info)
-    from .config import fast_recipe
-    recipe = fast_recipe(run.cfg.get("space"))
-    if recipe is not None and recipe.limit:
-        notes.append(recipe.limit)
-    return notes
-
-
-def weak_line(run, search: Optional[Dict[str, Any]] = None,
-              evaluation: Optional[Dict[str, Any]] = None) -> Optional[str]:
-    """One line, ``weak answer: <why>; to improve: <what to change>``, or None where the run's
-    numbers show no weakness (:func:`weak_notes`)."""
-    search = _latest_search(run) if search is None else search
-    notes = weak_notes(run, search, evaluation)
-    if not notes:
-        return None
-    advice = _advice(run.cfg, answer_scorer(run.cfg, search), evaluation)
-    return f"weak answer: {'; '.join(notes)}. To improve: {advice}."
-
-
-def skipped_evaluation_note(run_dir, cfg: Dict[str, Any]) -> str:
-    """What `rlnas run` without a benchmark table left out, and how to get it: NB201 takes the
-    table on the same command (``nasbench201=``, config key ``evaluate.nasbench201``); every
-    space can be evaluated afterwards with ``rlnas evaluate RUN --benchmark FILE``."""
-    from .config import search_scorer
-    scorers = f"{search_scorer(cfg)},params"
-    skipped = ("evaluation skipped: no benchmark table given, so the ranking was not compared "
-               "with true accuracies (no Kendall tau against the params baseline, no "
-               "evaluation.md, no plots)")
-    if cfg.get("space") == "nb201":
-        return (f"{skipped}. To get it: add nasbench201=PATH/TO/NAS-Bench-201.csv (config key "
-                f"evaluate.nasbench201) to this command, or run `rlnas evaluate {run_dir} "
-                f"--nasbench201 PATH --scorers {scorers}`.")
-    return (f"{skipped}. To get it: `rlnas evaluate {run_dir} --benchmark FILE --scorers "
-            f"{scorers}` (a NAS-Bench-Macro JSON, a DARTS-214 CSV, or a CSV arch,<accuracy "
-            f"columns> in the space's notation).")
-
-
 # --- the angle over training ------------------------------------------------------------------
 def checkpoints_by_epoch(run: Run) -> List[tuple]:
     """(epoch, file name) of the kept periodic checkpoints and last.pt, by epoch."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
     found = {}
     for p in sorted((run.path / "ckpt").glob("epoch_*.pt")):
         m = re.fullmatch(r"epoch_(\d+)\.pt", p.name)
@@ -731,7 +519,7 @@ def angle_over_training(run: Run, table=None, cols=(), progress: bool = False, a
     (shown after 2 s)."""
     from tqdm.auto import tqdm
     space = run.space
-    variant = training_variant(run.cfg)
+    variant = training_variant(run.config)
     archs = space.enumerate() if archs is None else archs  # a table's archs (DARTS: no list)
     state0 = run.checkpoint_state("init.pt")
     strs = [space.to_str(tuple(a)) for a in archs] if table is not None else None
@@ -751,6 +539,6 @@ def angle_over_training(run: Run, table=None, cols=(), progress: bool = False, a
 
 
 def plot_over_training(per_run, cols, path: Path):
-    """tau versus epoch (see ``rlnas.benchmark.tau_over_training_plot``: a run with one
+    """tau versus epoch (see ``rlnas.plots.tau_over_training_plot``: a run with one
     checkpoint gets a labelled tau next to the other scorers', not a lone dot)."""
     return tau_over_training_plot(per_run, cols, path)

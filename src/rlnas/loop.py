@@ -1,0 +1,446 @@
+"""One training loop for supernets and standalone networks.
+
+Everything random in a step is a pure function of (seed, global step): the batch order and
+augmentation (``DeviceLoader.batch``), the supernet path (``space.sample_training_path``) and
+the learning rate (a function of the epoch or step). A checkpoint therefore only needs the
+model, optimizer, step and the running epoch metrics to resume bit for bit; the W0 needed by the
+angle is ``ckpt/init.pt``. Under torchrun every process derives the same path from the step.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import DeviceLoader
+from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
+from .errors import RlnasError
+from .files import append_csv_row, atomic_write_text, os_error_text
+from .schema import BY_PATH, TrainSection
+from .tensorboard import open_tensorboard
+
+
+def cosine_lr(epoch: int, epochs: int, lr: float, lr_min: float) -> float:
+    """CosineAnnealingLR stepped per epoch: lr at the start of ``epoch`` (0-based)."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def linear_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    """The official ImageNet supernet rule, per step: lr0 (1 - t/D), D = T/(1 - lr_min/lr0),
+    i.e. a straight line from lr0 at step 0 to lr_min at step T."""
+    return lr - (lr - lr_min) * step / max(total, 1)
+
+
+def warmup_linear_lr(epoch: int, epochs: int, lr: float, warmup: int) -> float:
+    """The DARTS ImageNet retraining rule (spec 6.2), per epoch: linear decay over the first
+    E - W epochs, a slower tail over the last W, and a linear warm-up over the first W."""
+    decay = epochs - warmup
+    if epoch < decay:
+        base = lr * (decay - epoch) / decay
+    else:
+        base = lr * (epochs - epoch) / (decay * max(warmup, 1))
+    return base * (epoch + 1) / warmup if epoch < warmup else base
+
+
+def learning_rate(schedule: str, step: int, steps_per_epoch: int, epochs: int, lr: float,
+                  lr_min: float, warmup_epochs: int = 0) -> float:
+    if schedule == "cosine":
+        return cosine_lr(step // steps_per_epoch, epochs, lr, lr_min)
+    if schedule == "linear":
+        return linear_lr(step, steps_per_epoch * epochs, lr, lr_min)
+    if schedule == "linear_warmup":
+        return warmup_linear_lr(step // steps_per_epoch, epochs, lr, warmup_epochs)
+    raise RlnasError(f"unknown lr_schedule {schedule!r} (cosine, linear or linear_warmup)")
+
+
+def _default(key: str):
+    return BY_PATH[f"train.{key}"].default
+
+
+@dataclass
+class LoopSpec:
+    """What differs between a supernet and a standalone network run. Built from a config's
+    train section by :meth:`from_train`; the recipe fields are train keys of the same names
+    (their defaults are the schema's). The keyword form is for loops no config describes."""
+
+    model: nn.Module
+    loader: DeviceLoader  # or imagenet.FolderLoader: the same batch(step, part, parts) interface
+    epochs: int
+    lr: float
+    lr_min: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    device: torch.device
+    precision: str = "auto"
+    path_fn: Optional[Callable[[int], Any]] = None  # supernet: global step -> path
+    lr_schedule: str = _default("lr_schedule")
+    warmup_epochs: int = _default("warmup_epochs")
+    before_epoch: Optional[Callable[[int], None]] = None  # e.g. the drop-path schedule
+    label_smoothing: float = _default("label_smoothing")
+    grad_clip_norm: Optional[float] = _default("grad_clip_norm")
+    grad_clip_value: Optional[float] = _default("grad_clip_value")
+    wd_conv_only: bool = _default("wd_conv_only")
+    wd_classifier: bool = _default("wd_classifier")  # with wd_conv_only: linear layers too
+    aux_weight: float = _default("aux_weight")  # auxiliary-head loss (standalone DARTS networks)
+    accumulate: int = _default("accumulate")  # micro-batches per step and process
+    dist: Dist = field(default_factory=Dist)
+    grad_sync: str = _default("grad_sync")  # coalesced all-reduce of touched grads | ddp
+    ckpt_dir: Optional[Path] = None  # None: no checkpoints (short retraining)
+    ckpt_every_steps: int = _default("ckpt_every_steps")
+    keep_every_epochs: int = _default("keep_every_epochs")
+    ckpt_meta: Optional[Dict[str, Any]] = None
+    # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
+    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
+    epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
+    metrics_path: Optional[Path] = None
+    progress: bool = True
+    desc: str = "train"
+
+    @classmethod
+    def from_train(cls, train: TrainSection, model: nn.Module, loader, device: torch.device,
+                   **options) -> "LoopSpec":
+        """The loop of a config's train section: every recipe key read in this one place.
+
+        Args:
+            train: the ``train`` section (``cfg.train``, or ``TrainSection.of(...)`` for a
+                budget no config holds).
+            model, loader, device: what is trained, on what, where.
+            **options: the other fields (``precision``, ``dist``, ``path_fn``, ``ckpt_dir``,
+                ``ckpt_meta``, ``metrics_path``, callbacks, ``progress``, ``desc``).
+
+        Returns:
+            the LoopSpec.
+        """
+        return cls(model=model, loader=loader, device=device, epochs=train.epochs, lr=train.lr,
+                   lr_min=train.lr_min, momentum=train.momentum, nesterov=train.nesterov,
+                   weight_decay=train.weight_decay, lr_schedule=train.lr_schedule,
+                   warmup_epochs=train.warmup_epochs, label_smoothing=train.label_smoothing,
+                   grad_clip_norm=train.grad_clip_norm, grad_clip_value=train.grad_clip_value,
+                   wd_conv_only=train.wd_conv_only, wd_classifier=train.wd_classifier,
+                   aux_weight=train.aux_weight, accumulate=train.accumulate,
+                   grad_sync=train.grad_sync, ckpt_every_steps=train.ckpt_every_steps,
+                   keep_every_epochs=train.keep_every_epochs, **options)
+
+
+def make_optimizer(spec: LoopSpec) -> torch.optim.Optimizer:
+    params = list(spec.model.parameters())
+    if spec.wd_conv_only:  # ImageNet recipes: no decay on BN, biases and the classifier
+        linear = {id(p) for m in spec.model.modules() if isinstance(m, nn.Linear)
+                  for p in m.parameters()} if spec.wd_classifier else set()
+        decay = [p for p in params if p.ndim == 4 or id(p) in linear]
+        keep = {id(p) for p in decay}
+        groups = [{"params": decay},
+                  {"params": [p for p in params if id(p) not in keep], "weight_decay": 0.0}]
+    else:
+        groups = [{"params": params}]
+    return torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum,
+                           nesterov=spec.nesterov, weight_decay=spec.weight_decay)
+
+
+def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
+             stop_at_step: Optional[int] = None, epoch_stats=None,
+             path_digest: int = 0) -> Dict[str, float]:
+    """Train from ``start_step`` to the end; returns the last epoch's metrics.
+
+    The global batch of a step is split into ``world x accumulate`` contiguous parts; each loss is
+    weighted by its share of the global batch and the gradients are summed over parts and
+    processes, so the update is the global-batch mean gradient whatever the split. Under torchrun
+    every process samples the same path (a pure function of the step), so exactly the same
+    parameters have gradients on every rank and one coalesced all-reduce of those gradients
+    replaces DDP's bucketed reducer (``grad_sync='ddp'`` uses DDP with
+    find_unused_parameters=True instead).
+
+    ``stop_at_step`` raises KeyboardInterrupt before that step (used by tests to simulate a
+    kill between checkpoints). ``epoch_stats`` (loss sum, correct, seen) and ``path_digest``
+    restore the running metrics of a partly done epoch so that a resumed run logs the same
+    numbers.
+
+    Training stops with an RlnasError at the first non-finite loss (``_Guard``): nothing is
+    written from that step on, so ``ckpt/last.pt`` stays the last finite state."""
+    model, loader, dev, dist = spec.model, spec.loader, spec.device, spec.dist
+    optimizer = optimizer or make_optimizer(spec)
+    net = model
+    if dist.world > 1 and spec.grad_sync == "ddp":
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True, broadcast_buffers=False)
+    amp = autocast_dtype(spec.precision, dev)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    spe = loader.steps_per_epoch
+    total = spe * spec.epochs
+    parts = dist.world * spec.accumulate
+    # TensorBoard first: a missing package fails before a progress bar is drawn
+    board = open_tensorboard(spec, start_step // spe + 1) if dist.main else None
+    bar = _progress(total, start_step, spec) if dist.main else None
+    last: Dict[str, float] = {}
+    stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))] if dist.main else [0.0, 0.0, 0]
+    loss_sum = torch.tensor(stats[0], device=dev)
+    correct = torch.tensor(stats[1], device=dev)
+    seen = torch.tensor(float(stats[2]), device=dev)
+    t0, digest = time.time(), int(path_digest)
+    guard = _Guard(spec, start_step)
+    model.train()
+    try:
+        for step in range(start_step, total):
+            if stop_at_step is not None and step == stop_at_step:
+                raise KeyboardInterrupt(f"stopped at step {step}")
+            epoch = step // spe
+            lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
+                               spec.warmup_epochs)
+            guard.begin(lr)
+            if spec.before_epoch and (step % spe == 0 or step == start_step):
+                spec.before_epoch(epoch)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            path = spec.path_fn(step) if spec.path_fn else None
+            if path is not None:
+                digest = zlib.crc32(np.ascontiguousarray(path).tobytes(), digest)
+            n_global = loader.part_slice(step).stop
+            optimizer.zero_grad(set_to_none=True)
+            for m in range(spec.accumulate):
+                x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
+                ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+                sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
+                        else contextlib.nullcontext())
+                with ctx, sync:
+                    out = net(x, path) if path is not None else net(x)
+                    if isinstance(out, tuple):  # (logits, auxiliary logits)
+                        out, aux = out
+                    else:
+                        aux = None
+                    loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
+                    if aux is not None:
+                        loss = loss + spec.aux_weight * F.cross_entropy(
+                            aux, y, label_smoothing=spec.label_smoothing)
+                    # weight by the part's share; DDP averages over ranks, so undo that
+                    share = y.shape[0] / n_global * (dist.world if net is not model else 1)
+                    (scaler.scale(loss * share) if scaler else loss * share).backward()
+                if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
+                    guard.add(loss)
+                    loss_sum += loss.detach().float() * y.shape[0]
+                    correct += (out.detach().argmax(1) == y).sum()
+                    seen += y.shape[0]
+            if dist.world > 1 and net is model:
+                allreduce_grads(model)
+            if scaler:
+                scaler.unscale_(optimizer)
+            if spec.grad_clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
+            if spec.grad_clip_value:
+                nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            if bar is not None:
+                bar.update(1)
+            done = step + 1
+            end = done % spe == 0 or done == total
+            save = bool(spec.ckpt_dir) and (end or bool(spec.ckpt_every_steps)
+                                            and done % spec.ckpt_every_steps == 0)
+            if end or save or guard.due(done):
+                # the losses so far, and the weights before a row or a checkpoint is written
+                guard.check(done, optimizer if end or save else None)
+            if end:
+                ep = epoch + 1
+                check_same_paths(dist, digest, ep)
+                totals = global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+                secs = time.time() - t0
+                n = max(float(totals[2]), 1.0)
+                last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
+                        "train_acc": 100.0 * float(totals[1]) / n,
+                        "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
+                        "path_digest": f"{digest:08x}"}
+                if bar is not None:
+                    bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
+                                    acc=f"{last['train_acc']:.1f}")
+                if dist.main and spec.metrics_path:
+                    append_csv_row(spec.metrics_path, last, map(_csv_value, last.values()))
+                extra: Dict[str, Any] = {}
+                stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
+                scalars = extra.pop("scalars", None) or {}
+                if board is not None:
+                    board.epoch(ep, last, scalars)
+                if stop:
+                    extra["finished"] = True
+                    last["stopped_early"] = True
+                if dist.main and spec.ckpt_dir:
+                    guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
+                    if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
+                        guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
+                                   extra=extra)
+                if stop:
+                    break
+                loss_sum.zero_()
+                correct.zero_()
+                seen.zero_()
+                t0, digest = time.time(), 0
+            elif save:
+                totals = global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+                if dist.main:
+                    guard.save(optimizer, done, epoch, [float(v) for v in totals], digest)
+    finally:  # a divergence, full disk or Ctrl-C leaves no half-drawn bar before its message
+        if bar is not None:
+            bar.close()
+        if board is not None:
+            board.close()
+    dist.barrier()
+    return last
+
+
+def _csv_value(value):
+    """A metrics.csv field: floats to 6 significant digits."""
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def _progress(total, start, spec):
+    if not spec.progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=start, desc=spec.desc, unit="step", mininterval=1.0,
+                dynamic_ncols=True, leave=False)
+
+
+CPU_CHECK_EVERY = 1
+CUDA_CHECK_EVERY = 20
+
+
+class _Guard:
+    """Stops training at the first non-finite loss, before anything is written from it, and
+    writes the checkpoints (so that an error can say which one is left, and from which step).
+
+    Each step's loss is added, on the device, to a small buffer that is read back every
+    CPU_CHECK_EVERY or CUDA_CHECK_EVERY steps and always before a metrics row or a checkpoint.
+    Before those the weights and optimizer state are checked too: a step with a finite loss can
+    still leave an inf (a BatchNorm running variance, or a supernet op that the next steps'
+    paths do not use)."""
+
+    def __init__(self, spec: LoopSpec, start_step: int):
+        self.spec = spec
+        every = CPU_CHECK_EVERY if spec.device.type == "cpu" else CUDA_CHECK_EVERY
+        self.losses = torch.zeros(every, device=spec.device)
+        self.lrs: list = []  # the lr of each step in the buffer
+        self.first = start_step  # the step of losses[0]
+        last = spec.ckpt_dir / "last.pt" if spec.ckpt_dir else None
+        self.saved = start_step if last is not None and last.exists() else None  # its step
+
+    def begin(self, lr: float):
+        self.lrs.append(lr)
+
+    def add(self, loss: torch.Tensor):
+        self.losses[len(self.lrs) - 1] += loss.detach().float()  # no host sync
+
+    def due(self, done: int) -> bool:
+        return done - self.first >= len(self.losses)
+
+    def check(self, done: int, optimizer=None):
+        n = done - self.first
+        losses = global_sum(self.spec.dist, self.losses[:n]).tolist() if n else []
+        for i, v in enumerate(losses):
+            if not math.isfinite(v):
+                raise self._diverged(self.first + i, f"loss is {v}", self.lrs[i])
+        if optimizer is not None:
+            bad = _first_nonfinite(self.spec.model, optimizer)
+            if bad:
+                raise self._diverged(done - 1, bad, self.lrs[-1])
+        self.losses.zero_()
+        self.lrs.clear()
+        self.first = done
+
+    def _diverged(self, step: int, what: str, lr: float) -> RlnasError:
+        epoch = step // self.spec.loader.steps_per_epoch + 1
+        # a resume would repeat the same steps bit for bit, and train.lr is fixed for a run
+        if self.saved is not None:
+            advice = (f"kept the last finite checkpoint {self.spec.ckpt_dir / 'last.pt'} "
+                      f"(step {self.saved}); lower train.lr and use a new run directory")
+        elif self.spec.ckpt_dir:
+            advice = ("no checkpoint was written before it; lower train.lr and use a new run "
+                      "directory")
+        else:
+            advice = "lower the learning rate"
+        return RlnasError(f"training diverged at epoch {epoch}, step {step}: {what} (lr {lr:g}); "
+                          f"{advice}")
+
+    def save(self, optimizer, step: int, epoch: int, epoch_stats, digest: int = 0,
+             name: str = "last.pt", extra: Optional[Dict[str, Any]] = None):
+        try:
+            _save(self.spec, optimizer, step, epoch, epoch_stats, digest, name, extra)
+        except RlnasError as err:  # a full disk or a read-only run: say what is left
+            last = self.spec.ckpt_dir / "last.pt"
+            left = (f"{last} (step {self.saved}) is intact and the same command resumes from it"
+                    if self.saved is not None else "no checkpoint was kept")
+            raise RlnasError(f"{err}; training stopped at step {step}: {left}") from None
+        if name == "last.pt":
+            self.saved = step
+
+
+def _first_nonfinite(model: nn.Module, optimizer) -> Optional[str]:
+    """What holds a NaN or inf first, model tensors then optimizer state; one host sync."""
+    named = [(f"{k} is not finite", v) for k, v in model.state_dict().items()
+             if v.is_floating_point()]
+    named += [("the optimizer state is not finite", v) for state in optimizer.state.values()
+              for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+    if not named:
+        return None
+    ok = torch.stack([torch.isfinite(v).all() for _, v in named])
+    if bool(ok.all()):
+        return None
+    return named[int((~ok).nonzero()[0, 0])][0]
+
+
+def _save(spec: LoopSpec, optimizer, step: int, epoch: int, epoch_stats, digest: int = 0,
+          name: str = "last.pt", extra: Optional[Dict[str, Any]] = None):
+    # path_digest: the running crc32 of a partly done epoch's paths, so that a resumed run logs
+    # the same digest (checkpoints without it resume with the digest restarted from 0)
+    save_checkpoint(spec.ckpt_dir / name, dict(spec.ckpt_meta or {}, **(extra or {}), step=step,
+                                               epoch=epoch, model=spec.model.state_dict(),
+                                               optimizer=optimizer.state_dict(),
+                                               epoch_stats=list(epoch_stats),
+                                               path_digest=int(digest)))
+
+
+def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> Dict[str, Any]:
+    """Load ``ckpt/last.pt`` into model and optimizer (returned), or save W0 as ``ckpt/init.pt``
+    before the first step (returns {})."""
+    if resume:
+        ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=spec.ckpt_meta)
+        if ckpt.get("finished"):
+            return ckpt
+        spec.model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if int(ckpt["step"]) > 0 and spec.dist.main:
+            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
+            _truncate_metrics(run_dir / "metrics.csv",
+                              int(ckpt["step"]) // spec.loader.steps_per_epoch)
+        return ckpt
+    if spec.dist.main:
+        save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
+                                                           model=spec.model.state_dict()))
+        try:
+            (run_dir / "metrics.csv").unlink(missing_ok=True)
+        except OSError as exc:
+            raise RlnasError(f"cannot remove {run_dir / 'metrics.csv'}: {os_error_text(exc)}") \
+                from None
+    return {}
+
+
+def _truncate_metrics(path: Path, epochs_done: int):
+    if not path.exists():
+        return
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epochs_done]
+    atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))

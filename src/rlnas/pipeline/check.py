@@ -1,0 +1,277 @@
+"""`rlnas check RUN`: does the run's ranking hold on this data? Retrain, from scratch with the
+TRUE labels of the run's dataset and a short budget, k top-ranked, k middle-ranked and k random
+archs, and compare the Kendall tau of the scorer with the retrained test accuracies to that of
+the free size baselines (params, FLOPs). A bootstrap over the retrained archs of
+tau(scorer) - tau(best baseline) decides the verdict: a winner only when its interval excludes 0.
+
+Works on every space (enumerable ones are ranked exhaustively, the others on a seeded sample).
+Per-arch results are written as they finish (``archs/<key>.json``), so an interrupted check
+resumes without retraining them; ``check.json`` / ``check.csv`` hold the report."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+from ..data import load_dataset, make_loader
+from ..distributed import resolve_device
+from ..errors import RlnasError
+from ..files import atomic_write_text, make_dir, write_json_atomic
+from ..loop import LoopSpec, run_loop
+from ..schema import DataSection, TrainSection
+from ..scorers import get_scorer
+from .rank import Ranking, best_first, rank, ranking_path
+from .retrain import evaluate_network
+
+GROUPS = ("top", "middle", "random")
+SAMPLE_SIZE = 1000  # archs scored where a space is too large to rank exhaustively
+BOOTSTRAP = 2000
+MIN_ARCHS = 5  # below this a rank correlation says nothing
+# the short retraining recipe of `rlnas check` and `rlnas demo` (the train section's other keys
+# take their defaults: cosine schedule, no clipping, no label smoothing)
+SHORT_RETRAIN = {"lr": 0.05, "lr_min": 0.0, "momentum": 0.9, "nesterov": True,
+                 "weight_decay": 5e-4, "batch_size": 64}
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise RlnasError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def ranked_archs(run, scorer: str):
+    """(arch strings, scores), best first: the run's ranking for ``scorer`` (ranked first when
+    missing) or, for a space too large to enumerate, a seeded sample of SAMPLE_SIZE archs."""
+    space = run.space
+    if space.enumerate() is not None:
+        path = ranking_path(run, scorer)
+        if not path.exists():
+            rank(run, scorer=scorer, progress=False)
+        ranking = Ranking.read(path)
+        return ranking.arch, ranking.score
+    rng = np.random.default_rng(run.config.seed)
+    seen = {space.to_str(space.sample(rng)) for _ in range(SAMPLE_SIZE)}
+    archs = np.array([space.from_str(a) for a in sorted(seen)], dtype=np.int64)
+    scores = np.asarray(get_scorer(scorer, run, progress=False).fn(archs), dtype=np.float64)
+    order = best_first(scores, archs)
+    return [space.to_str(tuple(archs[i])) for i in order], scores[order]
+
+
+def pick_archs(scores: np.ndarray, k: int, seed: int, groups: Sequence[str] = GROUPS):
+    """[(group, index)]: k distinct archs per group from a best-first ranking; archs with a
+    non-finite or zero score are skipped (a zero score means the scorer saw no weights, e.g. a
+    disconnected NB201 cell). ``low`` is the k worst usable, ``middle`` k around the median."""
+    usable = np.flatnonzero(np.isfinite(scores) & (scores != 0))
+    if len(usable) < k * len(groups):
+        raise RlnasError(f"only {len(usable)} usable archs in the ranking; need "
+                         f"{k * len(groups)} for --archs {k} ({len(groups)} groups)")
+    taken: List[int] = []
+    picks = []
+    for group in groups:
+        free = usable[~np.isin(usable, taken)]
+        if group == "top":
+            chosen = free[:k]
+        elif group == "low":
+            chosen = free[-k:]
+        elif group == "middle":
+            mid = len(free) // 2 - k // 2
+            chosen = free[mid:mid + k]
+        else:
+            chosen = np.sort(np.random.default_rng(seed).choice(free, k, replace=False))
+        taken += [int(i) for i in chosen]
+        picks += [(group, int(i)) for i in chosen]
+    return picks
+
+
+def load_check_data(d: DataSection, images: Optional[int], data_root: Optional[str],
+                    test_root: Optional[str] = None):
+    """(train subset, test) of the run's dataset, ``d`` its data section; errors say how to pass it."""
+    d = DataSection(d)
+    if d.dataset == "digits" and (data_root or test_root):
+        # silently ignoring the folder would check other data than the user meant
+        raise RlnasError("the digits dataset ships inside scikit-learn: --data-root / "
+                         "--test-root do not apply to it")
+    root = data_root or d.root
+    try:
+        train = load_dataset(d.dataset, root, split="train")
+        test = load_dataset(d.dataset, test_root or d.test_root or root, split="test")
+    except RlnasError as exc:
+        raise RlnasError(f"{exc} (pass the {d.dataset} data with --data-root DIR / "
+                         f"--test-root FILE)") from None
+    n = images or d.subset or len(train.y)
+    if n > len(train.y):
+        raise RlnasError(f"--images {n} is more than the {len(train.y):,} training images of "
+                         f"{d.dataset}")
+    if n < len(train.y):
+        train = train.subset(np.arange(n))
+    test.mean, test.std = train.mean, train.std  # normalise test images as training ones
+    return train, test
+
+
+def retrain_arch(space, arch, train, test, model_kwargs: Dict[str, Any], budget: Dict[str, Any],
+                 device, progress: bool = False) -> float:
+    """Train the standalone network of ``arch`` from scratch with true labels; top-1 (%)."""
+    torch.manual_seed(budget["seed"])
+    model = space.network(arch, num_classes=train.num_classes, **model_kwargs).to(device)
+    size, recipe = budget["image_size"], TrainSection.of(epochs=budget["epochs"], **SHORT_RETRAIN)
+    loader = make_loader(train, train.y, recipe.batch_size, device=device, seed=budget["seed"],
+                         augment=budget["augment"], resolution=size)
+    run_loop(LoopSpec.from_train(recipe, model, loader, device, precision="fp32",
+                                 progress=progress, desc="check"))
+    ev = make_loader(test, test.y, 500, device=device, eval_mode=True, resolution=size)
+    return float(evaluate_network(model, ev)["top1"])
+
+
+def _tau(x, y) -> float:
+    t = kendalltau(x, y).statistic
+    return 0.0 if not np.isfinite(t) else float(t)
+
+
+def verdict(scorer: str, scores, accs, params, flops, seed: int = 0) -> Dict[str, Any]:
+    """Kendall tau of the scorer, params and flops with the accuracies, a bootstrap interval
+    (95%) of tau(scorer) - tau(better baseline), and the verdict line it supports."""
+    scores, accs = np.asarray(scores, float), np.asarray(accs, float)
+    base = {"params": np.asarray(params, float), "flops": np.asarray(flops, float)}
+    taus = {scorer: _tau(scores, accs), **{b: _tau(v, accs) for b, v in base.items()}}
+    n = len(accs)
+    best = max(base, key=lambda b: taus[b])
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(BOOTSTRAP):
+        i = rng.integers(0, n, n)
+        diffs.append(_tau(scores[i], accs[i]) - max(_tau(v[i], accs[i]) for v in base.values()))
+    lo, hi = (float(q) for q in np.percentile(diffs, [2.5, 97.5]))
+    vs = f"tau {taus[scorer]:.2f} vs {taus['params']:.2f}/{taus['flops']:.2f}"
+    ci = f"difference to {best}: 95% interval [{lo:+.2f}, {hi:+.2f}]"
+    if n < MIN_ARCHS:
+        line, call = f"too few archs to tell ({n}; need {MIN_ARCHS})", "too_few"
+    elif lo > 0:
+        line, call = f"{scorer} ranks these {n} archs better than params and flops ({vs}; {ci})", \
+            "scorer"
+    elif hi < 0:
+        line, call = (f"{scorer} ranks these {n} archs worse than the size baselines: use {best} "
+                      f"({vs}; {ci})"), "baseline"
+    else:
+        line, call = (f"cannot tell whether {scorer} ranks these {n} archs better than params "
+                      f"and flops: too noisy ({vs}; {ci})"), "cannot_tell"
+    return {"tau": taus, "best_baseline": best, "difference_interval": [lo, hi],
+            "winner": call, "verdict": f"verdict: {line}"}
+
+
+def _arch_key(arch: str, budget: Dict[str, Any]) -> str:
+    text = json.dumps({"arch": arch, **budget}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _load_done(path: Path) -> Optional[float]:
+    try:
+        return float(json.loads(path.read_text())["test_acc"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing or torn: retrain
+
+
+def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None,
+              image_size: Optional[int] = None, channels: Optional[int] = None,
+              cells: Optional[int] = None, seed: int = 0, scorer: Optional[str] = None,
+              out: Optional[Path] = None, data_root: Optional[str] = None,
+              test_root: Optional[str] = None,
+              groups: Sequence[str] = GROUPS, progress: bool = False,
+              log=print) -> Dict[str, Any]:
+    """Retrain k archs per group of ``run``'s ranking and judge the scorer against params/flops.
+
+    Args:
+        run: an ``rlnas.rundir.Run``.
+        archs: k, archs per group; epochs: retraining epochs; images: training images (default:
+            the run's data.subset, else all); image_size: px (default: the run's resolution);
+            channels / cells: network sizes where the space has them (default: the run's model);
+            seed: picks and training; scorer: default the run's; out: default ``RUN/check``;
+            data_root / test_root: the dataset's training folder and test file (default: the
+            run's data.root / data.test_root); groups: of
+            ``top``, ``middle``, ``low``, ``random``; log: where progress lines go.
+    Returns:
+        The report written to ``check.json``: ``budget``, ``rows`` (group, arch, score,
+        params_m, flops_m, test_acc), ``tau``, ``difference_interval``, ``winner``, ``verdict``.
+    """
+    k, epochs = _positive("--archs", archs), _positive("--epochs", epochs)
+    if images is not None:
+        _positive("--images", images)
+    if image_size is not None:
+        _positive("--image-size", image_size)
+    scorer = scorer or run.scorer
+    space, d = run.space, run.config.data
+    model_kwargs = {k2: v for k2, v in run.config.model.items() if k2 != "drop_path"}
+    for name, value in (("channels", channels), ("cells", cells)):
+        if value is not None:
+            if name not in model_kwargs:
+                raise RlnasError(f"space {space.name} has no --{name}")
+            model_kwargs[name] = _positive(f"--{name}", value)
+    train, test = load_check_data(d, images, data_root, test_root)
+    arch_strs, scores = ranked_archs(run, scorer)
+    picks = pick_archs(scores, k, seed, groups)
+    budget = {"scorer": scorer, "epochs": epochs, "images": int(len(train.y)),
+              "image_size": int(image_size or d.resolution or train.image_size[0]),
+              "model": model_kwargs, "seed": int(seed), "augment": bool(d.augment),
+              "dataset": d.dataset}
+    out = Path(out) if out is not None else run.path / "check"
+    make_dir(out / "archs", "check folder")
+    chosen = np.array([space.from_str(arch_strs[i]) for _, i in picks], dtype=np.int64)
+    cost = space.cost(chosen, **run.cost_kwargs)
+    device = resolve_device(run.config.device)
+    log(f"check: retraining {len(picks)} archs of {run.path} ({', '.join(groups)}; k={k}) with "
+        f"true labels, {epochs} epochs on {budget['images']:,} {d.dataset} images at "
+        f"{budget['image_size']} px -> {out}")
+    rows = []
+    for n, (group, i) in enumerate(picks):
+        key_path = out / "archs" / f"{_arch_key(arch_strs[i], budget)}.json"
+        acc = _load_done(key_path)
+        t0 = time.time()
+        if acc is None:
+            acc = retrain_arch(space, space.from_str(arch_strs[i]), train, test, model_kwargs,
+                               budget, device, progress)
+            write_json_atomic({"arch": arch_strs[i], "test_acc": acc, "budget": budget,
+                               "seconds": time.time() - t0}, key_path)
+            note = f"{time.time() - t0:.0f} s"
+        else:
+            note = "done before"
+        rows.append({"group": group, "arch": arch_strs[i], "score": float(scores[i]),
+                     "params_m": float(cost["params"][n]), "flops_m": float(cost["flops"][n]),
+                     "test_acc": acc})
+        log(f"  {group:6s} {scorer} {scores[i]:.4g}  test acc {acc:6.2f}%  ({note})  "
+            f"{arch_strs[i]}")
+    report = {"run": str(run.path), "space": space.name, "budget": budget, "rows": rows,
+              **verdict(scorer, [r["score"] for r in rows], [r["test_acc"] for r in rows],
+                        cost["params"], cost["flops"], seed)}
+    write_json_atomic(report, out / "check.json")
+    atomic_write_text(out / "check.csv", _csv(rows))
+    return report
+
+
+def _csv(rows) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["group", "arch", "score", "params_m", "flops_m",
+                                        "test_acc"], lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """The table and the tau / verdict lines of a check report."""
+    scorer = report["budget"]["scorer"]
+    lines = [f"{'group':7s} {'score':>10s} {'params M':>9s} {'FLOPs M':>9s} {'test acc':>8s}  arch"]
+    for r in report["rows"]:
+        lines.append(f"{r['group']:7s} {r['score']:10.4g} {r['params_m']:9.3f} "
+                     f"{r['flops_m']:9.2f} {r['test_acc']:7.2f}%  {r['arch']}")
+    t = report["tau"]
+    lines.append(f"Kendall tau with the retrained accuracy over {len(report['rows'])} archs: "
+                 f"{scorer} {t[scorer]:.3f}, params {t['params']:.3f}, flops {t['flops']:.3f}")
+    lines.append(report["verdict"])
+    return "\n".join(lines)
