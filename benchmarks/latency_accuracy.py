@@ -13,7 +13,8 @@ For every space rlnas can build, random archs (seeded, distinct networks) get tw
 * measured: the standalone network ``space.network(arch, ...)`` built again and timed end to end
   by this script's own timer (not rlnas.latency's, not its cache), in the same setting: batch 1,
   ``--threads`` intra-op threads, fp32, eval and inference mode, ``--warmup`` untimed calls, the
-  median of ``--repeats`` timed ones.
+  median of ``--repeats`` timed ones. With ``--runtime onnxruntime`` both run under onnxruntime
+  (the reference: the whole network exported to ONNX, its session run timed here).
 
 Reported per space: Kendall tau, the median and 90th-percentile relative error
 |predicted - measured| / measured, the median signed error (predicted / measured - 1) and the
@@ -57,7 +58,7 @@ from scipy.stats import kendalltau
 from rlnas.errors import RlnasError
 from rlnas.files import make_dir, write_json_atomic
 from rlnas.latency import (CACHE_VERSION, LatencySetting, cell_network_setup, latency_model,
-                           machine)
+                           machine, runnable, runtime_input)
 from rlnas.spaces import get_space
 from rlnas.spaces.choice import ChoiceSpace
 from rlnas.spaces.mobilenet import mobilenet_space
@@ -174,7 +175,12 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
 
     def measure(arch):
         net = build(tuple(int(v) for v in arch)).eval()
-        return reference_ms(net, x, setting.warmup, setting.repeats, setting.threads)
+        if setting.runtime == "torch":
+            return reference_ms(net, x, setting.warmup, setting.repeats, setting.threads)
+        with torch.no_grad():  # the network's own ONNX session, timed here
+            run = runnable(net, x, setting)
+        return reference_ms(run, runtime_input(x, setting), setting.warmup, setting.repeats,
+                            setting.threads)
 
     measured, measured_cpu = np.array([measure(arch) for arch in archs]).T
     predicted_cpu = predict_from(table_array(model.cpu_table(), space), space, archs) \
@@ -205,7 +211,7 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
         out["table_cached"] = info["cached"]
         out["table_load_ratio"] = info["load_ratio"]
     before = None
-    if chain and baseline:
+    if chain and baseline and setting.runtime == "torch":
         table, table_cpu, seconds = alone_table(space, cost_kwargs, setting)
         before = predict_from(table, space, archs)
         out["baseline_alone"] = {
@@ -349,7 +355,8 @@ def explain(name: str, count: int, seed: int, setting: LatencySetting, cache: Pa
 
 # ----------------------------------------------------------------------------------------------
 def print_table(results: List[Dict[str, Any]], setting: LatencySetting) -> str:
-    lines = [f"latency model vs measured end to end, {setting.device}, batch {setting.batch}, "
+    lines = [f"latency model vs measured end to end, {setting.runtime}, {setting.device}, "
+             f"batch {setting.batch}, "
              f"{setting.threads} thread(s), {setting.precision}, warm-up {setting.warmup}, "
              f"median of {setting.repeats}; errors |predicted - measured| / measured, signed: "
              "predicted / measured - 1; 'vs CPU time': against the reference's thread CPU time",
@@ -403,6 +410,9 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="measure again the spaces already done")
     p.add_argument("--explain", metavar="SPACE", help="per-part timing of a chain space")
     p.add_argument("--explain-archs", type=int, default=5)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                   help="what runs the networks, in the model and in the reference (onnxruntime: "
+                        "each network exported to ONNX, timed as a session run; no baseline)")
     p.add_argument("--no-baseline", action="store_true",
                    help="chain spaces: leave out the baseline, the table of ops timed alone "
                         "(rlnas before CACHE_VERSION 2)")
@@ -412,11 +422,14 @@ def main(argv=None):
     unknown = [s for s in names + ([a.explain] if a.explain else []) if s not in SPACES]
     if unknown:
         raise SystemExit(f"unknown space(s) {', '.join(unknown)}; known: {', '.join(SPACES)}")
-    setting = LatencySetting(threads=a.threads, warmup=a.warmup, repeats=a.repeats)
+    setting = LatencySetting(threads=a.threads, warmup=a.warmup, repeats=a.repeats,
+                             runtime=a.runtime)
     out = make_dir(a.out, "output folder")
     cache = out / "cache"
     path = out / "latency_accuracy.json"
     if a.explain:
+        if a.runtime != "torch":
+            raise SystemExit("--explain times torch modules; leave out --runtime")
         rows = explain(a.explain, a.explain_archs, a.seed, setting, cache)
         for r in rows:
             print(f"{r['arch']}: whole {r['whole_ms']:.3f} ms (CPU time {r['whole_cpu_ms']:.3f}); "
@@ -440,7 +453,7 @@ def main(argv=None):
                           out / f"explain-{a.explain}.json")
         return rows
     key = {"archs": a.archs, "seed": a.seed, "threads": a.threads, "warmup": a.warmup,
-           "repeats": a.repeats, "baseline": not a.no_baseline,
+           "repeats": a.repeats, "baseline": not a.no_baseline, "runtime": a.runtime,
            "cache_version": CACHE_VERSION}
     doc = json.loads(path.read_text()) if path.is_file() else {}
     if doc.get("key") != key:
