@@ -518,7 +518,8 @@ class ChainLatency(LatencyModel):
         input_size: the image side or (H, W) (default: the space's declared size).
         num_classes: the head's outputs (default: the space's).
         folder: the cache folder (default ``cache_dir()``).
-        log: called with a line when the table is built or read from the cache.
+        log: called with a line when the table is built and cached (``status()`` says
+            where a table came from at any time).
     """
 
     def __init__(self, space, setting: LatencySetting = LatencySetting(), input_size=None,
@@ -548,8 +549,8 @@ class ChainLatency(LatencyModel):
                       f"cached: build it again on a quiet machine")
             else:
                 self.cache.save()
-        if log:
-            log(f"{what}: {self.status()}")
+                if log:
+                    log(f"{what}: {self.status()}")
         self.fixed = self.cache.entries["stem"] + self.cache.entries["head"]
         self.ops = np.array([self.cache.entries[self.op_key(b, o)]
                              for b in range(space.num_genes)
@@ -815,8 +816,8 @@ def measured_here(space, cost_kwargs: Optional[Dict[str, Any]] = None,
         cost_kwargs: the run's cost keywords (``space.cost_defaults(run.info)``).
         setting: how to measure.
         folder: the cache folder (default ``cache_dir()``).
-        log: called with a line when a chain table is built or read, and before a long
-            measurement of cell networks.
+        log: called with a line when a chain table is built, and before a long measurement
+            of cell networks.
         progress: cell spaces: a progress bar while measuring networks.
 
     Returns:
