@@ -225,6 +225,19 @@ def test_a_table_of_another_machine_is_not_reused_and_the_line_says_so(tmp_path,
     assert theirs.cache.path.is_file() and mine.cache.path.is_file()
 
 
+def test_measuring_leaves_the_random_stream_alone(tmp_path):
+    """Building the measured modules draws weights: the caller's torch stream (a search, a
+    training) goes on as if nothing had been measured."""
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    ChainLatency(SPACE, FAST, folder=tmp_path)
+    measured_here(get_space("nb201"), {"num_classes": 10, "image_size": 8, "channels": 4,
+                                       "cells": 1}, FAST, folder=tmp_path)(
+        get_space("nb201").enumerate()[:2])
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_load_meter_by_hand(monkeypatch):
     monkeypatch.setattr(latency, "LOAD_RATIO", 1.2)  # the product's (the fixture sets inf)
     meter = LoadMeter()

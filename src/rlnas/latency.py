@@ -9,7 +9,7 @@ numbers come from (``source``). Three kinds:
   a seeded random order of each block's ops run end to end (every op in at least
   ``CHAIN_ROUNDS`` paths), each part timed around its own call; an entry is the median of its
   per-path medians. (An op timed alone, again and again on one input, keeps its weights and
-  input in the caches and comes out 13-19 % too fast: benchmarks/RESULTS.md.)
+  input in the caches and came out 14-20 % too fast: benchmarks/RESULTS.md.)
 * ``CellLatency`` (cell spaces, NB201 and DARTS: the ops of a cell interact, so no per-op sum is
   accurate): each candidate network is measured once, end to end, and cached by canonical arch.
 * ``TableLatency``: a device table (HW-NAS-Bench's CSVs for NB201): one row per arch (column
@@ -315,15 +315,10 @@ def _warn(line: str) -> None:
     print(f"rlnas latency: {line}", file=sys.stderr, flush=True)
 
 
-class _KeepRandomState:
+def _keep_random_state():
     """Building modules draws their weights from torch's generator: the caller's stream (a
     search, a training) goes on as if nothing had been measured."""
-
-    def __enter__(self):
-        self.state = torch.random.get_rng_state()
-
-    def __exit__(self, *exc):
-        torch.random.set_rng_state(self.state)
+    return torch.random.fork_rng(devices=[])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,7 +376,7 @@ def declaration_fingerprint(space, network_kwargs: Optional[Dict[str, Any]] = No
     declared size. Other spaces: the class and the repr of one network (``network_kwargs``);
     the network options are in the cache key besides."""
     from .spaces.choice import ChoiceSpace
-    with _KeepRandomState(), torch.device("meta"):
+    with _keep_random_state(), torch.device("meta"):
         if isinstance(space, ChoiceSpace):
             costs = space._cost_table()
             parts = {"stem": _text(space.make_stem()),
@@ -578,7 +573,7 @@ class ChainLatency(LatencyModel):
         space, setting = self.space, self.setting
         t0 = time.perf_counter()
         meter = LoadMeter(setting.checks_load)
-        with _KeepRandomState(), torch.no_grad():
+        with _keep_random_state(), torch.no_grad():
             x = _input(self.input_shape, setting)
             stem = prepare(space.make_stem(), setting)
             ops = [[prepare(space.make_op(b, o), setting) for o in range(int(n))]
@@ -710,7 +705,7 @@ class CellLatency(LatencyModel):
         saved_at, new, loaded, worst = t0, 0, 0, 0.0
         bar = None
         try:
-            with _KeepRandomState():
+            with _keep_random_state():
                 for i, (key, arch) in enumerate(missing):
                     if i == ANNOUNCE_AFTER and n >= 4 * ANNOUNCE_AFTER:
                         bar = self._announce(n, time.perf_counter() - t0, tqdm)
