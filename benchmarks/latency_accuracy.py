@@ -5,14 +5,16 @@ For every space rlnas can build, random archs (seeded, distinct networks) get tw
 * predicted: the product's model, ``rlnas.latency.latency_model(space, cost_kwargs)``, built in
   a fresh cache folder under OUT (so the time to build it is measured here). Chain spaces
   (NAS-Bench-Macro, MobileNet at full and at reduced size, the user example
-  ``examples/my_space.py``): the per-(block, op) lookup table plus stem and head, summed. Cell
+  ``examples/my_space.py``): the per-(block, op) lookup table plus stem and head, summed, its
+  entries timed inside running chains (rlnas.latency's CACHE_VERSION 2). Cell
   spaces (NB201, DARTS at a reduced size): each network measured once end to end and cached, so
   "predicted" is an earlier measurement of the same network and its error is re-measurement
   noise, not a model error;
 * measured: the standalone network ``space.network(arch, ...)`` built again and timed end to end
   by this script's own timer (not rlnas.latency's, not its cache), in the same setting: batch 1,
   ``--threads`` intra-op threads, fp32, eval and inference mode, ``--warmup`` untimed calls, the
-  median of ``--repeats`` timed ones.
+  median of ``--repeats`` timed ones. With ``--runtime onnxruntime`` both run under onnxruntime
+  (the reference: the whole network exported to ONNX, its session run timed here).
 
 Reported per space: Kendall tau, the median and 90th-percentile relative error
 |predicted - measured| / measured, the median signed error (predicted / measured - 1) and the
@@ -21,13 +23,16 @@ model's build time; the issue's target for the chain spaces is tau >= 0.90 and m
 
 * the noise ceiling: the reference measured a second time (archs in reverse order) against the
   first; no model can agree with the reference better than the reference agrees with itself;
-* "vs CPU time": the same comparison against the reference's thread CPU time, which leaves out
-  the time the process waited for a core (with one thread; on a busy machine a call longer than
-  a scheduler slice is preempted and a short one mostly is not);
-* chain spaces: a candidate fix not in rlnas, a table of every (block, op) timed inside running
-  chains instead of alone (``in_chain_table``; its "vs CPU time" uses its CPU-time table).
+* "vs CPU time": the same comparison in thread CPU time, which leaves out the time the process
+  waited for a core (with one thread; on a busy machine a call longer than a scheduler slice is
+  preempted and a short one mostly is not): the table's entries in CPU time
+  (``ChainLatency.cpu_table``) against the reference's CPU time;
+* chain spaces: the baseline, rlnas's table before (CACHE_VERSION 1): every (block, op) timed
+  alone on its in-chain input (``alone_table``), in wall and in CPU time.
 
     python benchmarks/latency_accuracy.py --archs 100 --out /tmp/latency_accuracy
+    python benchmarks/latency_accuracy.py --archs 30 --spaces nasbench-macro,my_space \
+        --out /tmp/latency_accuracy                 # a busy machine: fewer archs
 
 writes OUT/latency_accuracy.json (per space: the setting, the summaries and every arch's
 numbers), rewritten after each space; a rerun with the same settings skips the spaces already
@@ -52,7 +57,8 @@ from scipy.stats import kendalltau
 
 from rlnas.errors import RlnasError
 from rlnas.files import make_dir, write_json_atomic
-from rlnas.latency import LatencySetting, cell_network_setup, latency_model, machine
+from rlnas.latency import (CACHE_VERSION, LatencySetting, cell_network_setup, latency_model,
+                           machine, runnable, runtime_input)
 from rlnas.spaces import get_space
 from rlnas.spaces.choice import ChoiceSpace
 from rlnas.spaces.mobilenet import mobilenet_space
@@ -79,9 +85,8 @@ CHAIN_TARGET = {"tau": 0.90, "median_error": 0.10}
 
 def _example_space():
     """The README's user space, named as a config names it. The repository root goes on the
-    import path first: ``examples/`` is a namespace package (no ``__init__.py``), which rlnas's
-    working-directory fallback does not import (the console script and ``python
-    examples/my_space.py`` fail the same way; ``python -m rlnas`` works)."""
+    import path first, so that the script runs from any folder (rlnas imports ``examples``
+    from the working directory only)."""
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
@@ -154,7 +159,7 @@ def summary(predicted: np.ndarray, measured: np.ndarray) -> Dict[str, float]:
 
 
 def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, cache: Path,
-              candidate_rounds: int) -> Dict[str, Any]:
+              baseline: bool) -> Dict[str, Any]:
     make, cost_kwargs, what = SPACES[name]
     space = make()
     chain = isinstance(space, ChoiceSpace)
@@ -170,9 +175,16 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
 
     def measure(arch):
         net = build(tuple(int(v) for v in arch)).eval()
-        return reference_ms(net, x, setting.warmup, setting.repeats, setting.threads)
+        if setting.runtime == "torch":
+            return reference_ms(net, x, setting.warmup, setting.repeats, setting.threads)
+        with torch.no_grad():  # the network's own ONNX session, timed here
+            run = runnable(net, x, setting)
+        return reference_ms(run, runtime_input(x, setting), setting.warmup, setting.repeats,
+                            setting.threads)
 
     measured, measured_cpu = np.array([measure(arch) for arch in archs]).T
+    predicted_cpu = predict_from(table_array(model.cpu_table(), space), space, archs) \
+        if chain else predicted
     t3 = time.perf_counter()
     # the noise ceiling: the same archs built and measured again, in reverse order (a drift of
     # the machine's load then works against the first pass, not with it)
@@ -186,7 +198,7 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
            # chain: the whole lookup table; cell: the networks predicted (measured once each)
            "model_seconds": float(t1 - t0 if chain else t2 - t1),
            "reference_seconds": float(t3 - t2), **summary(predicted, measured),
-           "vs_cpu_time": summary(predicted, measured_cpu),
+           "vs_cpu_time": summary(predicted_cpu, measured_cpu),
            "remeasured": {**summary(again, measured),
                           "vs_cpu_time": summary(again_cpu, measured_cpu)}}
     if chain:
@@ -195,27 +207,29 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
                                          out["median_rel_error"] <= CHAIN_TARGET["median_error"])
     else:
         out["seconds_per_network"] = out["model_seconds"] / archs_count
-    candidate = None
-    if chain and candidate_rounds:
-        table, table_cpu, seconds = in_chain_table(space, cost_kwargs, setting,
-                                                   candidate_rounds, seed)
-        candidate = predict_from(table, space, archs)
-        out["candidate_in_chain"] = {
-            "rounds": candidate_rounds, "model_seconds": seconds,
-            **summary(candidate, measured),
+    if chain:
+        out["table_cached"] = info["cached"]
+        out["table_load_ratio"] = info["load_ratio"]
+    before = None
+    if chain and baseline and setting.runtime == "torch":
+        table, table_cpu, seconds = alone_table(space, cost_kwargs, setting)
+        before = predict_from(table, space, archs)
+        out["baseline_alone"] = {
+            "model_seconds": seconds, "table_entries": len(table),
+            **summary(before, measured),
             "vs_cpu_time": summary(predict_from(table_cpu, space, archs), measured_cpu)}
     out["rows"] = [{"arch": space.to_str(tuple(int(v) for v in a)), "predicted_ms": float(p),
                     "measured_ms": float(m), "measured_cpu_ms": float(c),
                     "remeasured_ms": float(g)}
                    for a, p, m, c, g in zip(archs, predicted, measured, measured_cpu, again)]
-    if candidate is not None:
-        for row, c in zip(out["rows"], candidate):
-            row["candidate_ms"] = float(c)
+    if before is not None:
+        for row, c in zip(out["rows"], before):
+            row["alone_ms"] = float(c)
     return out
 
 
 # ----------------------------------------------------------------------------------------------
-# Where a chain prediction goes wrong, and a candidate fix
+# The baseline (ops timed alone), and where a chain prediction goes wrong
 # ----------------------------------------------------------------------------------------------
 def chain_parts(net: torch.nn.Module, arch) -> List[Tuple[str, torch.nn.Module]]:
     """(table key, module) of a chain network's parts, in order."""
@@ -246,44 +260,54 @@ def time_parts_in_chain(parts: List[torch.nn.Module], x: torch.Tensor, warmup: i
     return 1e3 * np.median(wall, axis=0), 1e3 * np.median(cpu, axis=0)
 
 
-def in_chain_table(space, cost_kwargs: Dict[str, Any], setting: LatencySetting, rounds: int,
-                   seed: int) -> Tuple[np.ndarray, np.ndarray, float]:
-    """The candidate fix (not in rlnas): every (block, op) timed inside running chains rather
-    than alone. Paths cycle through each block's ops in a random order, so that every op runs
-    in ``rounds`` or more paths; an entry is the median of its per-path medians.
+def alone_table(space, cost_kwargs: Dict[str, Any],
+                setting: LatencySetting) -> Tuple[np.ndarray, np.ndarray, float]:
+    """The baseline: rlnas's table before CACHE_VERSION 2. The stem, every (block, op) and the
+    head each timed alone on its in-chain input (a block's input is op 0's output of the block
+    before), the median of ``repeats`` calls after ``warmup`` (``reference_ms``); the same op on
+    the same input shape (repeated blocks of a stage) timed once.
 
     Returns:
         (table of wall times, table of thread CPU times: per (block, op) in ``space.offsets``
         order, then stem and head; seconds).
     """
     t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
     _, x_shape = network_setup(space, cost_kwargs)
     classes = cost_kwargs.get("num_classes") or space.num_classes
-    stem, head = space.make_stem().eval(), space.make_head(classes).eval()
-    ops = [[space.make_op(b, o).eval() for o in range(int(n))]
-           for b, n in enumerate(space.num_ops)]
-    x = torch.randn(setting.batch, *x_shape, generator=torch.Generator().manual_seed(seed + 1))
-    # per entry, its (wall, CPU) medians of every path it ran in
-    samples: List[List[np.ndarray]] = [[] for _ in range(int(space.num_ops.sum()) + 2)]
-    width = int(space.num_ops.max())
-    for _ in range(rounds):
-        orders = [rng.permutation(int(n)) for n in space.num_ops]
-        for j in range(width):
-            path = [int(order[j % len(order)]) for order in orders]
-            parts = [stem] + [ops[b][o] for b, o in enumerate(path)] + [head]
-            ms = np.stack(time_parts_in_chain(parts, x, setting.warmup, setting.repeats,
-                                              setting.threads), axis=1)  # (parts, 2)
-            samples[-2].append(ms[0])
-            samples[-1].append(ms[-1])
-            for b, o in enumerate(path):
-                samples[int(space.offsets[b]) + o].append(ms[1 + b])
-    table = np.array([np.median(v, axis=0) for v in samples])
+    x = torch.randn(setting.batch, *x_shape, generator=torch.Generator().manual_seed(0))
+    table = np.zeros((int(space.num_ops.sum()) + 2, 2))
+
+    def alone(module, x):
+        return reference_ms(module, x, setting.warmup, setting.repeats, setting.threads)
+
+    seen: Dict[Tuple, Tuple[float, float]] = {}
+    with torch.inference_mode():
+        stem = space.make_stem().eval()
+        table[-2] = alone(stem, x)
+        x = stem(x)
+        for b, block in enumerate(space.blocks):
+            nxt = None
+            for o, op in enumerate(block.ops):
+                key = (id(op), space.c_in[b], block.c_out, block.stride, tuple(x.shape))
+                module = space.make_op(b, o).eval()
+                if key not in seen:
+                    seen[key] = alone(module, x)
+                table[int(space.offsets[b]) + o] = seen[key]
+                if nxt is None:
+                    nxt = module(x)
+            x = nxt
+        table[-1] = alone(space.make_head(classes).eval(), x)
     return table[:, 0], table[:, 1], time.perf_counter() - t0
 
 
+def table_array(entries: Dict[str, float], space) -> np.ndarray:
+    """A ``ChainLatency`` table (``block<b>.op<o>``, stem, head) in ``alone_table``'s layout."""
+    return np.array([entries[f"block{b}.op{o}"] for b, n in enumerate(space.num_ops)
+                     for o in range(int(n))] + [entries["stem"], entries["head"]])
+
+
 def predict_from(table: np.ndarray, space, archs: np.ndarray) -> np.ndarray:
-    """Stem + head + the chosen (block, op) entries of an ``in_chain_table``."""
+    """Stem + head + the chosen (block, op) entries of a table in ``alone_table``'s layout."""
     return table[-2] + table[-1] + table[space.offsets + archs].sum(axis=1)
 
 
@@ -331,7 +355,8 @@ def explain(name: str, count: int, seed: int, setting: LatencySetting, cache: Pa
 
 # ----------------------------------------------------------------------------------------------
 def print_table(results: List[Dict[str, Any]], setting: LatencySetting) -> str:
-    lines = [f"latency model vs measured end to end, {setting.device}, batch {setting.batch}, "
+    lines = [f"latency model vs measured end to end, {setting.runtime}, {setting.device}, "
+             f"batch {setting.batch}, "
              f"{setting.threads} thread(s), {setting.precision}, warm-up {setting.warmup}, "
              f"median of {setting.repeats}; errors |predicted - measured| / measured, signed: "
              "predicted / measured - 1; 'vs CPU time': against the reference's thread CPU time",
@@ -354,14 +379,15 @@ def print_table(results: List[Dict[str, Any]], setting: LatencySetting) -> str:
 
     for r in results:
         if r["kind"] == "chain":
-            lines.append(row(r["space"], "rlnas: table of ops timed alone", r, r,
-                             f"{r['model_seconds']:.1f} s ({r['table_entries']} entries)",
+            load = "" if r.get("table_cached", True) else \
+                f", under load ({r['table_load_ratio']:.2f}x): not cached"
+            lines.append(row(r["space"], "rlnas: ops timed in running chains", r, r,
+                             f"{r['model_seconds']:.1f} s ({r['table_entries']} entries{load})",
                              verdict(r)))
-            c = r.get("candidate_in_chain")
+            c = r.get("baseline_alone")
             if c:
-                lines.append(row(r["space"], "candidate: ops timed in the chain", r, c,
-                                 f"{c['model_seconds']:.1f} s ({c['rounds']} rounds)",
-                                 verdict(c)))
+                lines.append(row(r["space"], "before: ops timed alone", r, c,
+                                 f"{c['model_seconds']:.1f} s", verdict(c)))
         else:
             lines.append(row(r["space"], "rlnas: each network measured once", r, r,
                              f"{r['seconds_per_network']:.2f} s per network",
@@ -384,20 +410,26 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="measure again the spaces already done")
     p.add_argument("--explain", metavar="SPACE", help="per-part timing of a chain space")
     p.add_argument("--explain-archs", type=int, default=5)
-    p.add_argument("--candidate-rounds", type=int, default=3,
-                   help="chain spaces: also the in-chain table (the candidate fix) with paths "
-                        "running every op this many times (0: not)")
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                   help="what runs the networks, in the model and in the reference (onnxruntime: "
+                        "each network exported to ONNX, timed as a session run; no baseline)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="chain spaces: leave out the baseline, the table of ops timed alone "
+                        "(rlnas before CACHE_VERSION 2)")
     p.add_argument("--note", default="", help="machine state, recorded in the JSON")
     a = p.parse_args(argv)
     names = [s for s in a.spaces.split(",") if s]
     unknown = [s for s in names + ([a.explain] if a.explain else []) if s not in SPACES]
     if unknown:
         raise SystemExit(f"unknown space(s) {', '.join(unknown)}; known: {', '.join(SPACES)}")
-    setting = LatencySetting(threads=a.threads, warmup=a.warmup, repeats=a.repeats)
+    setting = LatencySetting(threads=a.threads, warmup=a.warmup, repeats=a.repeats,
+                             runtime=a.runtime)
     out = make_dir(a.out, "output folder")
     cache = out / "cache"
     path = out / "latency_accuracy.json"
     if a.explain:
+        if a.runtime != "torch":
+            raise SystemExit("--explain times torch modules; leave out --runtime")
         rows = explain(a.explain, a.explain_archs, a.seed, setting, cache)
         for r in rows:
             print(f"{r['arch']}: whole {r['whole_ms']:.3f} ms (CPU time {r['whole_cpu_ms']:.3f}); "
@@ -421,7 +453,8 @@ def main(argv=None):
                           out / f"explain-{a.explain}.json")
         return rows
     key = {"archs": a.archs, "seed": a.seed, "threads": a.threads, "warmup": a.warmup,
-           "repeats": a.repeats, "candidate_rounds": a.candidate_rounds}
+           "repeats": a.repeats, "baseline": not a.no_baseline, "runtime": a.runtime,
+           "cache_version": CACHE_VERSION}
     doc = json.loads(path.read_text()) if path.is_file() else {}
     if doc.get("key") != key:
         doc = {"key": key, "spaces": {}}
@@ -433,7 +466,7 @@ def main(argv=None):
         t0 = time.time()
         print(f"{name}: {a.archs} archs ...", flush=True)
         doc["spaces"][name] = run_space(name, a.archs, a.seed, setting, cache,
-                                          a.candidate_rounds)
+                                        not a.no_baseline)
         doc["spaces"][name]["wall_seconds"] = time.time() - t0
         write_json_atomic(doc, path)
         print(f"{name}: {time.time() - t0:.0f} s", flush=True)

@@ -5,7 +5,8 @@ latency limits L (percentiles of that device's latencies over the cells it can r
 picks are compared:
 
 * latency: the product's search under the device's latency, ``rlnas search RUN --method
-  exhaustive --max-latency L --latency-table HW --latency-device DEVICE`` (``stages.search``);
+  exhaustive --max-latency L --latency-table HW --latency-device DEVICE``
+  (``rlnas.pipeline.search.search``);
 * FLOPs stand-in: the same search under ``--max-flops F``, where F is the FLOPs limit a user
   without the device's numbers would take for L: the largest FLOPs value whose cells (the cells
   of exactly that FLOPs count; NB201's FLOPs take 28 values) have a median device latency <= L;
@@ -34,11 +35,11 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from rlnas.benchmark import load_nb201_table
-from rlnas.engine import open_run
 from rlnas.files import atomic_write_text, make_dir, write_json_atomic
 from rlnas.latency import TableLatency, latency_columns, machine
-from rlnas.stages import cost_kwargs, search
+from rlnas.pipeline.search import search
+from rlnas.rundir import open_run
+from rlnas.tables import load_nb201_table
 
 ACCURACY = "cifar10_test"
 
@@ -62,7 +63,7 @@ def mean_std(values: List[float]) -> Dict[str, Any]:
 
 def pick(run, scorer: str, **limits) -> str:
     """The best arch (string) of the product's exhaustive search under ``limits``."""
-    return search(run, method="exhaustive", scorer=scorer, bars=False, **limits)["top"][0]["arch"]
+    return search(run, method="exhaustive", scorer=scorer, progress=False, **limits)["top"][0]["arch"]
 
 
 def main(argv=None):
@@ -91,7 +92,7 @@ def main(argv=None):
     keys = [space.to_str(tuple(arch)) for arch in archs]
     table = load_nb201_table(a.nb201)
     acc = table.lookup(keys, ACCURACY)
-    flops = space.cost(archs, **cost_kwargs(runs[0]))["flops"]
+    flops = space.cost(archs, **runs[0].cost_kwargs)["flops"]
     with open(a.hw) as f:
         header = f.readline().strip().split(",")
     devices = a.devices.split(",") if a.devices else [

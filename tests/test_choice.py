@@ -402,3 +402,43 @@ def test_example_space_runs_end_to_end_on_tiny_data(tmp_path, monkeypatch):
     table = (tmp_path / "run" / "results.md").read_text().splitlines()
     assert [line.split(" | ")[0] for line in table if line.startswith("| ")] == \
         ["| role", "| found", "| largest", "| random 1"]
+
+
+def test_console_script_imports_a_user_space_from_a_folder_without_init(tmp_path):
+    """`rlnas sample pkg.my_space:SPACE` from the folder holding ``pkg/`` (a namespace package,
+    no ``__init__.py``, as ``examples/``), by the console script itself: the working directory
+    is not on its import path."""
+    import subprocess
+    script = Path(sys.executable).parent / "rlnas"
+    if not script.is_file():
+        pytest.skip(f"no console script {script}")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "ops.py").write_text(  # a module of the package the space imports
+        "import torch.nn as nn\n"
+        "from rlnas.spaces.choice import Op\n"
+        "def conv(k):\n"
+        "    return Op(f'conv{k}', lambda c_in, c_out, stride: nn.Conv2d(c_in, c_out, k, stride,"
+        " k // 2))\n")
+    (tmp_path / "pkg" / "my_space.py").write_text(
+        "import torch.nn as nn\n"
+        "from rlnas.spaces.choice import Choice, ChoiceSpace\n"
+        "from pkg.ops import conv\n"
+        "SPACE = ChoiceSpace('mine', stem=lambda: nn.Conv2d(3, 4, 3, padding=1),\n"
+        "                    blocks=[Choice([conv(3), conv(1)], 8, stride=2),\n"
+        "                            Choice([conv(3), conv(5), conv(1)], 8)],\n"
+        "                    head=lambda n, d: nn.Sequential(nn.AdaptiveAvgPool2d(1), "
+        "nn.Flatten(), nn.Linear(8, n)),\n"
+        "                    input_size=8, num_classes=3)\n")
+    proc = subprocess.run([str(script), "sample", "pkg.my_space:SPACE", "-n", "3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rng = np.random.default_rng(0)
+    expected = [tuple(int(v) for v in rng.integers(0, [2, 3])) for _ in range(3)]
+    ops = [["conv3", "conv1"], ["conv3", "conv5", "conv1"]]
+    assert proc.stdout.splitlines() == [" ".join(ops[b][o] for b, o in enumerate(a))
+                                        for a in expected]
+    # a folder that holds no such module is still a one-line error
+    proc = subprocess.run([str(script), "sample", "pkg.nothing:SPACE"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "cannot import 'pkg.nothing'" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1

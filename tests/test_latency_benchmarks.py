@@ -48,15 +48,28 @@ def test_sample_archs_are_distinct_networks_and_seeded():
     assert not np.array_equal(a, accuracy.sample_archs(space, 50, seed=4))
 
 
-def test_in_chain_table_sums_its_entries_and_runs_every_op():
+def test_alone_table_sums_its_entries_and_times_every_op_once_per_shape():
     from test_latency import FAST, SPACE
-    wall, cpu, seconds = accuracy.in_chain_table(SPACE, {}, FAST, rounds=2, seed=0)
+    wall, cpu, seconds = accuracy.alone_table(SPACE, {}, FAST)
     n = int(SPACE.num_ops.sum())
     assert wall.shape == cpu.shape == (n + 2,) and (wall > 0).all() and seconds > 0
+    # blocks 1 and 2 share their op list on one input shape: timed once
+    np.testing.assert_array_equal(wall[SPACE.offsets[1]:SPACE.offsets[1] + 3],
+                                  wall[SPACE.offsets[2]:SPACE.offsets[2] + 3])
     archs = SPACE.enumerate()
     expected = [wall[-2] + wall[-1] + sum(wall[SPACE.offsets[b] + o] for b, o in enumerate(a))
                 for a in archs]
     np.testing.assert_allclose(accuracy.predict_from(wall, SPACE, archs), expected)
+
+
+def test_table_array_is_the_product_table_in_the_baseline_layout(tmp_path):
+    from test_latency import FAST, SPACE
+    from rlnas.latency import ChainLatency
+    model = ChainLatency(SPACE, FAST, folder=tmp_path)
+    table = accuracy.table_array(model.table(), SPACE)
+    archs = SPACE.enumerate()
+    np.testing.assert_allclose(accuracy.predict_from(table, SPACE, archs), model(archs),
+                               rtol=1e-12)
 
 
 def test_flops_stand_in_by_hand():

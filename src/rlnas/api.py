@@ -238,7 +238,8 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLik
              columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
              proxy: Optional[Dict[str, Any]] = None, out: Optional[PathLike] = None,
              result: Optional[str] = None, progress: bool = True,
-             benchmark: Optional[PathLike] = None) -> Dict[str, Any]:
+             benchmark: Optional[PathLike] = None, latency_table: Optional[PathLike] = None,
+             latency_devices: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """``rlnas evaluate``: compare scorers with NAS-Bench-201 over one or more NB201 runs (one
     per seed); returns the dict written to ``evaluation.json`` (also ``evaluation.md`` and
     ``plots/``, in ``out``, default the first run). ``scorers``: names / ensembles, as a list or
@@ -252,7 +253,9 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLik
     accuracies). ``benchmark``: any benchmark table in place of ``nasbench201`` (NB201 CSV,
     NAS-Bench-Macro JSON, DARTS-214 CSV, or a CSV ``arch,<accuracy columns>[,params_m,flops_m]``
     in the runs' space notation; see ``rlnas.tables``): the archs scored are the table's, and
-    each scorer's top-pick percentile and top-10 mean accuracy are added."""
+    each scorer's top-pick percentile and top-10 mean accuracy are added. ``latency_table``
+    and ``latency_devices`` (a device table such as HW-NAS-Bench's and its device columns):
+    the constrained-search ladder under each device's latency limits, next to params / FLOPs."""
     from .pipeline.evaluate import evaluate_runs
     from .rundir import Run, open_run
     if isinstance(runs, (str, Path, Run)):
@@ -262,4 +265,5 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLik
              else list(scorers))
     return evaluate_runs(handles, nasbench201, scorers=names, columns=columns,
                          sample=sample, proxy=proxy, out_dir=Path(out) if out is not None else None,
-                         progress=progress, result=result, benchmark=benchmark)
+                         progress=progress, result=result, benchmark=benchmark,
+                         latency_table=latency_table, latency_devices=latency_devices)

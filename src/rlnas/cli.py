@@ -4,7 +4,8 @@
     rlnas train RUN [key=value ...]                    continue RUN from its saved config.yaml
     rlnas rank RUN [--scorer S]                        score every arch -> ranking.csv
     rlnas search RUN [--method evolution|exhaustive|random] [--max-params M] [--max-flops M]
-                     [--max-latency MS [--latency-table CSV --latency-device COLUMN]]
+                     [--max-latency MS] [--latency-table CSV --latency-device COLUMN |
+                                         --latency-runtime torch|onnxruntime]
                                                        -> RUN/result-<method>-<scorer>[...].json
     rlnas evaluate RUN [RUN ...] --nasbench201 TABLE   scorers vs ground truth, size control
     rlnas evaluate RUN [RUN ...] --benchmark FILE      the same against any benchmark table
@@ -73,6 +74,10 @@ def _add_latency_args(p):
                         "HW-NAS-Bench's hw_nasbench201_cifar10.csv for NB201")
     p.add_argument("--latency-device", metavar="COLUMN",
                    help="the device column of --latency-table (pixel3 or pixel3_latency)")
+    p.add_argument("--latency-runtime", choices=["torch", "onnxruntime"],
+                   help="what runs the networks measured here: torch eager (default) or "
+                        "onnxruntime (each network / chain op exported to ONNX, 1 thread; "
+                        "needs rlnas[onnx])")
 
 
 def _add_space_arg(p):
@@ -196,6 +201,8 @@ def _print_search(run, res) -> None:
         lat = res["latency"]
         print(f"latency: {lat['source']}; Pareto front of {lat['pareto_size']} archs (score vs "
               f"latency) in {run.path / lat['pareto_file']}")
+        if lat.get("table"):  # measured here: built in how long, or read from which cache
+            print(f"latency table: {lat['table']}")
 
 
 def _print_notes(run, search=None, evaluation=None):
@@ -227,6 +234,12 @@ def _add_evaluate_args(p):
     p.add_argument("--result", help="which search of the first run to report: a search name "
                                     "(evolution-angle_sum), a result-*.json file or path "
                                     "(default: the latest search, RUN/result.json)")
+    p.add_argument("--latency-table", metavar="CSV",
+                   help="measured device latencies, one row per arch (e.g. HW-NAS-Bench's "
+                        "hw_nasbench201_cifar10.csv): the constrained-search ladder also under "
+                        "latency limits of each --latency-device")
+    p.add_argument("--latency-device", metavar="COLUMN[,COLUMN]",
+                   help="device column(s) of --latency-table, e.g. pixel3 or edgegpu,raspi4")
     p.add_argument("--out", help="output folder (default: the first run)")
     p.add_argument("--full", action="store_true",
                    help="print the whole evaluation.md instead of the summary")
@@ -241,7 +254,17 @@ def _evaluate(args):
         ("eval_images", args.eval_images)) if v}
     _evaluate_and_print(args.runs, args.nasbench201, args.scorers, columns=args.columns,
                         sample=args.sample, proxy=proxy, out=args.out, progress=not args.quiet,
-                        result=args.result, full=args.full, benchmark=args.benchmark)
+                        result=args.result, full=args.full, benchmark=args.benchmark,
+                        **_latency_ladder_options(args.latency_table, args.latency_device))
+
+
+def _latency_ladder_options(table, devices):
+    """evaluate's keywords of --latency-table / --latency-device (comma-separated columns)."""
+    if table is None and devices is None:
+        return {}
+    return {"latency_table": table,
+            "latency_devices": None if devices is None else
+            [d.strip() for d in devices.split(",") if d.strip()]}
 
 
 def _evaluate_and_print(run_dirs, table, scorers, out=None, full=False, **options):
@@ -323,7 +346,8 @@ def _run(args):
     table = plan.config.evaluate.nasbench201
     if table:
         _evaluate_and_print([run.path], table, f"{search_scorer(plan.config)},params",
-                            progress=not args.quiet, result=res["file"])
+                            progress=not args.quiet, result=res["file"],
+                            **_latency_ladder_options(args.latency_table, args.latency_device))
     else:  # say what was left out, then the weak-answer line (last, as after a search)
         from .advice import skipped_evaluation_note
         print(skipped_evaluation_note(run.path, plan.config))
@@ -500,10 +524,15 @@ def _scorers(args):
 
 
 def _latency_options(args):
-    """The search keywords of --max-latency / --latency-table / --latency-device (given ones)."""
-    return {k: v for k, v in (("max_latency", args.max_latency),
-                              ("latency_table", args.latency_table),
-                              ("latency_device", args.latency_device)) if v is not None}
+    """The search keywords of --max-latency / --latency-table / --latency-device /
+    --latency-runtime (given ones)."""
+    out = {k: v for k, v in (("max_latency", args.max_latency),
+                             ("latency_table", args.latency_table),
+                             ("latency_device", args.latency_device)) if v is not None}
+    if args.latency_runtime is not None:
+        from .latency import LatencySetting
+        out["latency_setting"] = LatencySetting(runtime=args.latency_runtime)
+    return out
 
 
 def _check_latency_limit(cfg, latency):
@@ -519,7 +548,9 @@ def _check_latency_limit(cfg, latency):
     if table is None and not isinstance(space, ChoiceSpace):
         return
     model = latency_model(space, space.cost_defaults({}) if table is None else None,
-                          table=table, device=latency.get("latency_device"))
+                          table=table, device=latency.get("latency_device"),
+                          setting=latency.get("latency_setting"),
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
     if latency.get("max_latency") is not None:
         Constraint(max_latency=latency["max_latency"], latency=model).check_feasible(space)
 

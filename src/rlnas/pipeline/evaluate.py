@@ -47,7 +47,8 @@ def evaluate_runs(runs: Sequence[Run], table_path=None, scorers: Sequence[str] =
                   columns: Optional[Sequence[str]] = None, sample: Optional[int] = None,
                   proxy: Optional[Dict[str, Any]] = None, out_dir: Optional[Path] = None,
                   plots: bool = True, progress: bool = True, budgets: int = 10,
-                  result: Optional[str] = None, benchmark=None) -> Dict[str, Any]:
+                  result: Optional[str] = None, benchmark=None, latency_table=None,
+                  latency_devices: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Score the NB201 cells of each run with each scorer and compare with the table; write
     ``evaluation.json``, ``evaluation.md`` and plots to ``out_dir`` (default: the first run).
     Where ``out_dir`` is a run directory, its lock is held.
@@ -58,7 +59,11 @@ def evaluate_runs(runs: Sequence[Run], table_path=None, scorers: Sequence[str] =
 
     ``benchmark``: any benchmark table instead of ``table_path`` (NB201 CSV, NAS-Bench-Macro
     JSON, DARTS-214 CSV or a generic ``arch,<accuracy columns>`` CSV, see ``rlnas.tables``):
-    the archs scored are the table's, in the runs' space."""
+    the archs scored are the table's, in the runs' space.
+
+    ``latency_table`` (a device table, e.g. HW-NAS-Bench's CSV for NB201) and
+    ``latency_devices`` (its device columns): the constrained-search ladder also under latency
+    limits of each device, in ms (the cells a device cannot run left out)."""
     if not runs:
         raise RlnasError("no run to evaluate")
     if (table_path is None) == (benchmark is None):
@@ -71,7 +76,8 @@ def evaluate_runs(runs: Sequence[Run], table_path=None, scorers: Sequence[str] =
                             "evaluate")
     with run_lock(out_dir, "evaluate") if in_run else contextlib.nullcontext():
         return _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir, plots,
-                              progress, budgets, result, benchmark)
+                              progress, budgets, result, benchmark, latency_table,
+                              latency_devices)
 
 
 def _load_table(runs, table_path, benchmark):
@@ -121,8 +127,44 @@ def _pick_quality(scores: np.ndarray, acc: np.ndarray) -> Dict[str, Any]:
             "mean_top10_accuracy": float(np.mean(a[order[:10]]))}
 
 
+def _latency_costs(space, archs, table, devices) -> Dict[str, Any]:
+    """Each device column's latency (ms) of ``archs`` from a device table, read before any
+    scoring (a bad table or column fails first): column -> (latency, its model)."""
+    if table is None:
+        if devices:
+            raise RlnasError("--latency-device names a column of --latency-table; give the "
+                             "table")
+        return {}
+    from ..latency import TableLatency
+    if not devices:
+        raise RlnasError(f"latency table {table}: name its device column(s) with "
+                         f"--latency-device (e.g. pixel3 or edgegpu,raspi4)")
+    out = {}
+    for device in devices:
+        model = TableLatency(space, table, device)
+        out[model.column] = (np.asarray(model(archs), dtype=np.float64), model)
+    return out
+
+
+def latency_ladder(strs: Sequence[str], scores: Dict[str, np.ndarray], accuracy: np.ndarray,
+                   ms: np.ndarray, model, budgets: int) -> Dict[str, Any]:
+    """``constrained_benchmark`` with a device's latency as the cost: limits at the 10th to
+    100th percentile of the latencies of the cells the device can run (the others left out:
+    no limit admits them)."""
+    runs = np.isfinite(ms)
+    if not runs.any():
+        raise RlnasError(f"{model.source}: no scored cell can run on the device")
+    res = constrained_benchmark([a for a, ok in zip(strs, runs) if ok],
+                                {name: s[runs] for name, s in scores.items()}, accuracy[runs],
+                                ms[runs], budget_ladder(ms[runs], n=budgets))
+    res.update(device=model.column, unit="ms", source=model.source,
+               not_on_device=int((~runs).sum()))
+    return res
+
+
 def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: Path, plots,
-                   progress, budgets, result_file=None, benchmark=None) -> Dict[str, Any]:
+                   progress, budgets, result_file=None, benchmark=None, latency_table=None,
+                   latency_devices=None) -> Dict[str, Any]:
     for name in scorers:
         for part in name.split("+"):
             scorer_info(part)  # unknown names fail before any work
@@ -140,6 +182,7 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         archs = archs[np.sort(np.random.default_rng(0).choice(len(archs), sample, replace=False))]
     strs = [space.to_str(tuple(a)) for a in archs]
     acc = {c: table.lookup(strs, c) for c in cols}
+    latency = _latency_costs(space, archs, latency_table, latency_devices)
     groups, notes = {"params": None, "flops": None}, []
     if benchmark is None:
         cost = space.cost(archs, **runs[0].cost_kwargs)
@@ -204,6 +247,10 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
             kind: constrained_benchmark(strs, scores, acc[primary], cost[kind],
                                         budget_ladder(cost[kind], n=budgets))
             for kind in ("params", "flops")}
+        if latency:
+            entry["constrained_latency"] = {
+                column: latency_ladder(strs, scores, acc[primary], ms, model, budgets)
+                for column, (ms, model) in latency.items()}
         per_run.append(entry)
         if plots and run is runs[0]:
             plot_dir = out_dir / "plots"
@@ -223,6 +270,12 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
                                  plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
                                  title=f"pick under a {kind} limit ({_primary(cols)})",
                                  xlabel=f"limit ({unit})", ylabel=f"{_primary(cols)} (%)")
+            for column, ladder in entry.get("constrained_latency", {}).items():
+                plot_constrained(ladder, plot_dir / f"constrained_latency_{slug(column)}_"
+                                                    f"{_primary(cols)}.png",
+                                 title=f"pick under a latency limit on {column} "
+                                       f"({_primary(cols)})",
+                                 xlabel=f"limit (ms, {column})", ylabel=f"{_primary(cols)} (%)")
     if plots:
         plot_over_training(per_run, cols, out_dir / "plots" / "tau_vs_epoch.png")
 
@@ -233,6 +286,8 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
     if benchmark is not None:
         result.update(benchmark=table.kind, space=runs[0].config.space, title=table.title,
                       notes=notes)
+    if latency:
+        result["latency_table"] = str(latency_table)
     if found:
         result["search"] = found
     write_json_atomic(result, out_dir / "evaluation.json")
@@ -342,13 +397,12 @@ def topk_columns(n: int) -> List[tuple]:
     return [(label, k if k <= n else None) for label, k in zip(TOPK_LABELS, ks)]
 
 
-def _units_constrained(table: str, kind: str) -> str:
-    """``format_constrained``'s table with units in its header: the limit in M params / M
-    FLOPs, the count of cells under it, accuracies in %."""
+def _units_constrained(table: str, unit: str) -> str:
+    """``format_constrained``'s table with units in its header: the limit in ``unit`` (M
+    params, M FLOPs, ms on a device), the count of cells under it, accuracies in %."""
     lines = table.split("\n")
     if lines and lines[0].startswith("| budget | eligible |"):
         cells = [c.strip() for c in lines[0].strip("|").split("|")]
-        unit = "M params" if kind == "params" else "M FLOPs"
         cells = ([f"limit ({unit})", "cells under it"]
                  + [f"{c[:-1]}, %)" if c.endswith(")") else f"{c} (%)" for c in cells[2:]])
         lines[0] = "| " + " | ".join(cells) + " |"
@@ -418,7 +472,19 @@ def format_markdown(result: Dict[str, Any]) -> str:
             lines += [f"## Constrained search: pick under a {kind} limit ({primary}, first run)",
                       "", "Each scorer's best cell under the limit, next to the largest cell "
                       "under it and the best one (oracle); accuracies of the picks in %.", "",
-                      _units_constrained(format_constrained(cons), kind), ""]
+                      _units_constrained(format_constrained(cons),
+                                         "M params" if kind == "params" else "M FLOPs"), ""]
+    for column, cons in result["per_run"][0].get("constrained_latency", {}).items():
+        lines += [f"## Constrained search: pick under a latency limit on {column} ({primary}, "
+                  f"first run)", "",
+                  f"Latency in ms from `{result['latency_table']}`, column {column}; limits at "
+                  f"the 10th to 100th percentile of the {cons['n_eligible'][-1]} cells the "
+                  f"device can run"
+                  + (f" ({cons['not_on_device']} it cannot run are left out)"
+                     if cons["not_on_device"] else "")
+                  + ". Each scorer's best cell under the limit, next to the slowest cell under "
+                    "it (largest) and the best one (oracle); accuracies of the picks in %.", "",
+                  _units_constrained(format_constrained(cons), f"ms, {column}"), ""]
     over = result["per_run"][0].get("over_training") or []
     if over:
         lines += [f"## {over[0].get('scorer', 'angle')} ranking over training (first run)", "",
@@ -489,6 +555,16 @@ def format_summary(result: Dict[str, Any], report_dir=None) -> str:
     if search:
         lines.append(f"searched cell {search['found'][0]['arch']}: "
                      + _search_line(result)[len("Searched cell: "):])
+    for column, cons in (result["per_run"][0].get("constrained_latency") or {}).items():
+        def pct(value):
+            return "n/a" if value is None else f"{value:.2f}"
+        picks = ", ".join(f"{name} {pct(m['mean_accuracy'])}"
+                          for name, m in cons["methods"].items())
+        lines.append(f"under latency limits on {column} ({len(cons['budgets'])} limits, "
+                     f"{cons['budgets'][0]:.3g}-{cons['budgets'][-1]:.3g} ms; first run): mean "
+                     f"accuracy of the pick {picks}; largest that fits "
+                     f"{pct(cons['largest']['mean_accuracy'])}, oracle "
+                     f"{pct(cons['oracle']['mean_accuracy'])} (%)")
     if report_dir is not None:
         where = Path(report_dir)
         lines.append(f"full report: {where / 'evaluation.md'} (data: evaluation.json, plots: "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -42,25 +43,36 @@ def search(run: Run, method: Optional[str] = None, checkpoint: str = "last.pt",
     nothing is written until the search is done.
 
     Latency (``rlnas.latency``), where ``max_latency`` (ms) or ``latency_table`` is given: from
-    the device table's ``latency_device`` column, else measured here (``latency_setting``) on
-    the network the costs refer to; each arch's latency and the source go into the result,
+    the device table's ``latency_device`` column, else measured here (``latency_setting``, a
+    ``rlnas.latency.LatencySetting``, e.g. ``runtime="onnxruntime"``) on the network the costs
+    refer to; each arch's latency and the source go into the result,
     ``visited-<name>.csv`` and ``pareto-<name>.csv`` (the scored archs no other beats on both
     score and latency, fastest first; ``pareto.csv`` the latest) and a score-vs-latency plot.
     A limit below the fastest arch is refused before the search. ``checkpoint``: the trained
-    checkpoint in ``ckpt/``; ``progress``: progress bars of slow scorers."""
-    latency = _latency_model(run, max_latency, latency_table, latency_device, latency_setting)
+    checkpoint in ``ckpt/``; ``progress``: progress bars of slow scorers and of a latency
+    measurement, and the latency table's lines on stderr."""
+    latency = _latency_model(run, max_latency, latency_table, latency_device, latency_setting,
+                             progress)
     with run_lock(run.path, "search"):
         return _search(run, method, checkpoint, max_params, max_flops, seed,
                        scorer or run.scorer, progress, name, max_latency, latency)
 
 
-def _latency_model(run: Run, max_latency, table, device, setting):
-    """The latency model a search uses, or None (neither a limit nor a table given)."""
-    if max_latency is None and table is None and device is None:
+def _latency_model(run: Run, max_latency, table, device, setting, progress: bool = True):
+    """The latency model a search uses, or None (no limit, table nor setting given). With
+    ``progress``, how a table measured here was got (built in how long, or read from which
+    cache file) and, before a long measurement of cell networks, how many and about how long
+    go to stderr, and a bar shows the measurement."""
+    if max_latency is None and table is None and device is None and setting is None:
         return None
     from ..latency import latency_model
     return latency_model(run.space, run.cost_kwargs, table=table, device=device,
-                         setting=setting)
+                         setting=setting, log=_stderr_line if progress else None,
+                         progress=progress)
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @renamed_keyword("final", "checkpoint")

@@ -71,8 +71,10 @@ def _is_space_maker(obj) -> bool:
 
 def _import_user_module(module_name: str):
     """Import ``module_name``: from the import path as is, or else its top-level package from
-    the working directory. The working directory is never put on ``sys.path``, so a
-    ``json.py`` or ``matplotlib.py`` lying there does not shadow the installed module."""
+    the working directory (a package there may be a namespace package: a folder without
+    ``__init__.py``, such as ``examples/``). The working directory is never put on
+    ``sys.path``, so a ``json.py`` or ``matplotlib.py`` lying there does not shadow the
+    installed module."""
     top = module_name.partition(".")[0]
     try:
         found = top in sys.modules or importlib.util.find_spec(top) is not None
@@ -80,13 +82,14 @@ def _import_user_module(module_name: str):
         found = False
     if not found:
         spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
-        if spec is None or spec.loader is None:
+        if spec is None:
             raise ImportError(f"no module named {top!r} on the import path nor in "
                               f"{os.getcwd()}")
-        module = importlib.util.module_from_spec(spec)
+        module = importlib.util.module_from_spec(spec)  # a namespace package gets its loader
         sys.modules[top] = module
         try:
-            spec.loader.exec_module(module)
+            if spec.loader is not None:
+                spec.loader.exec_module(module)
         except BaseException:
             sys.modules.pop(top, None)
             raise
