@@ -273,6 +273,35 @@ def test_stop_when_the_angle_ranking_is_stable(tiny_data, tmp_path):
     assert train_supernet(cfg, tmp_path / "run", progress=False)["already_done"]
 
 
+def test_progress_bar_counts_one_epoch_where_training_may_stop_early(tiny_data, tmp_path, capsys):
+    """With train.stop_when_stable the bar's total is the current epoch's steps (3 here), not
+    the whole schedule's (9), whose ETA would be a promise of steps that may never run; it says
+    which epoch it counts and that it may be the last. Without it the bar spans the schedule."""
+    cfg = tiny_cfg(tiny_data, "epochs=3", "train.stop_when_stable=0.0")
+    train_supernet(cfg, tmp_path / "stable", progress=True)
+    err = capsys.readouterr().err
+    assert "supernet epoch 1 (up to 3, may stop early when stable)" in err
+    assert "epoch 3 (up to 3" in err and " 0/3 " in err and "/9 " not in err
+    train_supernet(tiny_cfg(tiny_data, "epochs=3"), tmp_path / "plain", progress=True)
+    err = capsys.readouterr().err
+    assert " 0/9 " in err and "may stop early" not in err
+
+
+def test_stable_at_the_last_epoch_is_not_an_early_stop(tiny_data, tmp_path, capsys):
+    """A ranking found stable at the schedule's last epoch ran the whole schedule: `rlnas train`
+    says "stopped early" only when epochs were left."""
+    common = ["nb201-cifar10", f"root={tiny_data}", "channels=4", "cells=1", "batch=32",
+              "data.nb201_half=false", "train.stop_when_stable=0.999", "train.stability_every=1"]
+    assert main(["train", *common, "epochs=2", "--out", str(tmp_path / "full"), "-q"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "full" / "stability.csv")))
+    assert [r["stop"] for r in rows] == ["0", "1"]  # stable at epoch 2 of 2
+    assert "trained 2 epochs;" in out and "stopped" not in out
+    assert main(["train", *common, "epochs=3", "--out", str(tmp_path / "early"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 epochs of 3 (stopped early: the angle ranking is stable" in out
+
+
 def test_string_overrides_keep_words():
     cfg = load_config("nb201-cifar10", ["labels=true", "device=cpu"])
     assert cfg["labels"]["kind"] == "true" and cfg["device"] == "cpu"

@@ -114,7 +114,7 @@ def _print_trained(run) -> None:
     if res.get("already_done"):
         print(f"{run.path}: training already complete ({res['steps']} steps)")
         return
-    stop = (f" of {cfg.train.epochs} (stopped: the {search_scorer(cfg)} ranking is "
+    stop = (f" of {cfg.train.epochs} (stopped early: the {search_scorer(cfg)} ranking is "
             f"stable, stability.csv)" if res.get("stopped_early") else "")
     print(f"{run.path}: trained {res['epoch']} epochs{stop}"
           f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
