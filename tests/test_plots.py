@@ -97,8 +97,11 @@ def test_scatter_marks_the_searched_cell_and_the_params_pick(tmp_path):
         scatter_plot(score, acc, tmp_path / "x.png", "t", archs=strs[:2])
 
 
-def test_constrained_baseline_skips_disconnected_cells_and_the_plot_says_so(space_cells,
+def test_constrained_picks_never_a_disconnected_cell_and_the_report_says_so(space_cells,
                                                                            tmp_path):
+    """Disconnected cells (~10 %) are never picked, by a scorer or by the largest-that-fits
+    baseline: the params scorer picks exactly the baseline's cell under every limit (before,
+    it picked a disconnected cell wherever one came first among the tied largest cells)."""
     archs, strs = space_cells
     cost = SPACE.cost(archs)["params"]
     dead = nb201_disconnected(strs)
@@ -108,30 +111,24 @@ def test_constrained_baseline_skips_disconnected_cells_and_the_plot_says_so(spac
                                 cost, budget_ladder(cost, 10))
     largest, params = res["largest"], res["methods"]["params"]
     assert largest["skipped_disconnected"] == 341
-    assert not nb201_disconnected(largest["arch"]).any()
-    # in enumeration order the first of the tied largest cells is often a disconnected one:
-    # the params scorer still picks it (ties -> first), the baseline no longer does
-    picked_dead = nb201_disconnected(params["arch"])
-    assert picked_dead.any() and params["cost"] == largest["cost"]
-    assert all(a == 10.0 for a, d in zip(params["accuracy"], picked_dead) if d)
-    assert min(largest["accuracy"]) > 70
+    for entry in (largest, params, res["methods"]["noise"]):
+        assert not nb201_disconnected(entry["arch"]).any()
+    assert params["arch"] == largest["arch"] and params["accuracy"] == largest["accuracy"]
+    assert params["wins_vs_largest"] == params["losses_vs_largest"] == 0
+    assert min(largest["accuracy"]) > 70 and min(params["accuracy"]) > 70
     for i, b in enumerate(res["budgets"]):  # tie statistics over the connected cells only
         top = (cost == largest["cost"][i]) & ~dead
         assert largest["n_tied"][i] == int(top.sum())
         assert largest["tied_mean_accuracy"][i] == pytest.approx(acc[top].mean())
-    assert "the 341 disconnected cells (no input-output path, ~10 % accuracy) are skipped" in \
+    assert "Neither a scorer nor largest ever picks one of the 341 disconnected cells" in \
         format_constrained(res)
 
-    fig = constrained_figure(res, "pick under a params limit", "limit (M params)")
+    fig = constrained_figure(res, "pick under a params limit", "params limit (M)")
     ax = fig.axes[0]
-    legend = _legend(ax)
-    assert "largest that fits (baseline); its 341 disconnected cells skipped" in legend
-    assert ("on the bottom edge: a disconnected cell picked\n(no input-output path; 10.0, off "
-            "scale)") in legend
-    assert ax.get_ylim()[0] > 60  # the 10 % picks do not set the scale
-    lines = {ln.get_label(): ln for ln in ax.get_lines()}
-    y = np.asarray(lines["params"].get_ydata(), dtype=float)
-    assert np.isnan(y[np.argsort(res["budgets"])][picked_dead[np.argsort(res["budgets"])]]).all()
+    assert "largest that fits (baseline)" in _legend(ax)
+    assert ("never picked, by a scorer or largest: the 341 disconnected cells (no input-output "
+            "path)") in ax.get_title()
+    assert ax.get_ylim()[0] > 60  # no 10 % pick sets the scale
     out = plot_constrained(res, tmp_path / "c.png", "t")
     assert out.read_bytes()[:8] == PNG
 
@@ -143,10 +140,10 @@ def test_constrained_plot_without_disconnected_cells_is_unchanged_in_content():
     res = constrained_benchmark([f"a{i}" for i in range(n)], {"s": rng.random(n)}, acc, cost,
                                 budget_ladder(cost, 4))
     assert res["largest"]["skipped_disconnected"] == 0
-    assert "skipped" not in format_constrained(res)
-    legend = _legend(constrained_figure(res).axes[0])
-    assert "largest that fits (baseline)" in legend
-    assert not any("bottom edge" in t for t in legend)
+    assert "disconnected" not in format_constrained(res)
+    fig = constrained_figure(res)
+    assert "largest that fits (baseline)" in _legend(fig.axes[0])
+    assert "disconnected" not in fig.axes[0].get_title()
 
 
 def test_constrained_all_disconnected_under_a_budget_gives_no_baseline_pick():
@@ -156,8 +153,10 @@ def test_constrained_all_disconnected_under_a_budget_gives_no_baseline_pick():
     largest = res["largest"]
     assert largest["index"] == [None, 2, 3] and largest["accuracy"] == [None, 60.0, 93.0]
     assert largest["n_tied"] == [None, 1, 1] and largest["mean_tied_mean_accuracy"] == 76.5
+    # nor does the scorer pick a disconnected cell, whatever its score
+    assert res["methods"]["s"]["index"] == [None, 2, 2]
     assert res["methods"]["s"]["wins_vs_largest"] == 0
-    assert res["methods"]["s"]["losses_vs_largest"] == 2
+    assert res["methods"]["s"]["losses_vs_largest"] == 1
     assert "n/a" in format_constrained(res)
     constrained_figure(res)  # draws
 
