@@ -338,11 +338,25 @@ def test_bf16_autocast_trains_on_cpu(tiny_data, tmp_path):
 
 
 def test_sample_command(capsys):
-    assert main(["sample", "nb201", "-n", "3", "--seed", "1"]) == 0
-    lines = capsys.readouterr().out.split()
+    """`rlnas sample --space S` names the space as `rlnas cost --space S` does (default nb201);
+    the positional form of earlier releases still works, with a note on stderr."""
+    assert main(["sample", "--space", "nb201", "-n", "3", "--seed", "1"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.split()
     space = get_space("nb201")
     assert len(lines) == 3 and all(space.is_valid(space.from_str(s)) for s in lines)
+    assert err == ""
+    assert main(["sample", "-n", "3", "--seed", "1"]) == 0  # nb201, as `rlnas cost`
+    assert capsys.readouterr().out.split() == lines
+    assert main(["sample", "nb201", "-n", "3", "--seed", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == lines and "deprecated; write `rlnas sample --space nb201`" in err
+    assert main(["sample", "--space", "nope"]) == 2
     assert main(["sample", "nope"]) == 2
+    assert main(["sample", "darts", "--space", "nb201"]) == 2
+    assert "two spaces given" in capsys.readouterr().err
+    assert main(["sample", "--space", "darts", "--seed", "3"]) == 0
+    get_space("darts").from_str(capsys.readouterr().out.strip())
 
 
 def test_an_empty_micro_batch_is_harmless(tiny_data, tmp_path):
@@ -432,6 +446,28 @@ def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_pa
     run = open_run(tmp_path / "run")
     res = stages.search(run, method="random", scorer="angle_sum+jacov")
     assert res["scorer"] == "angle_sum+jacov" and res["evaluations"] == 12
+    assert "percentile rank" in res["score_meaning"] and "angle_sum, jacov" in res["score_meaning"]
+
+
+def test_an_ensemble_score_is_the_mean_percentile_rank_of_its_members(capsys):
+    """a+b scores each arch by the mean over a and b of its rank among the archs scored
+    together divided by their number: in (0, 1], 1 = the best by both; `rlnas scorers` says so."""
+    from scipy.stats import rankdata
+    from rlnas.scorers import get_scorer
+    space = get_space("nb201")
+    archs = space.enumerate()[::97]
+    cost = space.cost(archs)
+    got = get_scorer("params+flops+random", seed=3)(archs)
+    rnd = get_scorer("random", seed=3)(archs)
+    want = (rankdata(cost["params"]) + rankdata(cost["flops"]) + rankdata(rnd)) / 3 / len(archs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert 0 < got.min() and got.max() <= 1
+    both = get_scorer("params+flops")(archs)
+    assert both.max() == pytest.approx(1.0)  # the largest arch is the best by both members
+    assert main(["scorers"]) == 0
+    out = capsys.readouterr().out
+    assert "rank ensemble a+b+...: the mean over its members of the arch's percentile rank" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
 
 
 # --- optional TensorBoard logging (RLNAS_TENSORBOARD) ------------------------------------------

@@ -19,7 +19,7 @@ from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug
                      write_json_atomic)
 from ..plots import scatter_plot
 from ..rundir import Run
-from ..scorers import get_scorer
+from ..scorers import describe_scorer, get_scorer
 from ..searchers import Constraint, EvolutionSettings, run_search
 from .rank import best_first, check_scores, ranking_csv
 
@@ -126,6 +126,7 @@ def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, p
     out = {
         "space": space.name, "name": name, "file": f"result-{name}.json",
         "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
+        "score_meaning": describe_scorer(scorer),
         "checkpoint": checkpoint, "seed": int(run.config.seed if seed is None else seed),
         "max_params": constraint.max_params, "max_flops": constraint.max_flops,
         "max_latency": constraint.max_latency,
