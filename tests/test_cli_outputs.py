@@ -79,6 +79,21 @@ def test_run_prints_a_short_summary(ran):
     assert "Searched cell: from `result-evolution-angle.json` (evolution search by angle" in md
 
 
+def test_search_plot_marks_its_best_arch_with_units(ran, tmp_path, monkeypatch):
+    from rlnas.pipeline import search as search_mod
+    run = tmp_path / "run"
+    shutil.copytree(ran[0], run)
+    calls = []
+    monkeypatch.setattr(search_mod, "scatter_plot", lambda *a, **k: calls.append((a, k)))
+    assert main(["search", str(run), "--method", "exhaustive", "-q"]) == 0
+    ((flops, scores, path), kw), = calls
+    assert path.name == "search-exhaustive-angle_score_vs_flops.png"
+    assert kw["marks"] == {"best (the search's pick)": 0} and scores[0] == max(scores)
+    assert kw["xlabel"] == "FLOPs (M)" and kw["ylabel"] == "angle (rad)"
+    best = json.loads((run / "result.json").read_text())["top"][0]
+    assert kw["archs"][0] == best["arch"] and flops[0] == pytest.approx(best["flops_m"])
+
+
 def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(ran[0], run)
@@ -92,6 +107,8 @@ def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
         res = json.loads((run / f"result-{name}.json").read_text())
         assert res["name"] == name and (run / f"visited-{name}.csv").exists()
         assert (run / "plots" / f"search-{name}_score_vs_flops.png").exists()
+    # one plot per search, named after it: no copy of the latest under a shared name
+    assert not (run / "plots" / "search_score_vs_flops.png").exists()
     assert json.loads((run / "result-evolution-angle.json").read_text()) == first
     latest = json.loads((run / "result.json").read_text())
     assert latest["file"] == "result-random-angle-maxp0.5.json" and latest["max_params"] == 0.5

@@ -11,7 +11,7 @@ from rlnas.rundir import open_run
 from rlnas.errors import RlnasError
 from rlnas.pipeline.evaluate import evaluate_runs, topk_list
 from rlnas.spaces import get_space
-from conftest import write_npz
+from conftest import write_npz, write_params_table
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +227,25 @@ def test_weak_line_advises_a_scorer_this_evaluation_measured_better(tmp_path):
     line = weak_line(run, evaluation=_evaluation({"angle": 0.1, "synflow": 0.6, "snip": 0.4,
                                                   "params": 0.3}))
     assert "score by synflow" in line and "--scorer synflow" in line and "snip" not in line
+
+
+def test_plots_mark_the_oracle_use_units_and_the_headline_column(runs, tmp_path, monkeypatch):
+    """Each scatter marks the best cell of its column (the oracle) next to the searched cell
+    and the params pick, its x axis has the scorer's unit; tau_vs_epoch follows the headline
+    column (CIFAR-10 test), not the table's first (CIFAR-10 valid)."""
+    from rlnas.pipeline import evaluate as ev
+    table = write_params_table(tmp_path / "t.csv", (("cifar10_valid", 79), ("cifar10_test", 80)))
+    scatters, taus = [], []
+    monkeypatch.setattr(ev, "scatter_plot", lambda *a, **k: scatters.append((a, k)))
+    monkeypatch.setattr(ev, "tau_over_training_plot", lambda *a, **k: taus.append(a))
+    res = evaluate_runs([open_run(runs[0])], table, scorers=["angle", "params"],
+                        out_dir=tmp_path / "out", progress=False)
+    assert len(scatters) == 4
+    space = get_space("nb201")
+    strs = [space.to_str(tuple(a)) for a in space.enumerate()]
+    for (scores, acc, path), kw in scatters:
+        assert kw["marks"]["best cell (oracle)"] == strs[int(np.argmax(acc))]
+        assert list(kw["marks"])[-1] == "best cell (oracle)"
+        assert kw["xlabel"] == ("params (M)" if path.name.startswith("params") else "angle (rad)")
+    (per_run, cols, path), = taus
+    assert cols[0] == "cifar10_test" and res["columns"][0] == "cifar10_valid"

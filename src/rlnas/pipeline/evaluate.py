@@ -25,7 +25,7 @@ from ..data import prepare_training_data
 from ..errors import RlnasError
 from ..files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
                      slug, write_json_atomic)
-from ..plots import scatter_plot, tau_over_training_plot
+from ..plots import scatter_plot, score_label, tau_over_training_plot
 from ..rundir import Run
 from ..scorers import get_scorer, needs_data, scorer_info
 from ..sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
@@ -216,19 +216,22 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
                     found["found"][0]["arch"]
             live = np.where(nb201_disconnected(strs), -np.inf, cost["params"])
             marks["params baseline's pick"] = strs[int(np.argmax(live))]
-            for name in scorers:
-                for c in cols:
+            for c in cols:
+                col_marks = dict(marks, **{"best cell (oracle)": strs[int(np.argmax(acc[c]))]})
+                for name in scorers:
                     scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
-                                 xlabel=name, ylabel=f"{c} (%)", archs=strs, marks=marks)
+                                 xlabel=score_label(name), ylabel=f"{c} (%)", archs=strs,
+                                 marks=col_marks)
             for kind, unit in (("params", "params"), ("flops", "FLOPs"))[:1 if alike else 2]:
                 plot_constrained(entry["constrained"][kind],
                                  plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
                                  title=f"pick under a {unit} limit ({_primary(cols)})"
                                        + (" (FLOPs: the same picks)" if alike else ""),
                                  xlabel=f"{unit} limit (M)", ylabel=f"{_primary(cols)} (%)")
-    if plots:
-        plot_over_training(per_run, cols, out_dir / "plots" / "tau_vs_epoch.png")
+    if plots:  # the headline column, as the summary's
+        plot_over_training(per_run, [_primary(cols)] + [c for c in cols if c != _primary(cols)],
+                           out_dir / "plots" / "tau_vs_epoch.png")
 
     result = {"table": str(table_path), "columns": cols, "num_archs": len(strs),
               "sample": sample, "topk": ks, "scorers": list(scorers),
