@@ -1,9 +1,10 @@
 """`rlnas demo` end to end at a tiny budget (the real demo is the same code with more epochs)."""
+import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
 
-from rlnas.demo import noise_verdict, random_fit_note, run_demo  # noqa: E402
+from rlnas.demo import noise_verdict, random_fit_note, retrain_cell, run_demo  # noqa: E402
 
 
 def test_demo_runs_and_reports_three_groups(tmp_path, capsys):
@@ -38,3 +39,19 @@ def test_noise_verdict_on_500_test_images():
 def test_random_fit_note_says_chance_is_expected():
     assert random_fit_note(11.5, 10).startswith("chance 1/10 = 10.0%: random labels hold nothing")
     assert "memorise" in random_fit_note(60.0, 10)
+
+
+def test_the_bar_callback_never_cuts_a_retraining_short():
+    """retrain_cell trains every epoch whatever the per-epoch callback (the demo's bar update)
+    returns: tqdm.update returns True when it redraws, which would stop training early."""
+    from types import SimpleNamespace
+    from rlnas.spaces import get_space
+    rng = np.random.default_rng(0)
+    data = SimpleNamespace(x=rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8),
+                           y=rng.integers(0, 10, 64), num_classes=10,
+                           mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    calls = []
+    space = get_space("nb201")
+    acc = retrain_cell(space, space.from_str(space.to_str((3, 3, 3, 3, 3, 3))), data, data,
+                       channels=4, cells=1, epochs=3, after_epoch=lambda: calls.append(1) or True)
+    assert len(calls) == 3 and 0 <= acc <= 100

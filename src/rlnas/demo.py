@@ -38,15 +38,20 @@ RETRAIN_EPOCHS = 10  # 3 epochs could not tell the groups apart on the digits (R
 def retrain_cell(space, arch, train, test, channels, cells, epochs, seed=0, progress=False,
                  after_epoch=None):
     """Train the standalone network of ``arch`` with true labels; top-1 (%) on ``test``.
-    ``after_epoch()`` is called at the end of each epoch (the demo's bar)."""
+    ``after_epoch()`` is called at the end of each epoch (the demo's bar); what it returns is
+    ignored: every epoch is trained."""
     torch.manual_seed(seed)
     model = space.network(arch, channels=channels, cells=cells, num_classes=train.num_classes)
     recipe = TrainSection.of(epochs=epochs, **SHORT_RETRAIN)  # as `rlnas check` retrains
     loader = DeviceLoader(train.x, train.y, recipe.batch_size, train.mean, train.std, pad=2,
                           flip=False, seed=seed)
-    callback = None if after_epoch is None else (lambda epoch, extra: bool(after_epoch()))
+    def callback(epoch, extra) -> bool:
+        after_epoch()
+        return False  # True would stop the training (LoopSpec.epoch_callback)
+
     run_loop(LoopSpec.from_train(recipe, model, loader, torch.device("cpu"), precision="fp32",
-                                 progress=progress, desc="retrain", epoch_callback=callback))
+                                 progress=progress, desc="retrain",
+                                 epoch_callback=None if after_epoch is None else callback))
     ev = DeviceLoader(test.x, test.y, 500, train.mean, train.std, augment=False)
     return evaluate_network(model, ev)["top1"]
 
