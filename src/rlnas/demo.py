@@ -133,8 +133,8 @@ def run_demo(out: Path, epochs: Optional[int] = None, progress: bool = True,
                        f"± {binomial_se(acc, n_test):.2f}  {archs[i]}", file=sys.stdout)
     finally:
         bar.close()
-    print(f"\nsummary (test accuracy on {n_test} images; ± = binomial standard error "
-          f"100 sqrt(p(1-p)/n), the test set's sampling noise alone)")
+    print(f"\nsummary (test accuracy on {n_test} images ± its binomial standard error "
+          f"sqrt(p(1-p)/n): test-set noise)")
     accs_of = {g: [a for g2, _, _, a in rows if g2 == g] for g in ("top", "low", "random")}
     for group, accs in accs_of.items():
         m = float(np.mean(accs))
