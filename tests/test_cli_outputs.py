@@ -54,13 +54,20 @@ def test_run_prints_a_short_summary(ran):
     lines = out.strip().splitlines()
     # no Markdown report on the terminal: a table of a few lines, the search, the report's place
     assert len(out) < 2500 and "## " not in out and "Size control" not in out
-    head = next(line for line in lines if line.startswith("accuracy column"))
-    for col in ("tau angle", "tau params (baseline)", "searched cell (%)", "params pick (%)"):
-        assert col in head
-    assert any(line.startswith("cifar10_valid") for line in lines)
-    assert any(line.startswith("cifar10_test") for line in lines)
-    assert any(line.startswith("searched cell |") and "result-evolution-angle.json" in line
-               for line in lines)
+    # one row per scorer on the headline column (CIFAR-10 test), within 100 columns
+    assert lines[lines.index(next(x for x in lines if x.startswith("Scorers vs")))].startswith(
+        "Scorers vs NAS-Bench-201 on cifar10_test (15625 cells, one run):")
+    head = next(line for line in lines if line.startswith("scorer "))
+    assert head.split("  ")[0] == "scorer" and "tau within params" in head
+    assert "top pick (%)" in head and "tau, all 2 columns" in head
+    assert any(line.startswith("angle ") for line in lines)
+    assert any(line.startswith("params (baseline) ") for line in lines)
+    assert not any(line.startswith("cifar10_valid") for line in lines)
+    i = next(i for i, x in enumerate(lines) if x.startswith("searched cell: "))
+    assert "% on cifar10_test, from result-evolution-angle.json" in lines[i]
+    assert lines[i + 1].strip().startswith("|") and "evolution search by angle" in lines[i + 2]
+    assert all(len(x) <= 100 for x in lines if str(run) not in x and "|" not in x
+               and not x.startswith(("weak answer:", f"{run}")))
     assert f"full report: {run / 'evaluation.md'}" in out
     # the table's accuracy is the params count: the angle is below that baseline, said last
     # and one line, the last, says so (with the supernet at chance on its random labels)
@@ -70,6 +77,21 @@ def test_run_prints_a_short_summary(ran):
     assert sum(line.startswith("weak answer") for line in lines) == 1
     md = (run / "evaluation.md").read_text()
     assert "Searched cell: from `result-evolution-angle.json` (evolution search by angle" in md
+
+
+def test_search_plot_marks_its_best_arch_with_units(ran, tmp_path, monkeypatch):
+    from rlnas.pipeline import search as search_mod
+    run = tmp_path / "run"
+    shutil.copytree(ran[0], run)
+    calls = []
+    monkeypatch.setattr(search_mod, "scatter_plot", lambda *a, **k: calls.append((a, k)))
+    assert main(["search", str(run), "--method", "exhaustive", "-q"]) == 0
+    ((flops, scores, path), kw), = calls
+    assert path.name == "search-exhaustive-angle_score_vs_flops.png"
+    assert kw["marks"] == {"best (the search's pick)": 0} and scores[0] == max(scores)
+    assert kw["xlabel"] == "FLOPs (M)" and kw["ylabel"] == "angle (rad)"
+    best = json.loads((run / "result.json").read_text())["top"][0]
+    assert kw["archs"][0] == best["arch"] and flops[0] == pytest.approx(best["flops_m"])
 
 
 def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
@@ -85,6 +107,8 @@ def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
         res = json.loads((run / f"result-{name}.json").read_text())
         assert res["name"] == name and (run / f"visited-{name}.csv").exists()
         assert (run / "plots" / f"search-{name}_score_vs_flops.png").exists()
+    # one plot per search, named after it: no copy of the latest under a shared name
+    assert not (run / "plots" / "search_score_vs_flops.png").exists()
     assert json.loads((run / "result-evolution-angle.json").read_text()) == first
     latest = json.loads((run / "result.json").read_text())
     assert latest["file"] == "result-random-angle-maxp0.5.json" and latest["max_params"] == 0.5
@@ -97,7 +121,7 @@ def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
         in (run / "evaluation.md").read_text()
     assert main(argv + ["--result", "exhaustive-angle"]) == 0
     out = capsys.readouterr().out
-    assert "from `result-exhaustive-angle.json` (exhaustive search by angle" in out
+    assert "from result-exhaustive-angle.json:" in out and "(exhaustive search by angle" in out
     assert json.loads((run / "evaluation.json").read_text())["search"]["method"] == "exhaustive"
     assert main(argv + ["--result", "nope"]) == 2
     err = capsys.readouterr().err.strip()

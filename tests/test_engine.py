@@ -273,6 +273,35 @@ def test_stop_when_the_angle_ranking_is_stable(tiny_data, tmp_path):
     assert train_supernet(cfg, tmp_path / "run", progress=False)["already_done"]
 
 
+def test_progress_bar_counts_one_epoch_where_training_may_stop_early(tiny_data, tmp_path, capsys):
+    """With train.stop_when_stable the bar's total is the current epoch's steps (3 here), not
+    the whole schedule's (9), whose ETA would be a promise of steps that may never run; it says
+    which epoch it counts and that it may be the last. Without it the bar spans the schedule."""
+    cfg = tiny_cfg(tiny_data, "epochs=3", "train.stop_when_stable=0.0")
+    train_supernet(cfg, tmp_path / "stable", progress=True)
+    err = capsys.readouterr().err
+    assert "supernet epoch 1 (up to 3, may stop early when stable)" in err
+    assert "epoch 3 (up to 3" in err and " 0/3 " in err and "/9 " not in err
+    train_supernet(tiny_cfg(tiny_data, "epochs=3"), tmp_path / "plain", progress=True)
+    err = capsys.readouterr().err
+    assert " 0/9 " in err and "may stop early" not in err
+
+
+def test_stable_at_the_last_epoch_is_not_an_early_stop(tiny_data, tmp_path, capsys):
+    """A ranking found stable at the schedule's last epoch ran the whole schedule: `rlnas train`
+    says "stopped early" only when epochs were left."""
+    common = ["nb201-cifar10", f"root={tiny_data}", "channels=4", "cells=1", "batch=32",
+              "data.nb201_half=false", "train.stop_when_stable=0.999", "train.stability_every=1"]
+    assert main(["train", *common, "epochs=2", "--out", str(tmp_path / "full"), "-q"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "full" / "stability.csv")))
+    assert [r["stop"] for r in rows] == ["0", "1"]  # stable at epoch 2 of 2
+    assert "trained 2 epochs;" in out and "stopped" not in out
+    assert main(["train", *common, "epochs=3", "--out", str(tmp_path / "early"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 epochs of 3 (stopped early: the angle ranking is stable" in out
+
+
 def test_string_overrides_keep_words():
     cfg = load_config("nb201-cifar10", ["labels=true", "device=cpu"])
     assert cfg["labels"]["kind"] == "true" and cfg["device"] == "cpu"
@@ -309,11 +338,25 @@ def test_bf16_autocast_trains_on_cpu(tiny_data, tmp_path):
 
 
 def test_sample_command(capsys):
-    assert main(["sample", "nb201", "-n", "3", "--seed", "1"]) == 0
-    lines = capsys.readouterr().out.split()
+    """`rlnas sample --space S` names the space as `rlnas cost --space S` does (default nb201);
+    the positional form of earlier releases still works, with a note on stderr."""
+    assert main(["sample", "--space", "nb201", "-n", "3", "--seed", "1"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.split()
     space = get_space("nb201")
     assert len(lines) == 3 and all(space.is_valid(space.from_str(s)) for s in lines)
+    assert err == ""
+    assert main(["sample", "-n", "3", "--seed", "1"]) == 0  # nb201, as `rlnas cost`
+    assert capsys.readouterr().out.split() == lines
+    assert main(["sample", "nb201", "-n", "3", "--seed", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == lines and "deprecated; write `rlnas sample --space nb201`" in err
+    assert main(["sample", "--space", "nope"]) == 2
     assert main(["sample", "nope"]) == 2
+    assert main(["sample", "darts", "--space", "nb201"]) == 2
+    assert "two spaces given" in capsys.readouterr().err
+    assert main(["sample", "--space", "darts", "--seed", "3"]) == 0
+    get_space("darts").from_str(capsys.readouterr().out.strip())
 
 
 def test_an_empty_micro_batch_is_harmless(tiny_data, tmp_path):
@@ -403,6 +446,28 @@ def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_pa
     run = open_run(tmp_path / "run")
     res = stages.search(run, method="random", scorer="angle_sum+jacov")
     assert res["scorer"] == "angle_sum+jacov" and res["evaluations"] == 12
+    assert "percentile rank" in res["score_meaning"] and "angle_sum, jacov" in res["score_meaning"]
+
+
+def test_an_ensemble_score_is_the_mean_percentile_rank_of_its_members(capsys):
+    """a+b scores each arch by the mean over a and b of its rank among the archs scored
+    together divided by their number: in (0, 1], 1 = the best by both; `rlnas scorers` says so."""
+    from scipy.stats import rankdata
+    from rlnas.scorers import get_scorer
+    space = get_space("nb201")
+    archs = space.enumerate()[::97]
+    cost = space.cost(archs)
+    got = get_scorer("params+flops+random", seed=3)(archs)
+    rnd = get_scorer("random", seed=3)(archs)
+    want = (rankdata(cost["params"]) + rankdata(cost["flops"]) + rankdata(rnd)) / 3 / len(archs)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert 0 < got.min() and got.max() <= 1
+    both = get_scorer("params+flops")(archs)
+    assert both.max() == pytest.approx(1.0)  # the largest arch is the best by both members
+    assert main(["scorers"]) == 0
+    out = capsys.readouterr().out
+    assert "rank ensemble a+b+...: the mean over its members of the arch's percentile rank" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
 
 
 # --- optional TensorBoard logging (RLNAS_TENSORBOARD) ------------------------------------------

@@ -11,7 +11,7 @@ from rlnas.rundir import open_run
 from rlnas.errors import RlnasError
 from rlnas.pipeline.evaluate import evaluate_runs, topk_list
 from rlnas.spaces import get_space
-from conftest import write_npz
+from conftest import write_npz, write_params_table
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,9 @@ def test_cli_compares_scorers(runs, table, tmp_path, capsys):
                  "--scorers", "angle,flops", "--out", str(tmp_path), "-q"]) == 0
     out = capsys.readouterr().out
     # a short summary, not the whole evaluation.md: tau per scorer and column, the report's place
-    assert "tau angle" in out and "tau flops (baseline)" in out and "mean ± std over 2 runs" in out
+    assert "mean ± std over 2 runs" in out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert "angle" in rows and "flops (baseline)" in rows and "tau within params" in rows["scorer"]
     assert f"full report: {tmp_path / 'evaluation.md'}" in out
     assert "| flops |" not in out and "Size control" not in out and len(out) < 2000
     assert (tmp_path / "evaluation.json").exists()
@@ -122,7 +124,9 @@ def test_precision_headers_and_units_stable(runs, table, tmp_path):
         head = next(line for line in md.splitlines() if line.startswith("| scorer | tau |"))
         heads.append(head)
         assert "P@1% = top" in md and "top-1 acc (%)" in head and "time (s)" in head
-        assert "| budget |" not in md and "limit (M params)" in md and "limit (M FLOPs)" in md
+        assert "| budget |" not in md and "limit (M params)" in md
+        # NB201's FLOPs order the cells as params do: said once, the FLOPs ladder not repeated
+        assert md.count("FLOPs order the") == 1 and "limit (M FLOPs)" not in md
         notes = [line for line in md.splitlines() if line.startswith("\\* ")]
         assert len(notes) == len(set(notes))
     assert heads[0] == heads[1] == heads[2]
@@ -141,7 +145,42 @@ def test_constrained_ladder(runs, table, tmp_path):
     # the params scorer picks the largest cell under every limit
     assert cons["methods"]["params"]["cost"] == cons["largest"]["cost"]
     assert (tmp_path / "plots" / "constrained_params_cifar10_test.png").exists()
+    assert not (tmp_path / "plots" / "constrained_flops_cifar10_test.png").exists()  # the same
     assert "Constrained search" in (tmp_path / "evaluation.md").read_text()
+
+
+def test_report_on_the_real_table_says_each_thing_once_and_fits_the_terminal(
+        runs, nb201_table_path, tmp_path, capsys):
+    """Six scorers against NB201's six columns: the terminal summary is one row per scorer
+    within 100 columns (it was ~230 wide); evaluation.md has one size-control table (it had one
+    per column) and one params ladder (the FLOPs one repeated it); no ladder picks a
+    disconnected cell (the params count picked 10 % cells at several limits)."""
+    from rlnas.spaces.nb201 import nb201_disconnected
+    scorers = "angle,angle_sum,distance,distance_sum,params,flops"
+    assert main(["evaluate", str(runs[0]), "--nasbench201", str(nb201_table_path),
+                 "--scorers", scorers, "--out", str(tmp_path), "-q"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("scorer "))):][:7]
+    assert [x.split("  ")[0] for x in table[1:]] == [
+        "angle", "angle_sum", "distance", "distance_sum", "params (baseline)", "flops (baseline)"]
+    assert "tau, all 6 columns" in table[0]
+    summary = [x for x in lines if str(tmp_path) not in x and "|" not in x
+               and not x.startswith("weak answer:")]  # the advice is one line by design
+    assert all(len(x) <= 100 for x in summary), out
+    md = (tmp_path / "evaluation.md").read_text()
+    assert md.count("## Size control") == 1 and md.count("Size control") == 1
+    assert md.count("## Constrained search") == 1 and "pick under a flops limit" not in md
+    assert "FLOPs order the 15625 cells exactly as params do" in md
+    assert "Neither a scorer nor largest ever picks one of the 341 disconnected cells" in md
+    res = json.loads((tmp_path / "evaluation.json").read_text())
+    assert res["flops_ranks_as_params"] is True
+    ladder = res["per_run"][0]["constrained"]["params"]
+    for name, entry in ladder["methods"].items():
+        assert not nb201_disconnected([a for a in entry["arch"] if a]).any(), name
+    assert ladder["methods"]["params"]["accuracy"] == ladder["largest"]["accuracy"]
+    assert min(ladder["methods"]["params"]["accuracy"]) > 80
+    assert not (tmp_path / "plots" / "constrained_flops_cifar10_test.png").exists()
 
 
 # --- the weak-answer line names only what would change this run's outcome ---------------------
@@ -188,3 +227,25 @@ def test_weak_line_advises_a_scorer_this_evaluation_measured_better(tmp_path):
     line = weak_line(run, evaluation=_evaluation({"angle": 0.1, "synflow": 0.6, "snip": 0.4,
                                                   "params": 0.3}))
     assert "score by synflow" in line and "--scorer synflow" in line and "snip" not in line
+
+
+def test_plots_mark_the_oracle_use_units_and_the_headline_column(runs, tmp_path, monkeypatch):
+    """Each scatter marks the best cell of its column (the oracle) next to the searched cell
+    and the params pick, its x axis has the scorer's unit; tau_vs_epoch follows the headline
+    column (CIFAR-10 test), not the table's first (CIFAR-10 valid)."""
+    from rlnas.pipeline import evaluate as ev
+    table = write_params_table(tmp_path / "t.csv", (("cifar10_valid", 79), ("cifar10_test", 80)))
+    scatters, taus = [], []
+    monkeypatch.setattr(ev, "scatter_plot", lambda *a, **k: scatters.append((a, k)))
+    monkeypatch.setattr(ev, "tau_over_training_plot", lambda *a, **k: taus.append(a))
+    res = evaluate_runs([open_run(runs[0])], table, scorers=["angle", "params"],
+                        out_dir=tmp_path / "out", progress=False)
+    assert len(scatters) == 4
+    space = get_space("nb201")
+    strs = [space.to_str(tuple(a)) for a in space.enumerate()]
+    for (scores, acc, path), kw in scatters:
+        assert kw["marks"]["best cell (oracle)"] == strs[int(np.argmax(acc))]
+        assert list(kw["marks"])[-1] == "best cell (oracle)"
+        assert kw["xlabel"] == ("params (M)" if path.name.startswith("params") else "angle (rad)")
+    (per_run, cols, path), = taus
+    assert cols[0] == "cifar10_test" and res["columns"][0] == "cifar10_valid"

@@ -143,7 +143,7 @@ def test_cli_macro_benchmark_end_to_end(macro_run, macro_file, tmp_path):
     out_dir = tmp_path / "report"
     code, printed = _evaluate(macro_run, macro_file, "--out", str(out_dir))
     assert code == 0, printed
-    assert "NAS-Bench-Macro (3969 cells" in printed
+    assert "Scorers vs NAS-Bench-Macro on mean_acc (3969 cells" in printed
     res = json.loads((out_dir / "evaluation.json").read_text())
     assert res["num_archs"] == 3969 and res["columns"][0] == "mean_acc"
     # the free FLOPs baseline over the 3,969 networks, from the file's own FLOPs (0.546)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from .config import (CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe,
                      search_scorer)
+from .correlation import binomial_se
 from .schema import Config
 from .spaces.darts import NUM_EDGES, SEP3
 
@@ -143,7 +143,7 @@ def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List
     if not accs or _stable(run_path) or measured_recipe(run_cfg) is not None:
         return []
     chance = 100.0 / k
-    se = 100.0 * math.sqrt(chance / 100 * (1 - chance / 100) / max(int(n or 1), 1))
+    se = binomial_se(chance, int(n or 1))
     if max(accs) > chance + max(3 * se, 0.5):
         return []
     return [f"the supernet never left chance on its random labels (train accuracy at most "

@@ -13,7 +13,7 @@
     rlnas check RUN [--archs K] [--epochs E] [...]     retrain top/middle/random archs, true labels
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
-    rlnas bench | cost ARCH | sample SPACE | scorers | presets
+    rlnas bench | cost [--space S] ARCH | sample [--space S] [-n N] | scorers | presets
     rlnas config --show [PRESET|RUN [key=value ...]]   the resolved config, each key's doc
     rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
     rlnas demo                                         the whole method offline, in minutes
@@ -119,7 +119,7 @@ def _print_trained(run) -> None:
     if res.get("already_done"):
         print(f"{run.path}: training already complete ({res['steps']} steps)")
         return
-    stop = (f" of {cfg.train.epochs} (stopped: the {search_scorer(cfg)} ranking is "
+    stop = (f" of {cfg.train.epochs} (stopped early: the {search_scorer(cfg)} ranking is "
             f"stable, stability.csv)" if res.get("stopped_early") else "")
     print(f"{run.path}: trained {res['epoch']} epochs{stop}"
           f"{' (resumed)' if res.get('resumed') else ''}; last epoch loss {res['loss']:.4f}, "
@@ -473,7 +473,10 @@ def _bench(args):
 
 
 def _add_sample_args(p):
-    p.add_argument("space")
+    p.add_argument("--space", default=None,
+                   help="search space (default nb201), as for `rlnas cost`")
+    p.add_argument("old_space", nargs="?", metavar="SPACE",
+                   help="deprecated: the space as a positional argument; use --space")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
 
@@ -481,9 +484,17 @@ def _add_sample_args(p):
 def _sample(args):
     import numpy as np
     from .spaces import get_space
-    space, rng = get_space(args.space), np.random.default_rng(args.seed)
+    name = args.space
+    if args.old_space is not None:  # the form of earlier releases, kept for one release
+        if name is not None and name != args.old_space:
+            raise RlnasError(f"two spaces given: {args.old_space} and --space {name}")
+        name = args.old_space
+    space, rng = get_space(name or "nb201"), np.random.default_rng(args.seed)
     for _ in range(args.n):
         print(space.to_str(space.sample(rng)))
+    if args.old_space is not None:  # after the archs: an error stays the one line on stderr
+        print(f"rlnas sample: note: `rlnas sample {name}` is deprecated; write "
+              f"`rlnas sample --space {name}`, the option `rlnas cost` takes", file=sys.stderr)
 
 
 def _add_config_args(p):
@@ -517,10 +528,12 @@ def _presets(args):
 
 
 def _scorers(args):
-    from .scorers import list_scorers, scorer_info
+    from .scorers import ENSEMBLE, list_scorers, scorer_info
     for name in list_scorers():
         info = scorer_info(name)
-        print(f"{name:10s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
+        print(f"{name:12s} {'(needs a run) ' if info.needs_run else ''}{info.description}")
+    import textwrap
+    print(textwrap.fill(ENSEMBLE, 100, initial_indent=f"{'a+b':12s} ", subsequent_indent=" " * 13))
 
 
 def _latency_options(args):

@@ -19,6 +19,13 @@ from .files import finite_or_none
 from .tables import ACCURACY_COLUMNS, NB201Table
 
 
+def binomial_se(accuracy_pct: float, n: int) -> float:
+    """The binomial standard error, in percentage points, of an accuracy of ``accuracy_pct`` %
+    measured on ``n`` images: 100 sqrt(p (1 - p) / n), the test set's sampling noise alone."""
+    p = min(max(float(accuracy_pct) / 100.0, 0.0), 1.0)
+    return 100.0 * float(np.sqrt(p * (1.0 - p) / max(int(n), 1)))
+
+
 def _check_topk(topk) -> list:
     if isinstance(topk, (int, np.integer)):
         topk = (topk,)

@@ -104,6 +104,9 @@ class LoopSpec:
     # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
     # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
     epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
+    # why epoch_callback may stop training before ``epochs`` (e.g. "when stable"): the progress
+    # bar then counts the current epoch, so that its ETA is never that of a schedule not run
+    may_stop_early: Optional[str] = None
     metrics_path: Optional[Path] = None
     progress: bool = True
     desc: str = "train"
@@ -183,7 +186,7 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     parts = dist.world * spec.accumulate
     # TensorBoard first: a missing package fails before a progress bar is drawn
     board = open_tensorboard(spec, start_step // spe + 1) if dist.main else None
-    bar = _progress(total, start_step, spec) if dist.main else None
+    bar = _progress(spe, start_step, spec) if dist.main else None
     last: Dict[str, float] = {}
     stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))] if dist.main else [0.0, 0.0, 0]
     loss_sum = torch.tensor(stats[0], device=dev)
@@ -276,7 +279,8 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     board.epoch(ep, last, scalars)
                 if stop:
                     extra["finished"] = True
-                    last["stopped_early"] = True
+                    # early only before the schedule's end: stable at the last epoch is the end
+                    last["stopped_early"] = done < total
                 if dist.main and spec.ckpt_dir:
                     guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
                     if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
@@ -284,6 +288,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                                    extra=extra)
                 if stop:
                     break
+                if bar is not None and spec.may_stop_early and done < total:
+                    bar.reset(total=spe)  # the next epoch's bar: its own ETA
+                    bar.set_description(progress_desc(spec, ep))
                 loss_sum.zero_()
                 correct.zero_()
                 seen.zero_()
@@ -306,12 +313,28 @@ def _csv_value(value):
     return f"{value:.6g}" if isinstance(value, float) else value
 
 
-def _progress(total, start, spec):
+def progress_desc(spec: LoopSpec, epochs_done: int) -> str:
+    """The progress bar's label: ``spec.desc``, and where training may stop before the end of
+    its schedule (``spec.may_stop_early``), the epoch it counts and that it may be the last."""
+    if not spec.may_stop_early:
+        return spec.desc
+    return (f"{spec.desc} epoch {epochs_done + 1} (up to {spec.epochs}, may stop early "
+            f"{spec.may_stop_early})")
+
+
+def _progress(steps_per_epoch: int, start: int, spec: LoopSpec):
+    """The bar over the schedule's steps; where training may stop early, over the current
+    epoch's steps (``run_loop`` resets it each epoch): a total and ETA of the whole schedule
+    would promise steps that may never run."""
     if not spec.progress:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, initial=start, desc=spec.desc, unit="step", mininterval=1.0,
-                dynamic_ncols=True, leave=False)
+    if spec.may_stop_early:
+        total, initial = steps_per_epoch, start % steps_per_epoch
+    else:
+        total, initial = steps_per_epoch * spec.epochs, start
+    return tqdm(total=total, initial=initial, desc=progress_desc(spec, start // steps_per_epoch),
+                unit="step", mininterval=1.0, dynamic_ncols=True, leave=False)
 
 
 CPU_CHECK_EVERY = 1

@@ -2,7 +2,8 @@
 
 A scorer is built once for a context (space, run, device, options) and then maps an int64
 array of archs ``(N, num_genes)`` to a float array ``(N,)``; bigger is better. Searchers and
-reports accept any registered name, or an ensemble ``"angle+synflow"`` (mean of ranks).
+reports accept any registered name, or an ensemble ``"angle+synflow"`` (:data:`ENSEMBLE`: the
+mean of the members' percentile ranks).
 
 :func:`get_scorer` is the one way to get a scorer by name (``rlnas.get_scorer``, and what rank,
 search, evaluate and check use): a :class:`Scorer`, for a run or a space. :func:`build_scorer`
@@ -88,9 +89,30 @@ def scorer_info(name: str) -> ScorerInfo:
     return _SCORERS[name]
 
 
+#: What an ensemble's score means (``rlnas scorers``, the README, result files).
+ENSEMBLE = ("rank ensemble a+b+...: the mean over its members of the arch's percentile rank "
+            "among the N archs scored together (rank / N, rank 1 = a member's lowest score, "
+            "ties share their mean rank, NaN ranks lowest); in (0, 1], 1 = the best by every "
+            "member. Comparable only within one scoring: rank and evaluate score all archs at "
+            "once, an evolution search one generation at a time")
+
+
+def describe_scorer(name: str) -> str:
+    """One line saying what ``name``'s score is: the scorer's description, or for an ensemble
+    ``a+b`` what its score means (:data:`ENSEMBLE`) and its members."""
+    parts = [p.strip() for p in name.split("+") if p.strip()]
+    if len(parts) == 1:
+        return scorer_info(parts[0]).description
+    for p in parts:
+        scorer_info(p)  # unknown names fail here
+    return (f"mean over {', '.join(parts)} of each arch's percentile rank among the archs "
+            f"scored together (rank / N, 1 = the best by every member; see `rlnas scorers`)")
+
+
 def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
-    """The score function of a scorer by name, or of an ensemble ``a+b+...`` scored by the mean
-    of the members' ranks, for the context ``ctx`` (:func:`get_scorer` builds the context)."""
+    """The score function of a scorer by name, or of an ensemble ``a+b+...`` (:data:`ENSEMBLE`:
+    the mean of the members' percentile ranks), for the context ``ctx`` (:func:`get_scorer`
+    builds the context)."""
     names = [s.strip() for s in spec.split("+") if s.strip()]
     if not names:
         raise RlnasError(f"empty scorer name {spec!r}")
@@ -104,8 +126,8 @@ def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
         return fns[0]
 
     def ensemble(archs: np.ndarray) -> np.ndarray:
-        # ranks within the batch: meaningful when the batch is the whole candidate set
-        ranks = [rankdata(np.nan_to_num(f(archs), nan=-np.inf)) for f in fns]
+        # percentile ranks within the batch: meaningful when the batch is the whole candidate set
+        ranks = [rankdata(np.nan_to_num(f(archs), nan=-np.inf)) / len(archs) for f in fns]
         return np.mean(ranks, axis=0)
     return ensemble
 

@@ -18,9 +18,9 @@ counts parameters. This module gives two views that hold model size fixed:
 * **Constrained search benchmark** (:func:`constrained_benchmark`): for a ladder of cost budgets
   (:func:`budget_ladder`), the accuracy of the arch each scorer picks among the archs under the
   budget, against two baselines: ``largest`` (the biggest arch that fits) and ``oracle`` (the
-  best accuracy that fits). On a fully scored space this is exactly exhaustive search under a
+  best accuracy that fits). On a fully scored space this is exhaustive search under a
   ``Constraint(max_...)`` (see :func:`rlnas.searchers.exhaustive_search`), done for all
-  budgets at once.
+  budgets at once, except that NB201's disconnected cells are never picked.
 
 Scores are "higher is better". NaN scores are dropped (correlations) or never picked
 (benchmark). Accuracy and cost values must be finite. Every bad input raises
@@ -47,6 +47,7 @@ __all__ = [
     "partial_kendall",
     "size_controlled_report",
     "format_size_report",
+    "rank_alike",
     "budget_ladder",
     "constrained_benchmark",
     "format_constrained",
@@ -483,20 +484,35 @@ def _f(x, spec: str = ".3f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def format_size_report(report: dict) -> str:
+def rank_alike(a, b, decimals: int = 6) -> bool:
+    """True when two costs order the archs identically, ties included (NB201's params and
+    FLOPs): every statistic controlled for one is then the same controlled for the other, and a
+    ladder of limits on one picks what the same quantiles of the other pick. Values are
+    compared rounded to ``decimals`` decimals, as the size groups are."""
+    x = np.round(_vector(a, "a", finite=True), int(decimals))
+    y = np.round(_vector(b, "b", finite=True), int(decimals))
+    _same_length(len(x), b=y)
+    return bool(np.array_equal(stats.rankdata(x, method="dense"),
+                               stats.rankdata(y, method="dense")))
+
+
+def format_size_report(report: dict, flops: bool = True) -> str:
     """The report as a Markdown table (one row per scorer) with the notes below it.
 
-    Values marked ``*`` are 0 by construction (see the notes)."""
+    Values marked ``*`` are 0 by construction (see the notes). ``flops=False`` leaves out the
+    columns controlled for FLOPs (and their notes): where FLOPs order the archs as params do
+    (:func:`rank_alike`) they repeat the params ones."""
     head = ["scorer", "n", "tau", "rho", "tau in params groups (groups/cells)",
             "tau in flops groups (groups/cells)", "pSpearman: params", "pSpearman: flops",
             "pSpearman: params+flops", "pKendall: params"]
+    keep = [i for i, h in enumerate(head) if flops or "flops" not in h]
     lines = [
         f"Rank correlation with {report.get('accuracy', 'accuracy')} ({report.get('n', '?')} archs); "
         f"within-group tau over size groups of >= {report.get('min_group_size', '?')} archs, "
         f"size-weighted; pSpearman/pKendall = partial correlation given the control(s).",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        "| " + " | ".join(head[i] for i in keep) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(keep) - 1)) + "|",
     ]
     footnotes = []
     for name, e in report.get("scorers", {}).items():
@@ -524,8 +540,9 @@ def format_size_report(report: dict) -> str:
             mark("partial_spearman_both", "given both:"),
             mark("partial_kendall_params", "partial Kendall given params"),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-        footnotes.extend(f"{name}: {nt}" for nt in notes)
+        lines.append("| " + " | ".join(cells[i] for i in keep) + " |")
+        footnotes.extend(f"{name}: {nt}" for nt in notes
+                         if flops or not ("flops" in nt or "given both" in nt))
     if footnotes:
         lines.append("")
         lines.extend(f"\\* {fn}" for fn in footnotes)
@@ -582,22 +599,25 @@ def constrained_benchmark(
 ) -> dict:
     """For each budget B and scorer: the accuracy of the scorer's pick among archs with cost <= B.
 
-    * scorer pick: highest score among the eligible archs; ties -> the first in the given
-      order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
-    * ``largest``: the eligible arch with the largest cost; ties -> the first in the given
-      order (the "just take the biggest network that fits" baseline). NB201 cells with no
-      input->output path (:func:`rlnas.spaces.nb201.nb201_disconnected`: ~10 % accuracy, yet
-      they count the parameters of their dead convolutions) are skipped: no one would pick
-      one, and where one came first among the tied largest cells the baseline fell to 10 %.
-      ``skipped_disconnected`` says how many there were. Because the tie-break is arbitrary
+    * NB201 cells with no input->output path (:func:`rlnas.spaces.nb201.nb201_disconnected`:
+      ~10 % accuracy, yet they count the parameters of their dead convolutions) are never
+      picked, by a scorer or by ``largest``: no one would pick one, and a scorer that counts
+      size (``params``) would otherwise fall to 10 % wherever one came first among the tied
+      largest cells. ``skipped_disconnected`` (in ``largest``) says how many there were;
+    * scorer pick: highest score among the eligible connected archs; ties -> the first in the
+      given order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
+    * ``largest``: the eligible connected arch with the largest cost; ties -> the first in the
+      given order (the "just take the biggest network that fits" baseline). Because the
+      tie-break is arbitrary
       where many archs share a cost, ``largest`` also carries ``n_tied`` and
       ``tied_mean_accuracy``: the number and mean accuracy of all (connected) archs at that
       largest cost (the expected accuracy of the baseline with ties broken at random);
     * ``oracle``: the eligible arch with the best accuracy; ties -> the first in the given
       order. Oracle accuracy >= every other pick's.
 
-    This is exhaustive search under ``cost <= B`` for every budget at once (vectorised: one
-    sort by cost and a running minimum of each method's preference rank).
+    This is exhaustive search under ``cost <= B`` (over the connected cells) for every budget
+    at once (vectorised: one sort by cost and a running minimum of each method's preference
+    rank).
 
     Returns a JSON-serialisable dict::
 
@@ -691,8 +711,8 @@ def constrained_benchmark(
     methods: Dict[str, dict] = {}
     for name, s in scorers.items():
         nan = np.isnan(s)
-        idx = picks(*_priority(s, n, invalid=nan))
-        valid = ~nan[idx]
+        idx = picks(*_priority(s, n, invalid=nan | dead))  # NaN or disconnected: never picked
+        valid = ~(nan | dead)[idx]
         entry = summary(idx, valid)
         entry["score"] = [float(s[i]) if ok else None for i, ok in zip(idx, valid)]
         both = valid & largest_ok
@@ -708,10 +728,9 @@ def constrained_benchmark(
         "largest": largest,
         "oracle": summary(oracle_idx),
         "tie_break": ("scorer: highest score, ties -> first in the given order, NaN scores never "
-                      "picked; largest: largest cost among the connected cells (NB201 cells "
-                      "with no input-output path skipped), ties -> first in the given order; "
-                      "oracle: "
-                      "best accuracy, ties -> first in the given order"),
+                      "picked; largest: largest cost, ties -> first in the given order; both "
+                      "among the connected cells (NB201 cells with no input-output path are "
+                      "never picked); oracle: best accuracy, ties -> first in the given order"),
     }
 
 
@@ -747,8 +766,10 @@ def format_constrained(result: dict, spec: str = ".2f") -> str:
     lines.append("| " + " | ".join(means) + " |")
     skipped = largest.get("skipped_disconnected")
     if skipped:
-        lines += ["", f"largest: the largest connected cell that fits; the {skipped} disconnected "
-                  "cells (no input-output path, ~10 % accuracy) are skipped."]
+        lines += ["", f"Neither a scorer nor largest ever picks one of the {skipped} disconnected "
+                  "cells (no input-output path, ~10 % accuracy, yet they count the parameters "
+                  "of their dead convolutions): no one would choose one, and a size count would "
+                  "pick one wherever it came first among the largest cells that fit."]
     return "\n".join(lines)
 
 
@@ -762,10 +783,8 @@ def plot_constrained(
     """Accuracy of each method's pick against the budget, one line per method, ``largest``
     and ``oracle`` dashed; PNG written atomically (temp file in the same folder + os.replace).
 
-    The legend says when the ``largest`` baseline skipped disconnected NB201 cells; a method's
-    pick that is a disconnected cell (the reason a line dropped to ~10 %) is drawn as a marker
-    on the bottom edge, off the accuracy scale of the others, with its own legend entry; the
-    legend sits below the axes."""
+    The title says when disconnected NB201 cells were never picked (the rule of
+    :func:`constrained_benchmark`); the legend sits below the axes."""
     fig = constrained_figure(result, title, xlabel, ylabel)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
 
@@ -774,13 +793,11 @@ def constrained_figure(result: dict, title: str = "accuracy of the pick under a 
                        xlabel: str = "budget", ylabel: str = "accuracy (%)"):
     """The matplotlib Figure that :func:`plot_constrained` saves."""
     _check_result(result)
-    from rlnas.spaces.nb201 import nb201_disconnected
-
     x = np.asarray(result["budgets"], dtype=np.float64)
     order = np.argsort(x, kind="stable")
 
-    def ys(entry) -> np.ndarray:
-        return np.array([np.nan if v is None else v for v in entry["accuracy"]],
+    def ys(values) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in values],
                         dtype=np.float64)[order]
 
     # The Agg canvas directly (no pyplot): no global backend switch, no figure registry.
@@ -790,53 +807,24 @@ def constrained_figure(result: dict, title: str = "accuracy of the pick under a 
     fig = Figure(figsize=(7.0, 5.4), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    # A disconnected pick (~10 %) would squash every other line into a band at the top: it is
-    # drawn as a marker on the bottom edge instead, its line broken there.
-    dead = {}
     for name, entry in result["methods"].items():
-        d = nb201_disconnected([a or "" for a in entry.get("arch", [])])
-        if d.size == x.size and d.any():
-            dead[name] = d[order]
-    live = [ys(e) for e in (result["largest"], result["oracle"])]
-    live.append(ys({"accuracy": result["largest"].get("tied_mean_accuracy") or []})
-                if result["largest"].get("tied_mean_accuracy") else np.array([]))
-    live += [np.where(dead.get(n, False), np.nan, ys(e)) for n, e in result["methods"].items()]
-    live = np.concatenate(live)
-    live = live[np.isfinite(live)]
-    if dead and live.size:
-        span = max(float(live.max() - live.min()), 1.0)
-        bottom = float(live.min()) - 0.12 * span
-    dead_accs = []
-    for name, entry in result["methods"].items():
-        y = ys(entry)
-        d = dead.get(name)
-        line, = ax.plot(x[order], np.where(d, np.nan, y) if d is not None else y, marker="o",
-                        markersize=3.5, linewidth=1.4, label=name)
-        if d is not None and live.size:
-            dead_accs += y[d].tolist()
-            ax.plot(x[order][d], np.full(int(d.sum()), bottom), linestyle="none", marker="v",
-                    markersize=8, markeredgecolor="black", color=line.get_color(),
-                    clip_on=False, zorder=5)
-    skipped = result["largest"].get("skipped_disconnected") or 0
-    ax.plot(x[order], ys(result["largest"]), linestyle="--", color="0.45", marker="s",
-            markersize=3, linewidth=1.2,
-            label="largest that fits (baseline)" + (
-                f"; its {skipped} disconnected cells skipped" if skipped else ""))
+        ax.plot(x[order], ys(entry["accuracy"]), marker="o", markersize=3.5, linewidth=1.4,
+                label=name)
+    ax.plot(x[order], ys(result["largest"]["accuracy"]), linestyle="--", color="0.45",
+            marker="s", markersize=3, linewidth=1.2, label="largest that fits (baseline)")
     tied = result["largest"].get("tied_mean_accuracy")
     if tied is not None:
-        ax.plot(x[order], np.array([np.nan if v is None else v for v in tied],
-                                   dtype=np.float64)[order], linestyle=":",
-                color="0.45", linewidth=1.2, label="largest, mean over its ties")
-    ax.plot(x[order], ys(result["oracle"]), linestyle="--", color="black", marker="^",
-            markersize=3, linewidth=1.2, label="oracle (best that fits)")
-    if dead_accs:
-        ax.set_ylim(bottom=bottom)
-        ax.plot([], [], linestyle="none", marker="v", markersize=8, markeredgecolor="black",
-                color="white", label=f"on the bottom edge: a disconnected cell picked\n(no "
-                                     f"input-output path; {np.median(dead_accs):.1f}, off scale)")
+        ax.plot(x[order], ys(tied), linestyle=":", color="0.45", linewidth=1.2,
+                label="largest, mean over its ties")
+    ax.plot(x[order], ys(result["oracle"]["accuracy"]), linestyle="--", color="black",
+            marker="^", markersize=3, linewidth=1.2, label="oracle (best that fits)")
+    skipped = result["largest"].get("skipped_disconnected") or 0
+    if skipped:
+        title += (f"\nnever picked, by a scorer or largest: the {skipped} disconnected cells "
+                  f"(no input-output path)")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10 if not skipped else 9)
     ax.grid(True, alpha=0.3)
     # below the axes: inside, it would hide the lines that matter (they fill the whole box)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,

@@ -25,11 +25,12 @@ from ..data import prepare_training_data
 from ..errors import RlnasError
 from ..files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
                      slug, write_json_atomic)
-from ..plots import scatter_plot, tau_over_training_plot
+from ..plots import scatter_plot, score_label, tau_over_training_plot
 from ..rundir import Run
 from ..scorers import get_scorer, needs_data, scorer_info
 from ..sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
-                           format_size_report, plot_constrained, size_controlled_report)
+                           format_size_report, plot_constrained, rank_alike,
+                           size_controlled_report)
 from ..spaces.nb201 import nb201_disconnected
 from ..tables import BenchmarkTable, load_benchmark_table, load_nb201_table, size_groups
 from .train import training_variant
@@ -192,6 +193,8 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         bin_note = size_groups(cost["params"])[1]
         notes = list(table.notes) + ([bin_note] if bin_note else [])
     ks = topk_list(len(archs))
+    # NB201: FLOPs order the cells exactly as params do; their ladder and controls repeat
+    alike = rank_alike(cost["params"], cost["flops"])
     found = _searched(runs[0], table, cols, result_file)
     if found and benchmark is not None and found["found"][0][cols[0]] is None:
         notes.append(f"the searched arch {found['found'][0]['arch']} is not in the table: "
@@ -260,27 +263,33 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
                     found["found"][0]["arch"]
             live = np.where(nb201_disconnected(strs), -np.inf, cost["params"])
             marks["params baseline's pick"] = strs[int(np.argmax(live))]
-            for name in scorers:
-                for c in cols:
+            for c in cols:
+                col_marks = dict(marks, **{"best cell (oracle)": strs[int(np.argmax(acc[c]))]})
+                for name in scorers:
                     scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
                                  title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
-                                 xlabel=name, ylabel=f"{c} (%)", archs=strs, marks=marks)
-            for kind, unit in (("params", "M params"), ("flops", "M FLOPs")):
+                                 xlabel=score_label(name), ylabel=f"{c} (%)", archs=strs,
+                                 marks=col_marks)
+            for kind, unit in (("params", "params"), ("flops", "FLOPs"))[:1 if alike else 2]:
                 plot_constrained(entry["constrained"][kind],
                                  plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
-                                 title=f"pick under a {kind} limit ({_primary(cols)})",
-                                 xlabel=f"limit ({unit})", ylabel=f"{_primary(cols)} (%)")
+                                 title=f"pick under a {unit} limit ({_primary(cols)})"
+                                       + (" (FLOPs: the same picks)" if alike else ""),
+                                 xlabel=f"{unit} limit (M)", ylabel=f"{_primary(cols)} (%)")
             for column, ladder in entry.get("constrained_latency", {}).items():
                 plot_constrained(ladder, plot_dir / f"constrained_latency_{slug(column)}_"
                                                     f"{_primary(cols)}.png",
                                  title=f"pick under a latency limit on {column} "
                                        f"({_primary(cols)})",
-                                 xlabel=f"limit (ms, {column})", ylabel=f"{_primary(cols)} (%)")
-    if plots:
-        plot_over_training(per_run, cols, out_dir / "plots" / "tau_vs_epoch.png")
+                                 xlabel=f"latency limit (ms, {column})",
+                                 ylabel=f"{_primary(cols)} (%)")
+    if plots:  # the headline column, as the summary's
+        plot_over_training(per_run, [_primary(cols)] + [c for c in cols if c != _primary(cols)],
+                           out_dir / "plots" / "tau_vs_epoch.png")
 
     result = {"table": str(table_path), "columns": cols, "num_archs": len(strs),
               "sample": sample, "topk": ks, "scorers": list(scorers),
+              "flops_ranks_as_params": alike,
               "runs": [r["run"] for r in per_run], "per_run": per_run,
               "summary": summarise(per_run, scorers, cols, ks)}
     if benchmark is not None:
@@ -440,6 +449,11 @@ def format_markdown(result: Dict[str, Any]) -> str:
                 "= mean accuracy of the 10 best-scored archs (%)" if picks else "") + ".", ""]
     if result.get("search"):
         lines += [_search_line(result), ""]
+    if result.get("flops_ranks_as_params"):
+        lines += [f"FLOPs order the {n} cells exactly as params do (ties included): every number "
+                  "controlled for FLOPs equals the one controlled for params, and a ladder of "
+                  "FLOPs limits picks the cells the params ladder picks, so both are given once, "
+                  "for params (the `flops` scorer's own rows stay).", ""]
     notes_seen: List[str] = []
     for c in result["columns"]:
         lines += [f"## {c}", ""]
@@ -461,19 +475,26 @@ def format_markdown(result: Dict[str, Any]) -> str:
                     _fmt(result["summary"][name]["seconds"], ".2f")]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-        table, notes = _split_notes(format_size_report(result["per_run"][0]["size_control"][c]))
-        fresh = [nt for nt in notes if nt not in notes_seen]
-        notes_seen += fresh
-        lines += ["Size control (first run; the notes marked \\* are at the end):", "", table, ""]
     primary = _primary(result["columns"])
-    for kind in ("params", "flops"):
+    alike = bool(result.get("flops_ranks_as_params"))
+    size = result["per_run"][0]["size_control"].get(primary)
+    if size:
+        table, notes_seen = _split_notes(format_size_report(size, flops=not alike))
+        lines += [f"## Size control ({primary}, first run)", "",
+                  "What each scorer knows beyond size. Every column's table above has its "
+                  "within-params tau and partial rho given params; the full size-controlled "
+                  "statistics of the other columns are in evaluation.json "
+                  "(`per_run[].size_control`). The notes marked \\* are at the end."
+                  + (" FLOPs: the same as params (above)." if alike else ""), "", table, ""]
+    for kind in ("params", "flops")[:1 if alike else 2]:
         cons = result["per_run"][0].get("constrained", {}).get(kind)
-        if cons:
-            lines += [f"## Constrained search: pick under a {kind} limit ({primary}, first run)",
-                      "", "Each scorer's best cell under the limit, next to the largest cell "
-                      "under it and the best one (oracle); accuracies of the picks in %.", "",
-                      _units_constrained(format_constrained(cons),
-                                         "M params" if kind == "params" else "M FLOPs"), ""]
+        if not cons:
+            continue
+        lines += [f"## Constrained search: pick under a {kind} limit ({primary}, first run)",
+                  "", "Each scorer's best cell under the limit, next to the largest cell "
+                  "under it and the best one (oracle); accuracies of the picks in %.", "",
+                  _units_constrained(format_constrained(cons),
+                                     "M params" if kind == "params" else "M FLOPs"), ""]
     for column, cons in result["per_run"][0].get("constrained_latency", {}).items():
         lines += [f"## Constrained search: pick under a latency limit on {column} ({primary}, "
                   f"first run)", "",
@@ -520,55 +541,76 @@ def _search_line(result: Dict[str, Any]) -> str:
 
 
 # --- the short summary a person reads ---------------------------------------------------------
+SUMMARY_WIDTH = 100  # the terminal summary's table and text fit this many columns
+
+
 def format_summary(result: Dict[str, Any], report_dir=None) -> str:
-    """A few lines for the terminal: per accuracy column, each scorer's Kendall tau (``params``
-    is the free baseline), the searched cell's accuracy and each other scorer's best cell, which
-    search that is, and where the full report is."""
+    """A few lines for the terminal, within :data:`SUMMARY_WIDTH` columns (but an arch string
+    or a path that is longer): one row per scorer on the headline accuracy column
+    (CIFAR-10 test where the table has it): Kendall tau, tau inside groups of equal params
+    (what the score knows beyond size), the accuracy of its top pick, and the range of its tau
+    over every column; then the searched cell, which search that is, and where the full report
+    (every column and statistic) is. ``params`` / ``flops`` are the free baselines."""
+    import textwrap
     scorers = list(result["scorers"])
     search = result.get("search")
     runs = len(result["runs"])
+    cols = list(result["columns"])
+    col = _primary(cols)
 
     def label(name):
         return f"{name} (baseline)" if name in ("params", "flops") else name
 
-    picks = [s for s in scorers if not (search and s == search["scorer"])]
-    head = (["accuracy column"] + [f"tau {label(s)}" for s in scorers]
-            + (["searched cell (%)"] if search else [])
-            + [f"{s} pick (%)" for s in picks])
+    head = ["scorer", "tau", "tau within params", "top pick (%)"]
+    if len(cols) > 1:
+        head.append(f"tau, all {len(cols)} columns")
     rows = [head]
-    for c in result["columns"]:
-        row = [c] + [_fmt(result["summary"][s][c]["kendall_tau"]) for s in scorers]
-        if search:
-            row.append(f"{search['found'][0][c]:.2f}")
-        row += [_fmt(result["summary"][s][c]["top1_accuracy"], ".2f") for s in picks]
+    for name in scorers:
+        s = result["summary"][name][col]
+        row = [label(name), _fmt(s["kendall_tau"]), _fmt(s["within_params_tau"]),
+               _fmt(s["top1_accuracy"], ".2f")]
+        if len(cols) > 1:
+            taus = [result["summary"][name][c]["kendall_tau"]["mean"] for c in cols]
+            taus = [t for t in taus if t is not None]
+            row.append(f"{min(taus):.3f} to {max(taus):.3f}" if taus else "n/a")
         rows.append(row)
     width = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = [f"Scorers vs {result.get('title', 'NAS-Bench-201')} ({result['num_archs']} cells"
-             f"{', seeded sample' if result.get('sample') else ''}, "
-             f"{'mean ± std over ' + str(runs) + ' runs' if runs > 1 else 'one run'}): "
-             f"tau = Kendall tau of the score with the column's accuracy (-1..1"
-             f"{'; the params count is the free baseline to beat' if 'params' in scorers else ''}"
-             f"); a pick's accuracy is in %."]
+    over = (f"mean ± std over {runs} runs" if runs > 1 else "one run")
+    lines = [f"Scorers vs {result.get('title', 'NAS-Bench-201')} on {col} "
+             f"({result['num_archs']} cells{', seeded sample' if result.get('sample') else ''}, "
+             f"{over}):"]
     for r in rows:
         lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w)
                                for i, (v, w) in enumerate(zip(r, width))).rstrip())
+    legend = (f"tau: Kendall tau of the score with the {col} accuracy (-1..1); tau within "
+              f"params: the same inside groups of equal params, what the score knows beyond "
+              f"size; top pick: the accuracy of the scorer's best cell"
+              + ("; the params count is the free baseline to beat" if "params" in scorers
+                 else "") + ".")
+    lines += textwrap.wrap(legend, SUMMARY_WIDTH)
     if search:
-        lines.append(f"searched cell {search['found'][0]['arch']}: "
-                     + _search_line(result)[len("Searched cell: "):])
+        best = search["found"][0]
+        where = search.get("search_file") or Path(search.get("file", "result.json")).name
+        lines.append(f"searched cell: {best[col]:.2f} % on {col}, from {where}:")
+        lines.append(f"  {best['arch']}")
+        lines += textwrap.wrap(f"({search['method']} search by {search['scorer']}, "
+                               f"{search['constraint']}, checkpoint "
+                               f"{search.get('checkpoint', 'last.pt')})", SUMMARY_WIDTH,
+                               initial_indent="  ", subsequent_indent="  ")
     for column, cons in (result["per_run"][0].get("constrained_latency") or {}).items():
         def pct(value):
             return "n/a" if value is None else f"{value:.2f}"
         picks = ", ".join(f"{name} {pct(m['mean_accuracy'])}"
                           for name, m in cons["methods"].items())
-        lines.append(f"under latency limits on {column} ({len(cons['budgets'])} limits, "
-                     f"{cons['budgets'][0]:.3g}-{cons['budgets'][-1]:.3g} ms; first run): mean "
-                     f"accuracy of the pick {picks}; largest that fits "
-                     f"{pct(cons['largest']['mean_accuracy'])}, oracle "
-                     f"{pct(cons['oracle']['mean_accuracy'])} (%)")
+        lines += textwrap.wrap(
+            f"under latency limits on {column} ({len(cons['budgets'])} limits, "
+            f"{cons['budgets'][0]:.3g}-{cons['budgets'][-1]:.3g} ms; first run): mean accuracy "
+            f"of the pick {picks}; largest that fits {pct(cons['largest']['mean_accuracy'])}, "
+            f"oracle {pct(cons['oracle']['mean_accuracy'])} (%)", SUMMARY_WIDTH)
     if report_dir is not None:
         where = Path(report_dir)
-        lines.append(f"full report: {where / 'evaluation.md'} (data: evaluation.json, plots: "
-                     f"{where / 'plots'}/)")
+        lines.append(f"full report: {where / 'evaluation.md'} (every column and statistic)")
+        lines.append(f"  data: evaluation.json, plots: {where / 'plots'}/")
     return "\n".join(lines)
 
 

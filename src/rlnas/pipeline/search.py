@@ -18,9 +18,9 @@ from ..deprecation import renamed_keyword
 from ..errors import RlnasError
 from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
                      write_json_atomic)
-from ..plots import scatter_plot
+from ..plots import scatter_plot, score_label
 from ..rundir import Run
-from ..scorers import get_scorer
+from ..scorers import describe_scorer, get_scorer
 from ..searchers import Constraint, EvolutionSettings, run_search
 from .rank import best_first, check_scores, ranking_csv
 
@@ -138,6 +138,7 @@ def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, p
     out = {
         "space": space.name, "name": name, "file": f"result-{name}.json",
         "visited_file": f"visited-{name}.csv", "method": method, "scorer": scorer,
+        "score_meaning": describe_scorer(scorer),
         "checkpoint": checkpoint, "seed": int(run.config.seed if seed is None else seed),
         "max_params": constraint.max_params, "max_flops": constraint.max_flops,
         "max_latency": constraint.max_latency,
@@ -186,26 +187,26 @@ def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, A
 
 def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[str, Any]):
     """visited-<name>.csv (every scored arch, best first, with its cost), result-<name>.json
-    (``out``) and a score-vs-cost plot, then their copies as the latest search (visited.csv,
-    result.json, plots/search_score_vs_flops.png); the plot folder is made first, so that a
-    run that cannot be written fails before any result is replaced."""
+    (``out``) and the search's plot, plots/search-<name>_score_vs_flops.png (its score against
+    FLOPs over the visited archs, the best marked), then the copies of the files as the latest
+    search (visited.csv, result.json; a plot is named by its search only); the plot folder is
+    made first, so that a run that cannot be written fails before any result is replaced."""
     plots = make_dir(run.path / "plots", "plot folder")
     name = out["name"]
-    visited = ranking_csv(scorer, [space.to_str(tuple(a)) for a in result.archs], result.scores,
-                          cost["params"], cost["flops"], cost.get("latency"))
+    strs = [space.to_str(tuple(a)) for a in result.archs]
+    visited = ranking_csv(scorer, strs, result.scores, cost["params"], cost["flops"],
+                          cost.get("latency"))
     atomic_write_text(run.path / out["visited_file"], visited)
     write_json_atomic(out, run.path / out["file"])
-    plot = plots / f"search-{name}_score_vs_flops.png"
-    scatter_plot(cost["flops"], result.scores, plot,
+    scatter_plot(cost["flops"], result.scores, plots / f"search-{name}_score_vs_flops.png",
                  title=f"{result.method} search: {scorer} vs FLOPs ({len(result.scores)} visited)",
-                 xlabel="M FLOPs", ylabel=scorer)
+                 xlabel=score_label("flops"), ylabel=score_label(scorer), archs=strs,
+                 marks={"best (the search's pick)": 0})
     if "latency" in cost:
         _write_pareto(run, space, scorer, result, cost, out, plots)
     # the latest search, under the names every earlier rlnas wrote
     atomic_write_text(run.path / "visited.csv", visited)
     write_json_atomic(out, run.path / "result.json")
-    if plot.exists():
-        shutil.copyfile(plot, plots / "search_score_vs_flops.png")
 
 
 def _write_pareto(run: Run, space, scorer: str, result, cost, out: Dict[str, Any], plots: Path):
@@ -228,4 +229,5 @@ def _write_pareto(run: Run, space, scorer: str, result, cost, out: Dict[str, Any
     scatter_plot(ms[runs], result.scores[runs], plots / f"search-{out['name']}_score_vs_latency.png",
                  title=f"{result.method} search: {scorer} vs latency ({int(runs.sum())} scored, "
                        f"{len(front)} on the front)",
-                 xlabel=f"latency (ms; {out['latency']['source']})", ylabel=scorer)
+                 xlabel=f"latency (ms; {out['latency']['source']})", ylabel=score_label(scorer),
+                 marks={"best (the search's pick)": 0} if runs[0] else None)

@@ -73,6 +73,7 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
                                             train.stability_every, run_dir / "stability.csv",
                                             ckpt.get("stability_prev"), dist.main,
                                             variant=training_variant(cfg))
+        spec.may_stop_early = "when stable"
     total = loader.steps_per_epoch * train.epochs
     if start >= total:
         return {"resumed": True, "already_done": True, "steps": total}

@@ -39,22 +39,37 @@ def valid_paths(arch: Sequence[int]) -> List[Tuple[int, ...]]:
     return [p for p in PATHS if all(arch[e] != NONE for e in p)]
 
 
+def _live_path_ops(arch_strs):
+    """Per arch string, the ops of each input->output path without a ``none`` edge, or None
+    for a string that is not an NB201 arch string."""
+    if isinstance(arch_strs, str):
+        arch_strs = [arch_strs]
+    for a in arch_strs:
+        if not isinstance(a, str):
+            yield None
+            continue
+        toks = [t for t in a.strip().replace("+", "").split("|") if t]
+        if len(toks) != 6 or not all("~" in t for t in toks):
+            yield None
+            continue
+        ops = [t.split("~")[0] for t in toks]  # genome (edge) order, as NB201Space.to_str
+        yield [[ops[e] for e in path] for path in PATHS if all(ops[e] != "none" for e in path)]
+
+
 def nb201_disconnected(arch_strs) -> np.ndarray:
     """Boolean mask: True for an NB201 cell with no input->output path (every path holds a
     ``none`` edge). Such a cell's network ignores its input (NB201 accuracy ~10 % on CIFAR-10,
     an angle of 0). Strings that are not NB201 arch strings count as connected."""
-    if isinstance(arch_strs, str):
-        arch_strs = [arch_strs]
-    out = np.zeros(len(arch_strs), dtype=bool)
-    for i, a in enumerate(arch_strs):
-        if not isinstance(a, str):
-            continue
-        toks = [t for t in a.strip().replace("+", "").split("|") if t]
-        if len(toks) != 6 or not all("~" in t for t in toks):
-            continue
-        ops = [t.split("~")[0] for t in toks]  # genome (edge) order, as NB201Space.to_str
-        out[i] = not any(all(ops[e] != "none" for e in path) for path in PATHS)
-    return out
+    return np.array([live is not None and not live for live in _live_path_ops(arch_strs)],
+                    dtype=bool)
+
+
+def nb201_conv_free(arch_strs) -> np.ndarray:
+    """Boolean mask: True for a connected NB201 cell with no convolution on any input->output
+    path (only skip_connect / avg_pool_3x3 there): its cells train no weight the output uses,
+    so the angle and distance scorers give it 0. Other strings: False."""
+    return np.array([bool(live) and not any("conv" in op for path in live for op in path)
+                     for live in _live_path_ops(arch_strs)], dtype=bool)
 
 
 # ----------------------------------------------------------------------------------------------
