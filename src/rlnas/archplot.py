@@ -89,8 +89,14 @@ def _draw_cell(ax, cell: Dict, colours: Dict[str, str]) -> List:
     pos = _cell_layout(nodes, inputs)
     out = len(nodes) - 1
     labels = []
+    xs = [x for x, _ in pos.values()]
+    ys = [y for _, y in pos.values()]
     for a, b, op in edges:
         rad = _bend(a, b, op, pos)
+        for t in (0.25, 0.5, 0.75):  # the axes hold every arc
+            x, y = _on_curve(pos[a], pos[b], rad, t)
+            xs.append(x)
+            ys.append(y)
         colour = colours.get(op, "#9a9a9a")
         ax.add_patch(FancyArrowPatch(
             pos[a], pos[b], connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
@@ -107,10 +113,8 @@ def _draw_cell(ax, cell: Dict, colours: Dict[str, str]) -> List:
         if below:
             ax.text(x, y - _NODE_RADIUS - 0.08, below, ha="center", va="top", fontsize=8,
                     color="#444444", zorder=5)
-    xs = [p[0] for p in pos.values()]
-    ys = [p[1] for p in pos.values()]
     ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
-    ax.set_ylim(min(ys) - 1.1, max(ys) + 1.1)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(cell.get("title", ""), fontsize=10)
@@ -141,8 +145,13 @@ def _place_labels(fig, labels) -> None:
         taken.append(box)
 
 
+def _per_row(boxes: int) -> int:
+    """Boxes per row of a chain: at most CHAIN_ROW, the rows as even as they can be."""
+    return -(-boxes // -(-boxes // CHAIN_ROW))
+
+
 def _draw_chain(ax, diagram: Dict, colours: Dict[str, str]) -> Tuple[float, float]:
-    """Boxes left to right, ``CHAIN_ROW`` a row, every other row right to left (a snake), an
+    """Boxes left to right, ``_per_row`` a row, every other row right to left (a snake), an
     arrow between consecutive boxes; returns the drawing's (width, height) in data units."""
     from matplotlib.colors import to_rgba
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
@@ -151,7 +160,7 @@ def _draw_chain(ax, diagram: Dict, colours: Dict[str, str]) -> Tuple[float, floa
                  bool(b.get("skip"))) for i, b in enumerate(diagram["blocks"])]
              + [(diagram["head"], None, "#fde9b6", False)])
     w, h, gap_x, gap_y = 1.5, 0.9, 0.6, 0.9
-    per_row = min(CHAIN_ROW, len(boxes))
+    per_row = _per_row(len(boxes))
     rows = -(-len(boxes) // per_row)
     centres = []
     for k in range(len(boxes)):
@@ -188,8 +197,8 @@ def _draw_chain(ax, diagram: Dict, colours: Dict[str, str]) -> Tuple[float, floa
 
 
 def _wrap(title: str, width_in: float) -> str:
-    """``title`` wrapped to a figure ``width_in`` inches wide (9-point text)."""
-    return "\n".join(textwrap.fill(line, int(width_in * 12.5)) for line in title.splitlines())
+    """``title`` wrapped to a figure ``width_in`` inches wide (8-point text)."""
+    return "\n".join(textwrap.fill(line, int(width_in * 14)) for line in title.splitlines())
 
 
 def arch_figure(diagram: Dict, title: str):
@@ -200,26 +209,24 @@ def arch_figure(diagram: Dict, title: str):
         cells = diagram["cells"]
         names = [op for c in cells for _, _, op in c["edges"]]
         colours = _colours(names)
-        spans = [_cell_layout(c["nodes"], int(c.get("inputs", 1))) for c in cells]
-        width = max(max(x for x, _ in pos.values()) for pos in spans) + 1.0
-        height = sum(max(y for _, y in pos.values()) - min(y for _, y in pos.values()) + 2.6
-                     for pos in spans)
-        size = max(6.0, 0.8 * width)
-        wrapped = _wrap(title, size)
-        fig = _new_figure((size, 0.8 * height + 0.2 * wrapped.count("\n")))
+        fig = _new_figure((1.0, 1.0))
         axes = fig.subplots(len(cells), 1, squeeze=False)[:, 0]
         labels = [lab for ax, cell in zip(axes, cells) for lab in _draw_cell(ax, cell, colours)]
+        width = max(np.ptp(ax.get_xlim()) for ax in axes)
+        height = sum(np.ptp(ax.get_ylim()) + 0.5 for ax in axes)  # + the cell's title
+        size = max(7.5, 0.8 * width)
+        wrapped = _wrap(title, size)
+        fig.set_size_inches(size, 0.8 * height + 0.17 * (wrapped.count("\n") + 1) + 0.2)
     else:
         colours = _colours([b["op"] for b in diagram["blocks"]])
-        per_row = min(CHAIN_ROW, len(diagram["blocks"]) + 2)
-        size = max(6.0, 1.3 * per_row + 0.5)
+        size = max(6.0, 1.3 * _per_row(len(diagram["blocks"]) + 2) + 0.5)
         wrapped = _wrap(title, size)
         fig = _new_figure((size, 1.0))
         ax = fig.add_subplot(1, 1, 1)
         width, height = _draw_chain(ax, diagram, colours)
         fig.set_size_inches(size, (size - 0.3) * (height + 0.4) / (width + 0.4)
                             + 0.5 + 0.18 * (wrapped.count("\n") + 1))
-    fig.suptitle(wrapped, fontsize=9)
+    fig.suptitle(wrapped, fontsize=8)
     fig.tight_layout()
     if diagram["kind"] == "cells":  # where labels fit depends on the final layout
         _place_labels(fig, labels)
