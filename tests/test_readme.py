@@ -57,7 +57,7 @@ TINY = {
 }
 # the same for the other verbs (appended flags win over the README's)
 TINY_VERB = {
-    "rank": ["-q"], "search": ["-q"], "evaluate": ["-q"],
+    "rank": ["-q"], "search": ["-q"], "evaluate": ["--columns", "cifar10_test", "-q"],
     "check": ["--archs", "2", "--epochs", "1", "--images", "128", "-q"],
     "retrain --top": ["--top", "2", "--random", "1", "--epochs", "1", "--images", "128", "-q"],
     "python examples/my_space.py": ["--supernet", "subset=128", "--retrain", "subset=128",

@@ -838,8 +838,9 @@ def make_loader(data, labels, batch_size: int, device="cpu", seed: int = 0, augm
                             image_size=resolution or data.image_size[0],
                             channels_last=channels_last, transform=transform or "official")
     if transform not in (None, "official"):
-        raise RlnasError(f"data.transform={transform} applies to image folders; {data.name} "
-                         "images use the CIFAR-style crop and flip")
+        raise RlnasError(f"data.transform={transform} applies to image folders decoded on the "
+                         f"fly (data.dataset=imagenet); {data.name} images use the CIFAR-style "
+                         f"crop and flip")
     size = resolution or int(data.x.shape[1])
     return DeviceLoader(data.x, labels, batch_size, data.mean, data.std, device=device,
                         pad=crop_padding(size), augment=augment and not eval_mode,
