@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlnas-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test wheel-check bench clean
 
 $(STAMP): pyproject.toml constraints-ci.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# the built wheel (not the editable clone) installed into a fresh venv, run from outside the tree
+wheel-check: $(STAMP)
+	.ci/wheel_check.sh $(PY)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_nb201.py

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .data import (DeviceLoader, ImageData, load_dataset, load_nb201_split, nb201_train_half,
-                   prepare_training_data)
+from .data import (DeviceLoader, ImageData, align_test_split, load_dataset, load_nb201_split,
+                   nb201_train_half, prepare_training_data)
 from .distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from .errors import RlnasError
 from .schema import Config
@@ -318,6 +318,7 @@ class AccuracyScorer:
                 held_desc += f"; {len(held):,} kept (first of a permutation seeded {self.seed})"
         if len(held) == 0:
             raise RlnasError("the held-out set is empty")
+        held = align_test_split(train, held)  # the training split's classes (by name)
         if held.image_size != train.image_size:
             raise RlnasError(f"held-out images are {held.image_size}, but the supernet was trained "
                              f"on {train.image_size} images")

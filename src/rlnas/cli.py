@@ -12,6 +12,8 @@
     rlnas run PRESET [key=value ...] [--out RUN]       train, rank, search (and evaluate)
     rlnas check RUN [--archs K] [--epochs E] [...]     retrain top/middle/random archs, true labels
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
+    rlnas retrain RUN --top K [--random R]             the K best found archs, the largest and
+                                                       R random ones, side by side
     rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
     rlnas bench | cost [--space S] ARCH | sample [--space S] [-n N] | scorers | presets
     rlnas config --show [PRESET|RUN [key=value ...]]   the resolved config, each key's doc
@@ -354,17 +356,65 @@ def _run(args):
         _print_notes(run, search=res)
 
 
+RETRAIN_EPILOG = """\
+Several archs side by side: `rlnas retrain RUN --top K [--random R]` retrains the K best archs
+of RUN's latest search (--result NAME: another one), the largest arch under its limits and R
+random archs under them (default 3), each with the true labels, the same short recipe and the
+same seed as `rlnas check` (--epochs, --images, --image-size, --seed), and writes a table
+(RUN/retrain-top/retrain-top.csv and .md: role, params, FLOPs, test accuracy, a noise note)."""
+
+
 def _add_retrain_args(p):
-    p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file")
+    p.add_argument("config", help="retraining preset (e.g. retrain-nb201-cifar10) or YAML file; "
+                                  "with --top, the run")
     _add_space_arg(p)
-    p.add_argument("arch", help="a run directory or result.json (its best arch), or an arch string")
+    p.add_argument("arch", nargs="?",
+                   help="a run directory or result.json (its best arch), or an arch string")
     p.add_argument("overrides", nargs="*", metavar="key=value")
-    p.add_argument("--out", "-o", help="output directory (default: runs/<preset>)")
+    p.add_argument("--out", "-o", help="output directory (default: runs/<preset>; with --top "
+                                       "RUN/retrain-top)")
     p.add_argument("--quiet", "-q", action="store_true")
+    top = p.add_argument_group("several archs of a run: rlnas retrain RUN --top K")
+    top.add_argument("--top", type=positive_int, metavar="K",
+                     help="retrain the K best archs of RUN's search, the largest and random ones")
+    top.add_argument("--random", type=int, metavar="R",
+                     help="random archs under the search's limits (default 3; 0: none)")
+    top.add_argument("--result", help="which search of RUN (default: the latest, result.json)")
+    top.add_argument("--epochs", type=positive_int, help="epochs per arch (default 2)")
+    top.add_argument("--images", type=positive_int,
+                     help="training images (default: the run's data.subset, else all)")
+    top.add_argument("--image-size", type=positive_int,
+                     help="image side in px (default: the run's data.resolution)")
+    top.add_argument("--seed", type=int, help="the training seed of every arch (default 0)")
+    top.add_argument("--data-root", help="the dataset's folder (default: the run's)")
+    top.add_argument("--test-root", help="the test images (default: the run's)")
+
+
+_TOP_ONLY = ("random", "result", "epochs", "images", "image_size", "seed", "data_root",
+             "test_root")
 
 
 def _retrain(args):
     from . import api
+    given = [f"--{k.replace('_', '-')}" for k in _TOP_ONLY if getattr(args, k) is not None]
+    if args.top is not None:
+        if args.arch is not None or args.overrides:
+            raise RlnasError("--top retrains archs of a run with `rlnas check`'s short recipe: "
+                             "`rlnas retrain RUN --top K` takes no preset, arch or key=value")
+        from .pipeline.check import format_top
+        report = api.open_run(args.config).retrain_top(
+            top=args.top, random=3 if args.random is None else args.random,
+            epochs=args.epochs or 2, images=args.images, image_size=args.image_size,
+            seed=args.seed or 0, result=args.result, out=args.out,
+            data_root=args.data_root, test_root=args.test_root, progress=not args.quiet,
+            log=print)
+        print(format_top(report))
+        return
+    if given:
+        raise RlnasError(f"{', '.join(given)} apply to `rlnas retrain RUN --top K` only")
+    if args.arch is None:
+        raise RlnasError("which arch? `rlnas retrain PRESET ARCH|RESULT|RUN [key=value ...]`, or "
+                         "`rlnas retrain RUN --top K` for the best archs of a run")
     s = api.retrain(args.config, args.arch, args.out, args.overrides, progress=not args.quiet)
     if _main_process():
         print(f"{s['out']}: {s['arch']} ({s['params_m']:.3f} M params), {s['epochs']} epochs; "
@@ -589,8 +639,9 @@ VERBS: Dict[str, Verb] = {
     "check": Verb("retrain top / middle / random archs of a run with the true labels: does its "
                   "scorer beat params and flops here?", _check, _add_check_args),
     "run": Verb("train, rank, search and evaluate in one go", _run, _add_run_args, TRAIN_EPILOG),
-    "retrain": Verb("train a found architecture from scratch (true labels)", _retrain,
-                    _add_retrain_args),
+    "retrain": Verb("train a found architecture from scratch (true labels); --top K: the best "
+                    "archs of a run next to the largest and random ones", _retrain,
+                    _add_retrain_args, RETRAIN_EPILOG),
     "export": Verb("a retrained network as a torch.export program (model.pt2), state dict and "
                    "export.json (+ ONNX)", _export, _add_export_args),
     "cost": Verb("params and FLOPs of an architecture (default: an NB201 cell)", _cost,

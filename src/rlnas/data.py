@@ -1,5 +1,6 @@
-"""Datasets (CIFAR-10/100, ImageNet16-120, a scikit-learn digits demo), NB201 splits, and a
-device-resident batch loader whose every batch is a pure function of (seed, step).
+"""Datasets (CIFAR-10/100, ImageNet16-120, a scikit-learn digits demo, and a user's own images
+as ``.npz`` arrays or an image folder), NB201 splits, and a device-resident batch loader whose
+every batch is a pure function of (seed, step).
 
 Images are kept as uint8 arrays of shape N x H x W x 3 (HWC, RGB) with int64 labels. Every bad
 input raises :class:`rlnas.errors.RlnasError` with a one-line message. The pickled CIFAR and
@@ -31,7 +32,8 @@ CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 IMAGENET16_MEAN = (0.4811, 0.4575, 0.4078)
 IMAGENET16_STD = (0.2605, 0.2533, 0.2683)
 
-KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "imagenet")
+KNOWN_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "digits", "imagenet", "npz",
+                  "folder")
 SPLITS = ("train", "test")
 
 DIGITS_TRAIN = 1297
@@ -44,7 +46,9 @@ DIGITS_SEED = 0
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class ImageData:
-    """A labelled image set: ``x`` uint8 N x H x W x 3 (RGB), ``y`` int64 N."""
+    """A labelled image set: ``x`` uint8 N x H x W x 3 (RGB), ``y`` int64 N; ``classes``: the
+    class names where the data has them (image folders, an ``.npz`` with a ``classes`` array),
+    label k naming ``classes[k]``."""
 
     x: np.ndarray
     y: np.ndarray
@@ -53,6 +57,7 @@ class ImageData:
     std: Tuple[float, float, float]
     name: str
     source: str
+    classes: Optional[List[str]] = None
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -78,7 +83,8 @@ class ImageData:
         return ImageData(
             x=self.x[idx], y=self.y[idx], num_classes=self.num_classes, mean=self.mean,
             std=self.std, name=self.name,
-            source=f"{self.source}; subset of {idx.size:,} of {len(self):,} images")
+            source=f"{self.source}; subset of {idx.size:,} of {len(self):,} images",
+            classes=self.classes)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,23 +182,58 @@ def _flat_to_hwc(data, path: Path, side: int) -> np.ndarray:
     return np.ascontiguousarray(data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1))
 
 
-def _load_npz(path: Path, side: int, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+def _read_npz(path: Path):
+    """(x, y, classes or None) of an .npz file holding ``x`` (uint8 N x H x W x 3, HWC RGB),
+    integer labels ``y`` and optionally ``classes`` (the class names, label k naming
+    ``classes[k]``); read without unpickling."""
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             if "x" not in keys or "y" not in keys:
                 raise RlnasError(f"{path} must hold arrays 'x' and 'y' (found: {sorted(keys)})")
             x, y = z["x"], z["y"]
+            classes = z["classes"] if "classes" in keys else None
     except RlnasError:
         raise
     except Exception as exc:
         raise RlnasError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (side, side, 3):
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
+        raise RlnasError(f"{path}: 'x' must be uint8 N x H x W x 3 (HWC RGB), got dtype "
+                         f"{x.dtype} shape {x.shape}")
+    if classes is not None:
+        if classes.ndim != 1 or classes.dtype.kind not in "US" or classes.size < 1:
+            raise RlnasError(f"{path}: 'classes' must be a 1-D array of class names, got dtype "
+                             f"{classes.dtype} shape {classes.shape}")
+        classes = [str(c) for c in classes.astype(str)]
+    y = _check_labels(y, x.shape[0], path, 0, None if classes is None else len(classes))
+    if y.size and y.min() < 0:
+        raise RlnasError(f"{path}: labels must be >= 0, found {y.min()}")
+    return x, y, classes
+
+
+def _load_npz(path: Path, side: int, num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    x, y, _ = _read_npz(path)
+    if x.shape[1:] != (side, side, 3):
         raise RlnasError(
             f"{path}: 'x' must be uint8 N x {side} x {side} x 3 (HWC RGB), "
             f"got dtype {x.dtype} shape {x.shape}")
     y = _check_labels(y, x.shape[0], path, 0, num_classes)
     return x, y
+
+
+def channel_stats(x: np.ndarray) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images N x H x W x 3 on the 0-1 scale (float64, in
+    chunks): the normalisation of a user's own data, computed on its training images."""
+    n = max(1, x.shape[0] * x.shape[1] * x.shape[2])
+    total, squares = np.zeros(3), np.zeros(3)
+    for part in np.array_split(x, max(1, x.shape[0] // 4096)):
+        f = part.reshape(-1, 3).astype(np.float64) / 255.0
+        total += f.sum(0)
+        squares += (f * f).sum(0)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean * mean, 0.0))
+    std = np.where(std > 1e-6, std, 1.0)  # a constant channel: leave it unscaled
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,11 +390,119 @@ def _load_digits(split: str) -> ImageData:
 
 
 # ----------------------------------------------------------------------------------------------
+# a user's own images: .npz arrays or an image folder, any size, any number of classes
+# ----------------------------------------------------------------------------------------------
+def _labelled_by(classes: Optional[List[str]], y: np.ndarray, where) -> int:
+    """The number of classes: the names' count where the data has names, else max label + 1."""
+    if classes is not None:
+        return len(classes)
+    if y.size == 0:
+        raise RlnasError(f"{where} holds no images")
+    return int(y.max()) + 1
+
+
+def _load_user_npz(root: Path, split: str) -> ImageData:
+    """``data.dataset=npz``: one .npz file (``root`` itself) or the ``<split>*.npz`` files of
+    the folder ``root``; images of any one size, the classes from the labels (or ``classes``)."""
+    if root.is_file():
+        files = [root]
+    else:
+        files = sorted(root.glob(f"{split}*.npz"), key=_natural_key)
+        if not files:
+            raise RlnasError(f"no {split}*.npz files in {root}: give a folder of {split}*.npz "
+                             f"files or one .npz file holding x (uint8 N x H x W x 3) and y")
+        if split == "test" and len(files) > 1:
+            raise RlnasError(f"{root} holds {len(files)} test files "
+                             f"({', '.join(f.name for f in files)}); choose one with "
+                             f"data.test_root={files[0]}")
+    xs, ys, classes = [], [], None
+    for p in files:
+        x, y, names = _read_npz(p)
+        if xs and x.shape[1:] != xs[0].shape[1:]:
+            raise RlnasError(f"{p} holds {x.shape[1]} x {x.shape[2]} images but {files[0]} "
+                             f"holds {xs[0].shape[1]} x {xs[0].shape[2]}; one size per dataset")
+        if xs and names != classes:
+            raise RlnasError(f"{p} and {files[0]} name different classes")
+        xs.append(x)
+        ys.append(y)
+        classes = names
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    k = _labelled_by(classes, y, root)
+    mean, std = channel_stats(x)
+    return ImageData(x=x, y=y, num_classes=k, mean=mean, std=std, name="npz", classes=classes,
+                     source=f"{len(x):,} {x.shape[1]} x {x.shape[2]} images, {k} classes, "
+                            f"{split}: {', '.join(f.name for f in files)} in "
+                            f"{files[0].parent}")
+
+
+def _load_user_folder(root: Path, split: str) -> ImageData:
+    """``data.dataset=folder``: an image folder (``root/train/<class>/*``, ``root/val/<class>/*``
+    or ``root/test/<class>/*``, as ``imagenet``) decoded once into memory, like CIFAR; every
+    image of one size (which sets the input size), one class per sub-folder."""
+    from PIL import Image, UnidentifiedImageError
+    from .imagenet import load_image_folder
+    listed = load_image_folder(root, split)
+    images, first = [], None
+    for path in listed.paths:
+        try:
+            with Image.open(path) as img:
+                a = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except (OSError, UnidentifiedImageError) as err:
+            raise RlnasError(f"cannot read the image {path}: {err}") from None
+        if first is None:
+            first = (path, a.shape)
+        elif a.shape != first[1]:
+            raise RlnasError(
+                f"{path} is {a.shape[1]} x {a.shape[0]} px but {first[0]} is {first[1][1]} x "
+                f"{first[1][0]}: data.dataset=folder holds images of one size (resize them, or "
+                f"use data.dataset=imagenet, which crops every image to data.resolution)")
+        images.append(a)
+    x = np.stack(images)
+    mean, std = channel_stats(x)
+    return ImageData(x=x, y=listed.y, num_classes=listed.num_classes, mean=mean, std=std,
+                     name="folder", classes=listed.classes,
+                     source=f"{len(x):,} {x.shape[1]} x {x.shape[2]} images, "
+                            f"{listed.num_classes} classes, {listed.source}")
+
+
+def align_test_split(train, test):
+    """``test`` made comparable with the ``train`` split it evaluates networks of: labelled by
+    the training split's classes (by name, where both have names: a test folder that lacks a
+    class would otherwise shift every label after it) and normalised with the training
+    statistics. Refuses a test class the training data does not have.
+
+    Args:
+        train, test: ``ImageData`` or ``imagenet.FolderData``.
+
+    Returns:
+        ``test``, relabelled in place where needed."""
+    names, known = getattr(test, "classes", None), getattr(train, "classes", None)
+    if names is not None and known is not None and list(names) != list(known):
+        index = {c: i for i, c in enumerate(known)}
+        unknown = [c for c in names if c not in index]
+        if unknown:
+            raise RlnasError(f"the test images hold classes the training images do not: "
+                             f"{', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} "
+                             f"({test.source})")
+        test.y = np.array([index[c] for c in names], dtype=np.int64)[test.y]
+        test.classes = list(known)
+    if len(test.y) and int(test.y.max()) >= train.num_classes:
+        raise RlnasError(f"the test labels reach {int(test.y.max())}, but the training images "
+                         f"have {train.num_classes} classes ({test.source})")
+    test.num_classes = train.num_classes
+    test.mean, test.std = train.mean, train.std
+    return test
+
+
+# ----------------------------------------------------------------------------------------------
 # public loader
 # ----------------------------------------------------------------------------------------------
 def load_dataset(name: str, root: Optional[PathLike] = None, split: str = "train") -> ImageData:
-    """Load ``name`` (cifar10, cifar100, imagenet16-120, digits, imagenet) split ``train`` or
-    ``test``; imagenet returns a ``FolderData`` (files decoded on the fly)."""
+    """Load ``name`` (cifar10, cifar100, imagenet16-120, digits, imagenet, npz, folder) split
+    ``train`` or ``test``; imagenet returns a ``FolderData`` (files decoded on the fly). ``npz``
+    and ``folder`` are a user's own images, of any size and any number of classes (both taken
+    from the data); their mean/std are their own (callers normalise a test split with the
+    training split's: :func:`align_test_split`)."""
     if name == "imagenet":
         from .imagenet import load_image_folder
         if root is None:
@@ -372,10 +521,16 @@ def load_dataset(name: str, root: Optional[PathLike] = None, split: str = "train
     if not root.exists():
         where = {"cifar10": "the 'cifar-10-batches-py' folder or train_*.npz/test*.npz files",
                  "cifar100": "the 'cifar-100-python' folder or train*.npz/test*.npz files",
-                 "imagenet16-120": "NB201's ImageNet16 pickles (train_data_batch_1..10, val_data)"}[key]
+                 "imagenet16-120": "NB201's ImageNet16 pickles (train_data_batch_1..10, val_data)",
+                 "npz": "an .npz file (x uint8 N x H x W x 3, y) or train*.npz/test*.npz files",
+                 "folder": "train/<class>/<image> and val/<class>/<image> folders"}[key]
         raise RlnasError(f"data root {root} does not exist; put {where} there")
     if key in _CIFAR:
         return _load_cifar(key, root, split)
+    if key == "npz":
+        return _load_user_npz(root, split)
+    if key == "folder":
+        return _load_user_folder(root, split)
     if root.is_file():
         raise RlnasError(f"{root} is a file; for imagenet16-120 give the folder holding "
                          f"train_data_batch_1..10 and val_data")
@@ -683,8 +838,9 @@ def make_loader(data, labels, batch_size: int, device="cpu", seed: int = 0, augm
                             image_size=resolution or data.image_size[0],
                             channels_last=channels_last, transform=transform or "official")
     if transform not in (None, "official"):
-        raise RlnasError(f"data.transform={transform} applies to image folders; {data.name} "
-                         "images use the CIFAR-style crop and flip")
+        raise RlnasError(f"data.transform={transform} applies to image folders decoded on the "
+                         f"fly (data.dataset=imagenet); {data.name} images use the CIFAR-style "
+                         f"crop and flip")
     size = resolution or int(data.x.shape[1])
     return DeviceLoader(data.x, labels, batch_size, data.mean, data.std, device=device,
                         pad=crop_padding(size), augment=augment and not eval_mode,

@@ -278,6 +278,28 @@ class Run:
                          test_root=str(test_root) if test_root is not None else None,
                          progress=progress, log=log or (lambda line: None))
 
+    def retrain_top(self, top: int = 3, random: int = 3, epochs: int = 2,
+                    images: Optional[int] = None, image_size: Optional[int] = None,
+                    channels: Optional[int] = None, cells: Optional[int] = None, seed: int = 0,
+                    result: Optional[str] = None, out: Optional[PathLike] = None,
+                    data_root: Optional[PathLike] = None, test_root: Optional[PathLike] = None,
+                    progress: bool = False, log: Optional[Callable] = None) -> Dict[str, Any]:
+        """``rlnas retrain RUN --top K``: retrain the ``top`` best archs of a search (``result``:
+        its name, default the latest), the largest arch and ``random`` random archs under its
+        limits, with the true labels and ``check``'s short recipe (``epochs``, ``images``,
+        ``image_size``, ``channels``/``cells``, ``seed``: the same for every arch), and report
+        them side by side. Writes ``retrain-top.json`` / ``.csv`` / ``.md`` in ``out`` (default
+        ``RUN/retrain-top``; resumable) and returns the report (``rows`` with each arch's role,
+        score, params, FLOPs and test accuracy, ``noise``, ``summary``). ``log``: progress
+        lines (default: none)."""
+        from .pipeline.check import retrain_top
+        return retrain_top(self, top=top, random=random, epochs=epochs, images=images,
+                           image_size=image_size, channels=channels, cells=cells, seed=seed,
+                           result=result, out=Path(out) if out is not None else None,
+                           data_root=str(data_root) if data_root is not None else None,
+                           test_root=str(test_root) if test_root is not None else None,
+                           progress=progress, log=log or (lambda line: None))
+
     def __repr__(self):
         return f"Run({str(self.path)!r}, space={self.config.space!r}, scorer={self.scorer!r})"
 

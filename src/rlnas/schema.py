@@ -144,7 +144,8 @@ KEYS: Tuple[Key, ...] = (
     Key("precision", "auto", "auto (bf16 autocast on CUDA where supported, else fp32) | fp32 | "
         "bf16 | fp16", choices=("auto", "fp32", "bf16", "fp16")),
     # data
-    Key("data.dataset", "cifar10", "cifar10 | cifar100 | imagenet16-120 | imagenet | digits"),
+    Key("data.dataset", "cifar10", "cifar10 | cifar100 | imagenet16-120 | imagenet | digits | "
+        "npz | folder"),
     Key("data.root", "data/cifar10", "the training images (cifar-10-batches-py, train_*.npz or "
         "an image folder)"),
     Key("data.test_root", None, "test images if elsewhere; null = data.root", kinds=R),

@@ -80,11 +80,14 @@ def load_exported_state(path) -> torch.nn.Module:
     return model.eval()
 
 
-def input_spec(cfg: Dict[str, Any], size: int) -> Dict[str, Any]:
+def input_spec(cfg: Dict[str, Any], size: int, recorded: Optional[Dict[str, Any]] = None
+               ) -> Dict[str, Any]:
     """What the retrained network expects as input, per the retraining's data pipeline:
     uint8 RGB images -> float32 NCHW / 255 -> (x - mean) / std per channel (``DeviceLoader.
     _normalise`` for in-memory data; ``imagenet.finish_batch`` for image folders, where the
-    official transform does no mean/std normalisation and the torchvision one uses ImageNet's)."""
+    official transform does no mean/std normalisation and the torchvision one uses ImageNet's).
+    ``recorded``: the retraining's run.json, whose ``mean`` / ``std`` are those of a user's
+    own data (datasets ``npz`` and ``folder``: computed on its training images)."""
     from .. import data as data_mod
     from ..imagenet import _normalisation
     d = cfg.get("data", {})
@@ -106,6 +109,8 @@ def input_spec(cfg: Dict[str, Any], size: int) -> Dict[str, Any]:
         elif name == "digits":  # the demo set: mean/std of its training part, one per image
             dig = data_mod.load_dataset("digits", split="train")
             mean, std = dig.mean, dig.std
+        elif name in ("npz", "folder") and (recorded or {}).get("mean") is not None:
+            mean, std = recorded["mean"], recorded["std"]
         else:
             raise RlnasError(f"cannot tell the input normalisation of dataset {name!r}")
         prep = (f"a {name} image resized once to {size} x {size} (area averaging, "
@@ -318,7 +323,8 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
     meta = dict(meta)
     epochs_done = meta.pop("epochs_done", 0)
     try:
-        size = image_size or int(json.loads((run_dir / "run.json").read_text())["image_size"])
+        recorded = json.loads((run_dir / "run.json").read_text())
+        size = image_size or int(recorded["image_size"])
     except (ValueError, KeyError, TypeError):
         raise RlnasError(f"{run_dir / 'run.json'} is corrupt (no image_size)") from None
     try:  # the raw saved config: only its data section is read
@@ -328,7 +334,7 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
         cfg = {}
     why = "the run has no readable config.yaml"
     try:
-        spec = input_spec(cfg, size) if cfg else None
+        spec = input_spec(cfg, size, recorded) if cfg else None
     except RlnasError as err:  # e.g. the demo set without scikit-learn: export all the same
         spec, why = None, str(err)
     progress = training_progress(run_dir, cfg, epochs_done)

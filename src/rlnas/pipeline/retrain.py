@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import config as config_mod
-from ..data import load_dataset, make_loader, prepare_training_data
+from ..data import align_test_split, load_dataset, make_loader, prepare_training_data
 from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
 from ..errors import RlnasError
 from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
@@ -139,7 +139,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     train, d = cfg.train, cfg.data
     check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
-    test = load_dataset(d.dataset, d.test_root or d.root, split="test")
+    space.check_image_size(data.image_size, d.resolution)
+    test = align_test_split(data, load_dataset(d.dataset, d.test_root or d.root, split="test"))
     shared = check_test_data(d, data, data_desc, test)
     m = cfg.model
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
@@ -158,6 +159,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                  "labels": "true labels", "num_images": int(len(data.y)),
                  "num_classes": int(data.num_classes),
                  "image_size": int(d.resolution or data.image_size[0]),
+                 # the input normalisation (export.json tells a user's program)
+                 "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
                  "device": str(device), "processes": dist.world,
                  "config": cfg.tree()}, indent=2) + "\n")  # what the checkpoints are trained with
         dist.barrier()
@@ -170,7 +173,6 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                              augment=d.augment, channels_last=channels_last,
                              cutout=int(d.cutout or 0), resolution=d.resolution,
                              transform=d.transform)
-        test.mean, test.std = data.mean, data.std  # normalise test images as training ones
         test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
                                   eval_mode=True, resolution=d.resolution, transform=d.transform)
 
@@ -185,6 +187,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                 res = dict(evaluate_network(model, test_loader), epoch=epoch)
                 append_csv_row(run_dir / "eval.csv", ("epoch", "top1", "top5"),
                                (res["epoch"], f"{res['top1']:.4f}", f"{res['top5']:.4f}"))
+                # TensorBoard (when on): retrain/test_top1 and retrain/test_top5 at this epoch
+                extra["scalars"] = {"test_top1": res["top1"], "test_top5": res["top5"]}
             return False
 
         meta = {"space": space.name, "arch": arch_str, "model_config": cfg.model,

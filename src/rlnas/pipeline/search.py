@@ -18,6 +18,7 @@ from ..deprecation import renamed_keyword
 from ..errors import RlnasError
 from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
                      write_json_atomic)
+from ..archplot import arch_title, write_arch_picture
 from ..plots import scatter_plot, score_label
 from ..rundir import Run
 from ..scorers import describe_scorer, get_scorer
@@ -36,11 +37,12 @@ def search(run: Run, method: Optional[str] = None, checkpoint: str = "last.pt",
 
     Each search has a name, from its settings (:func:`search_name`, e.g.
     ``evolution-angle_sum-maxp0.5``) or ``name``, and writes ``result-<name>.json``,
-    ``visited-<name>.csv`` and ``plots/search-<name>_score_vs_flops.png``: searches with other
-    settings do not replace each other. ``result.json`` and ``visited.csv`` are copies of the
-    latest search (what ``rlnas retrain RUN`` and ``rlnas evaluate`` read by default); the
-    returned dict (and result.json) names its own file in ``file``. Holds the run's lock;
-    nothing is written until the search is done.
+    ``visited-<name>.csv``, ``plots/search-<name>_score_vs_flops.png`` and the picture of the
+    best arch, ``plots/arch-<name>.png``: searches with other settings do not replace each
+    other. ``result.json``, ``visited.csv`` and ``arch.png`` are copies of the latest search
+    (what ``rlnas retrain RUN`` and ``rlnas evaluate`` read by default); the returned dict
+    (and result.json) names its own file in ``file``. Holds the run's lock; nothing is
+    written until the search is done.
 
     Latency (``rlnas.latency``), where ``max_latency`` (ms) or ``latency_table`` is given: from
     the device table's ``latency_device`` column, else measured here (``latency_setting``, a
@@ -187,10 +189,12 @@ def size_summary(scores: np.ndarray, cost: Dict[str, np.ndarray]) -> Dict[str, A
 
 def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[str, Any]):
     """visited-<name>.csv (every scored arch, best first, with its cost), result-<name>.json
-    (``out``) and the search's plot, plots/search-<name>_score_vs_flops.png (its score against
-    FLOPs over the visited archs, the best marked), then the copies of the files as the latest
-    search (visited.csv, result.json; a plot is named by its search only); the plot folder is
-    made first, so that a run that cannot be written fails before any result is replaced."""
+    (``out``), the search's plot, plots/search-<name>_score_vs_flops.png (its score against
+    FLOPs over the visited archs, the best marked), and the picture of the best arch
+    (plots/arch-<name>.png, ``rlnas.archplot``), then the copies of the files as the latest
+    search (visited.csv, result.json, arch.png; a score plot is named by its search only); the
+    plot folder is made first, so that a run that cannot be written fails before any result is
+    replaced."""
     plots = make_dir(run.path / "plots", "plot folder")
     name = out["name"]
     strs = [space.to_str(tuple(a)) for a in result.archs]
@@ -204,9 +208,15 @@ def _write_search_results(run: Run, space, scorer: str, result, cost, out: Dict[
                  marks={"best (the search's pick)": 0})
     if "latency" in cost:
         _write_pareto(run, space, scorer, result, cost, out, plots)
+    picture = write_arch_picture(
+        space, result.archs[0], plots / f"arch-{name}.png",
+        arch_title(space, out["top"][0], scorer, f"best of the {result.method} search by "
+                   f"{scorer} ({out['constraint']})"))
     # the latest search, under the names every earlier rlnas wrote
     atomic_write_text(run.path / "visited.csv", visited)
     write_json_atomic(out, run.path / "result.json")
+    if picture is not None:  # the found arch, next to result.json
+        shutil.copyfile(picture, run.path / "arch.png")
 
 
 def _write_pareto(run: Run, space, scorer: str, result, cost, out: Dict[str, Any], plots: Path):

@@ -47,6 +47,7 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
     train = cfg.train
     check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
+    space.check_image_size(data.image_size, cfg.data.resolution)
     labels, k = _prepare_run(cfg, data, data_desc, run_dir, dist, device)
     torch.manual_seed(cfg.seed)  # W0 is a function of the seed
     model = space.supernet(num_classes=k, **cfg.model).to(device)

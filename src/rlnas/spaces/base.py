@@ -18,7 +18,8 @@ space and the example space):
   ``mutation_choices`` (= ``gene_choices``), ``sample`` (uniform, repaired), ``mutate``,
   ``crossover``, ``repair`` (identity), ``is_valid``, ``enumerate`` (None: not enumerable),
   ``cost_bounds`` (None: unknown without enumerating), ``cost_defaults`` ({}), ``canonical``
-  (the arch itself: every genome its own network).
+  (the arch itself: every genome its own network), ``check_image_size`` (any size accepted),
+  ``arch_diagram`` (None: no picture of a found arch).
 
 The model methods agree across spaces: ``supernet(num_classes=..., **model)`` and
 ``network(arch, num_classes=..., **model)``, where ``model`` is the config's ``model:`` section
@@ -250,6 +251,30 @@ class SearchSpace(abc.ABC):
             keywords for ``cost`` / ``cost_bounds``.
         """
         return {}
+
+    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int]) -> None:
+        """Refuse, before training, images of a size the space's costs do not describe.
+        Default: every size is accepted (the network adapts, costs are at the benchmark size).
+
+        Args:
+            image_size: (H, W) of the data's images as stored.
+            resolution: ``data.resolution``, the side they are deliberately resized to (None:
+                as stored).
+        """
+
+    def arch_diagram(self, arch: Arch) -> Optional[Dict]:
+        """What a picture of ``arch`` shows (``rlnas.archplot`` draws it next to a search's
+        result). Default: None (no picture).
+
+        Args:
+            arch: one arch.
+
+        Returns:
+            ``{"kind": "cells", "cells": [{"title", "inputs": how many input nodes, "nodes":
+            [names, inputs first], "edges": [(from, to, op), ...]}]}`` for cell spaces, ``{"kind": "chain", "stem", "head",
+            "blocks": [{"op", "detail", "skip"}]}`` for chains, or None.
+        """
+        return None
 
     # --- models (pipeline) -----------------------------------------------------------------
     def supernet(self, num_classes: Optional[int] = None, **model):

@@ -426,6 +426,39 @@ class ChoiceSpace(SearchSpace):
         hi = t.fixed + sum(o.max(axis=0) for o in per_block)
         return {"params": (lo[0] / 1e6, hi[0] / 1e6), "flops": (lo[1] / 1e6, hi[1] / 1e6)}
 
+    def cost_defaults(self, info: Dict) -> Dict:
+        """The declared network at its declared input size, with the run's classes where its
+        data has another number than the declaration (the network a retraining builds)."""
+        k = int(info.get("dataset_classes", info["num_classes"]))
+        return {} if k == self.num_classes else {"num_classes": k}
+
+    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int]) -> None:
+        """Images as stored must have the declared ``input_size`` (the size FLOPs and limits
+        refer to), unless ``data.resolution`` resizes them deliberately."""
+        if resolution is None and tuple(int(v) for v in image_size) != self.input_size:
+            h, w = (int(v) for v in image_size)
+            raise RlnasError(
+                f"the data's images are {h} x {w} px, but space {self.name} is declared for "
+                f"{self.input_size[0]} x {self.input_size[1]} px (input_size, the size its "
+                f"FLOPs and limits refer to): declare input_size={h if h == w else (h, w)}, "
+                f"or resize the images with data.resolution={self.input_size[0]}")
+
+    def arch_diagram(self, arch: Arch) -> Dict:
+        """A block diagram: stem, each block's chosen op (with its channels and stride; a
+        parameter-free op such as a skip marked), head."""
+        arch = self._check(arch)
+        table = self._costs[(None, None)].ops
+        blocks = []
+        for b, (block, op) in enumerate(zip(self.blocks, arch)):
+            params, flops = table[self.offsets[b] + op]
+            blocks.append({"op": block.ops[op].name,
+                           "detail": f"{block.c_out} ch" + (f", /{block.stride}"
+                                                            if block.stride > 1 else ""),
+                           "skip": bool(params == 0 and flops == 0)})
+        size = "x".join(str(v) for v in self.input_size)
+        return {"kind": "chain", "stem": f"stem\n{size} px", "head": "head\nclassifier",
+                "blocks": blocks}
+
     # --- angle -----------------------------------------------------------------------------
     def piece_names(self) -> List[str]:
         return [FIXED] + [f"block{b}:{op.name}" for b, block in enumerate(self.blocks)

@@ -316,6 +316,20 @@ class DartsSpace(SearchSpace):
         return {"network": "imagenet", "channels": 48, "layers": 14, "num_classes": 1000,
                 "image_size": 224}
 
+    def arch_diagram(self, arch: Arch) -> Dict:
+        """The normal and the reduction cell as graphs: inputs c_{k-2}, c_{k-1}, intermediate
+        nodes 0-3 (each the sum of its two chosen edges), output c_{k} (their concatenation)."""
+        g = self._check(arch)
+        nodes = ["$c_{k-2}$", "$c_{k-1}$", "0", "1", "2", "3", "$c_{k}$"]
+        cells = []
+        for t, kind in enumerate(CELL_TYPES):
+            half = g[t * NUM_EDGES:(t + 1) * NUM_EDGES]
+            edges = [(k, j, OPS[half[e]]) for e, (j, k) in enumerate(EDGES) if half[e] != NONE]
+            edges += [(j, len(nodes) - 1, "") for j in CONCAT]
+            cells.append({"title": f"{kind} cell", "inputs": 2, "nodes": nodes,
+                          "edges": edges})
+        return {"kind": "cells", "cells": cells}
+
     # --- models ----------------------------------------------------------------------------
     def supernet(self, num_classes: int = 10, *, variant: str = "cifar",
                  channels: Optional[int] = None, layers: Optional[int] = None,

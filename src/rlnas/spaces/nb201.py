@@ -137,6 +137,16 @@ class NB201Space(SearchSpace):
         return {"num_classes": int(info.get("dataset_classes", info["num_classes"])),
                 "image_size": int(info["image_size"])}
 
+    def arch_diagram(self, arch: Arch) -> Dict:
+        """The cell as a graph: nodes 0 (input) to 3 (output), one edge per op that is not
+        ``none`` (node i sums its incoming edges)."""
+        self._check(arch)
+        return {"kind": "cells", "cells": [{
+            "title": "NB201 cell (every cell of the network)", "inputs": 1,
+            "nodes": ["0\ninput", "1", "2", "3\noutput"],
+            "edges": [(j, i, OPS[arch[k]]) for k, (i, j) in enumerate(EDGES)
+                      if arch[k] != NONE]}]}
+
     # --- models ----------------------------------------------------------------------------
     def supernet(self, num_classes: int = 10, *, channels: int = 16, cells: int = 5,
                  **unknown) -> "NB201Supernet":
