@@ -11,6 +11,7 @@ import torch
 
 from . import config as config_mod
 from .checkpoint import load_checkpoint
+from .checks import path_arg, seed_arg, str_arg
 from .errors import RlnasError
 from .files import LOCK_NAME, os_error_text
 from .schema import Config
@@ -162,7 +163,8 @@ class Run:
     def get_scorer(self, name: Optional[str] = None, checkpoint: str = "last.pt", **options):
         """:func:`rlnas.get_scorer` on this run (default: the run's scorer)."""
         from .scorers import get_scorer
-        return get_scorer(name or self.scorer, self, checkpoint=checkpoint, **options)
+        return get_scorer(self.scorer if name is None else name, self, checkpoint=checkpoint,
+                          **options)
 
     def rank(self, scorer: Optional[str] = None, checkpoint: str = "last.pt",
              out: Optional[PathLike] = None, *, progress: bool = True):
@@ -173,8 +175,9 @@ class Run:
         bars of slow scorers. ``Ranking.info`` holds what the ranking reported (file, timings,
         best arch)."""
         from .pipeline.rank import Ranking, rank
-        res = rank(self, checkpoint=checkpoint, scorer=scorer,
-                   out=Path(out) if out is not None else None, progress=progress)
+        res = rank(self, checkpoint=checkpoint,
+                   scorer=None if scorer is None else str_arg(scorer, "scorer"),
+                   out=None if out is None else path_arg(out, "out"), progress=progress)
         ranking = Ranking.read(res["path"])
         ranking.info = res
         return ranking
@@ -183,7 +186,8 @@ class Run:
         """The ranking an earlier ``rank`` wrote for ``scorer`` (default: the run's), without
         scoring again."""
         from .pipeline.rank import Ranking, ranking_path
-        return Ranking.read(ranking_path(self, scorer or self.scorer))
+        scorer = self.scorer if scorer is None else str_arg(scorer, "scorer")
+        return Ranking.read(ranking_path(self, scorer))
 
     def search(self, method: Optional[str] = None, scorer: Optional[str] = None,
                max_params: Optional[float] = None, max_flops: Optional[float] = None,
@@ -204,6 +208,9 @@ class Run:
         ``latency_source``; ``latency`` says where the numbers come from). ``progress``: progress
         bars of slow scorers."""
         from .pipeline.search import search
+        method, scorer, name = (None if v is None else str_arg(v, what) for v, what in
+                                ((method, "method"), (scorer, "scorer"), (name, "name")))
+        seed = None if seed is None else seed_arg(seed)
         return search(self, method=method, checkpoint=checkpoint, max_params=max_params,
                       max_flops=max_flops, seed=seed, scorer=scorer, name=name,
                       max_latency=max_latency, latency_table=latency_table,
@@ -214,6 +221,7 @@ class Run:
         """A search result written earlier, without searching again: the latest
         (``result.json``), or ``name`` (a search name such as ``evolution-angle_sum``, or a
         ``result-*.json`` file name)."""
+        name = None if name is None else str_arg(name, "name")
         have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
         candidates = ([self.path / "result.json"] if not name else
                       [self.path / name, self.path / f"result-{name}.json"])
@@ -290,9 +298,10 @@ def open_run(path: PathLike) -> Run:
     its config validated and checked against what its checkpoints were trained with.
 
     Raises:
-        RlnasError: if ``path`` is missing, a file, or not a run.
+        RlnasError: if ``path`` is not a path (a str or os.PathLike), is missing, a file, or
+            not a run.
     """
-    path = Path(path)
+    path = path_arg(path, "the run directory")
     if path.exists() and not path.is_dir():
         raise RlnasError(f"{path} is a file, not a run directory")
     if not path.is_dir():

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 from scipy.stats import rankdata
 
+from .checks import path_arg, seed_arg, str_arg
 from .data import prepare_training_data
 from .errors import RlnasError
 from .rundir import Run, open_run
@@ -122,22 +123,13 @@ def check_genomes(space, archs) -> np.ndarray:
 
     Raises:
         RlnasError: naming the first arch that is not a sequence of ``num_genes`` integers each
-            among its gene's choices (a score of an arch outside the space means nothing)."""
-    raw = np.asarray(archs, dtype=object)
-    if raw.ndim == 1 and len(raw) and not isinstance(raw[0], (list, tuple, np.ndarray)):
-        raw = raw.reshape(1, -1)  # one genome
-    n = space.num_genes
-    if raw.ndim != 2 or raw.shape[1] != n:
-        raise RlnasError(f"archs of space {space.name} are genomes of {n} integers; got an "
-                         f"array of shape {raw.shape}")
-    for row in raw:
-        if not all(isinstance(g, (int, np.integer)) and not isinstance(g, bool) for g in row):
-            raise RlnasError(f"genome {list(row)!r} of space {space.name}: genes must be "
-                             f"integers")
+            among its gene's choices (``space.genome_array``), or not an arch of the space (a
+            score of an arch outside the space means nothing)."""
+    arr = space.genome_array(archs)
+    for row in arr:
         if not space.is_valid(tuple(int(g) for g in row)):
-            raise RlnasError(f"genome {[int(g) for g in row]} is not an arch of space "
-                             f"{space.name} (a gene out of its choices)")
-    return raw.astype(np.int64)
+            raise RlnasError(f"genome {row.tolist()} is not an arch of space {space.name}")
+    return arr
 
 
 class Scorer:
@@ -173,13 +165,16 @@ def get_scorer(name: str, run: Union[Run, str, Path, None] = None, *, space: str
     network on the run's dataset. Without a run, ``space`` names the space and ``seed`` seeds
     the scorer; proxies then need ``data=`` (an ``rlnas.data.ImageData``). Further keyword
     ``options`` go to the scorer (e.g. ``batch_size``, ``proxy_model`` for proxies;
-    ``progress=False``: no progress bars of slow scorers)."""
+    ``progress=False``: no progress bars of slow scorers). Arguments of the wrong type are an
+    :class:`RlnasError` naming the argument."""
+    str_arg(name, "scorer name")
+    seed = seed_arg(seed)
     if run is None:
         from .spaces import get_space
         sp = get_space(space)
         return Scorer(name, sp, build_scorer(name, ScoreContext(space=sp, seed=seed,
                                                                 options=options)))
-    run = run if isinstance(run, Run) else open_run(run)
+    run = run if isinstance(run, Run) else open_run(path_arg(run, "run"))
     if needs_data(name) and "data" not in options:
         options["data"] = prepare_training_data(run.config)[0]
     fn = build_scorer(name, ScoreContext.for_run(run, checkpoint, **options))

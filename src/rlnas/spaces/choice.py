@@ -358,16 +358,6 @@ class ChoiceSpace(SearchSpace):
                              f"block b in 0..num_ops[b] - 1)")
         return arch
 
-    def _check_batch(self, archs) -> np.ndarray:
-        archs = np.asarray(archs, dtype=np.int64)
-        if archs.ndim == 1 and archs.size == self.num_genes:
-            archs = archs[None]
-        if archs.ndim != 2 or archs.shape[1] != self.num_genes or (
-                archs.size and ((archs < 0) | (archs >= self.num_ops)).any()):
-            raise RlnasError(f"{self.name} archs must be rows of {self.num_genes} op indices "
-                             "(block b in 0..num_ops[b] - 1)")
-        return archs
-
     def to_str(self, arch: Arch) -> str:
         return " ".join(self.blocks[b].ops[a].token for b, a in enumerate(self._check(arch)))
 
@@ -412,7 +402,7 @@ class ChoiceSpace(SearchSpace):
     def cost(self, archs: np.ndarray, input_size=None, num_classes=None) -> Dict[str, np.ndarray]:
         """Params (M) and FLOPs (M) of each arch's network (default: the declared input size
         and classes), from the tables measured once."""
-        archs = self._check_batch(archs)
+        archs = self.genome_array(archs)
         t = self._cost_table(input_size, num_classes)
         total = t.fixed + t.ops[self.offsets + archs].sum(axis=1)  # (N, 2)
         return {"params": total[:, 0] / 1e6, "flops": total[:, 1] / 1e6}
@@ -491,7 +481,7 @@ class ChoiceSpace(SearchSpace):
 
     def angle_multiplicity(self, archs: np.ndarray) -> np.ndarray:
         """(N, P): 1 for ``fixed`` and for the op each block uses, else 0."""
-        archs = self._check_batch(archs)
+        archs = self.genome_array(archs)
         m = np.zeros((len(archs), 1 + int(self.num_ops.sum())))
         m[:, 0] = 1.0
         m[np.arange(len(archs))[:, None], 1 + self.offsets + archs] = 1.0
