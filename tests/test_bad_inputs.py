@@ -104,3 +104,38 @@ def test_api_arguments_of_the_right_types_still_work(run, tmp_path):
     assert scores.shape == (2,)
     costs = rlnas.get_space("nb201").cost(np.zeros((0, 6), dtype=np.int64))
     assert costs["params"].shape == (0,)
+
+
+# --- the command line's arguments --------------------------------------------------------------
+CLI_CASES = {
+    "search --seed -1": ["search", "RUN", "--seed", "-1"],
+    "search --seed 2**32": ["search", "RUN", "--seed", str(2**32)],
+    "sample --seed -1": ["sample", "nb201", "--seed", "-1"],
+    "check --seed -1": ["check", "RUN", "--seed", "-1"],
+    "check --archs 0": ["check", "RUN", "--archs", "0"],
+    "check --epochs 0": ["check", "RUN", "--epochs", "0"],
+    "check --image-size -8": ["check", "RUN", "--image-size", "-8"],
+    "evaluate --proxy-cells -1": ["evaluate", "RUN", "--nasbench201", "t.csv",
+                                  "--proxy-cells", "-1"],
+    "evaluate --proxy-batch 0": ["evaluate", "RUN", "--nasbench201", "t.csv",
+                                 "--proxy-batch", "0"],
+    "evaluate --recal-images -5": ["evaluate", "RUN", "--nasbench201", "t.csv",
+                                   "--recal-images", "-5"],
+    "evaluate --eval-images -5": ["evaluate", "RUN", "--nasbench201", "t.csv",
+                                  "--eval-images", "-5"],
+    "evaluate --sample 0": ["evaluate", "RUN", "--nasbench201", "t.csv", "--sample", "0"],
+    "bench --steps -1": ["bench", "--steps", "-1"],
+    "bench --batch 0": ["bench", "--batch", "0"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_integer_flag_out_of_range_is_refused(case, run, capsys):
+    argv = [str(run.path) if a == "RUN" else a for a in CLI_CASES[case]]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    last = err.splitlines()[-1]  # argparse: the usage, then one error line
+    assert last.startswith(f"rlnas {argv[0]}: error: argument ") and "must be a" in last, err

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
+from .checks import SEED_MAX
 from .errors import RlnasError
 from .files import os_error_text
 
@@ -81,6 +82,13 @@ def _add_space_arg(p):
                         "run file names only when it is named again here")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (0 or a negative count would silently mean a default
     or nothing).
@@ -89,12 +97,22 @@ def positive_int(text: str) -> int:
         text: the option's value as typed.
     Returns:
         the integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a seed, an integer in [0, 2**32 - 1] (what NumPy's generators take).
+
+    Args:
+        text: the option's value as typed.
+    Returns:
+        the integer."""
+    value = _integer(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} must be a seed in [0, {SEED_MAX}]")
     return value
 
 
@@ -161,7 +179,7 @@ def _add_search_args(p):
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
     _add_latency_args(p)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt, by file name (default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble (default: the run's "
@@ -218,12 +236,15 @@ def _add_evaluate_args(p):
     p.add_argument("--scorers", default="angle",
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
-    p.add_argument("--sample", type=int, help="score a seeded sample of N cells (slow scorers)")
+    p.add_argument("--sample", type=positive_int,
+                   help="score a seeded sample of N cells (slow scorers)")
     p.add_argument("--proxy-channels", type=positive_int, help="proxy network C, NB201/DARTS (default: the space's network, NB201 16)")
-    p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage, NB201 (default 5)")
-    p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
-    p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
-    p.add_argument("--eval-images", type=int, help="accuracy scorer: held-out images")
+    p.add_argument("--proxy-cells", type=positive_int,
+                   help="proxy network cells per stage, NB201 (default 5)")
+    p.add_argument("--proxy-batch", type=positive_int, help="proxy mini-batch size (default 64)")
+    p.add_argument("--recal-images", type=positive_int,
+                   help="accuracy scorer: BN recalibration images")
+    p.add_argument("--eval-images", type=positive_int, help="accuracy scorer: held-out images")
     p.add_argument("--result", help="which search of the first run to report: a search name "
                                     "(evolution-angle_sum), a result-*.json file or path "
                                     "(default: the latest search, RUN/result.json)")
@@ -269,15 +290,17 @@ def _evaluate_and_print(run_dirs, table, scorers, out=None, full=False, **option
 
 def _add_check_args(p):
     p.add_argument("run")
-    p.add_argument("--archs", type=int, default=4, help="archs per group (top, middle, random)")
-    p.add_argument("--epochs", type=int, default=2, help="retraining epochs per arch")
-    p.add_argument("--images", type=int, default=None,
+    p.add_argument("--archs", type=positive_int, default=4,
+                   help="archs per group (top, middle, random)")
+    p.add_argument("--epochs", type=positive_int, default=2, help="retraining epochs per arch")
+    p.add_argument("--images", type=positive_int, default=None,
                    help="training images (default: the run's data.subset, else all)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in px (default: the run's data.resolution)")
-    p.add_argument("--channels", type=int, default=None, help="network channels (NB201, DARTS)")
-    p.add_argument("--cells", type=int, default=None, help="network cells (NB201, DARTS)")
-    p.add_argument("--seed", type=int, default=0, help="picks and training")
+    p.add_argument("--channels", type=positive_int, default=None,
+                   help="network channels (NB201, DARTS)")
+    p.add_argument("--cells", type=positive_int, default=None, help="network cells (NB201, DARTS)")
+    p.add_argument("--seed", type=seed_int, default=0, help="picks and training")
     p.add_argument("--scorer", default=None, help="default: the run's search.scorer")
     p.add_argument("--data-root", default=None, help="the dataset's folder (default: the run's)")
     p.add_argument("--test-root", default=None,
@@ -430,8 +453,8 @@ def _add_bench_args(p):
                    help="nb201 darts-cifar darts-imagenet mobilenet (default all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch", type=int, help="override the paper batch size")
+    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--batch", type=positive_int, help="override the paper batch size")
     p.add_argument("--record", help="append the table to this Markdown file (e.g. "
                                     "benchmarks/RESULTS.md)")
 
@@ -450,7 +473,7 @@ def _bench(args):
 
 def _add_sample_args(p):
     p.add_argument("space")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
 
 
