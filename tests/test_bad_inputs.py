@@ -139,3 +139,95 @@ def test_integer_flag_out_of_range_is_refused(case, run, capsys):
     assert "Traceback" not in err, err
     last = err.splitlines()[-1]  # argparse: the usage, then one error line
     assert last.startswith(f"rlnas {argv[0]}: error: argument ") and "must be a" in last, err
+
+
+# --- damaged run files: ranking.csv and metrics.csv --------------------------------------------
+@pytest.fixture(scope="module")
+def half_done(tmp_path_factory):
+    """A run of 3 epochs of 2 steps stopped after step 3 (mid-epoch 2; a checkpoint a step)."""
+    from rlnas.config import load_config
+    from rlnas.pipeline.train import train_supernet
+    out = tmp_path_factory.mktemp("bad-inputs") / "half"
+    cfg = load_config("demo-digits", ["epochs=3", "model.channels=4", "data.subset=128",
+                                      "train.ckpt_every_steps=1"])
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(cfg, out, progress=False, stop_at_step=3)
+    return out
+
+
+def _cut_row(text: str) -> str:
+    """The text cut in the middle of its third line."""
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[:2]) + lines[2][: len(lines[2]) // 2]
+
+
+def _nan_field(text: str, column: str) -> str:
+    lines = text.splitlines(keepends=True)
+    header = lines[0].strip().split(",")
+    row = lines[1].rstrip("\n").split(",")
+    row[header.index(column)] = "nan"
+    return "".join([lines[0], ",".join(row) + "\n"] + lines[2:])
+
+
+RANKING_DAMAGE = {
+    "garbled": lambda text: b"\xff\xfe\x00\x81junk".decode("latin-1"),
+    "nul bytes": lambda text: text[:40] + "\0\0\0" + text[40:],
+    "cut row": _cut_row,
+    "wrong header": lambda text: "rank,arch,score\n" + text.split("\n", 1)[1],
+    "header only": lambda text: text.split("\n", 1)[0] + "\n",
+    "nan params": lambda text: _nan_field(text, "params_m"),
+    "text score": lambda text: text.replace("\n1,", "\n1,", 1).replace(",0.", ",abc0.", 1),
+    "ranks shuffled": lambda text: text.replace("\n2,", "\n7,", 1),
+    "an arch twice": lambda text: _repeat_arch(text),
+    "no finite score": lambda text: _all_scores(text, "nan"),
+}
+
+
+def _repeat_arch(text: str) -> str:
+    """The second row's arch replaced by the first's."""
+    lines = text.splitlines(keepends=True)
+    first, second = (line.split(",") for line in lines[1:3])
+    second[1] = first[1]
+    return "".join(lines[:2] + [",".join(second)] + lines[3:])
+
+
+def _all_scores(text: str, value: str) -> str:
+    lines = text.splitlines(keepends=True)
+    rows = [line.split(",") for line in lines[1:]]
+    return lines[0] + "".join(",".join(r[:2] + [value] + r[3:]) for r in rows)
+
+
+def _damage(path, how, table):
+    text = path.read_bytes().decode("utf-8")
+    damaged = table[how](text)
+    path.write_bytes(damaged.encode("latin-1" if how == "garbled" else "utf-8"))
+
+
+@pytest.mark.parametrize("how", sorted(RANKING_DAMAGE))
+@pytest.mark.parametrize("reader", ["Run.ranking", "Ranking.read", "check"])
+def test_damaged_ranking_is_one_line_naming_it(how, reader, run, tmp_path, capsys):
+    path = copy_run(run.path, tmp_path)
+    _damage(path / "ranking.csv", how, RANKING_DAMAGE)
+    if reader == "check":
+        assert main(["check", str(path), "--archs", "1", "--epochs", "1", "-q"]) == 2
+        assert "ranking.csv" in one_line_error(capsys, "check")
+        assert not (path / "check").exists() or not list((path / "check").glob("*.json"))
+        return
+    with pytest.raises(RlnasError, match="ranking.csv"):
+        if reader == "Run.ranking":
+            rlnas.open_run(path).ranking()
+        else:
+            rlnas.Ranking.read(path / "ranking.csv")
+
+
+def test_a_search_s_visited_file_with_latencies_reads_as_a_ranking(tmp_path):
+    """Ranking.read reads every file ranking_csv writes: a search's visited-<name>.csv has a
+    latency_ms column after the costs."""
+    from rlnas.pipeline.rank import ranking_csv
+    path = tmp_path / "visited.csv"
+    path.write_text(ranking_csv("angle", ["a", "b"], [2.0, float("nan")], [0.1, 0.2],
+                                [1.0, 2.0], latency_ms=[0.5, float("nan")]))
+    ranking = rlnas.Ranking.read(path)
+    assert ranking.scorer == "angle" and ranking.arch == ["a", "b"]
+    assert ranking.score[0] == 2.0 and np.isnan(ranking.score[1])
+    assert ranking.params_m.tolist() == [0.1, 0.2] and ranking.flops_m.tolist() == [1.0, 2.0]
