@@ -231,3 +231,36 @@ def test_a_search_s_visited_file_with_latencies_reads_as_a_ranking(tmp_path):
     assert ranking.scorer == "angle" and ranking.arch == ["a", "b"]
     assert ranking.score[0] == 2.0 and np.isnan(ranking.score[1])
     assert ranking.params_m.tolist() == [0.1, 0.2] and ranking.flops_m.tolist() == [1.0, 2.0]
+
+
+METRICS_DAMAGE = {
+    "garbled": lambda text: b"\xff\xfe\x00\x81junk".decode("latin-1"),
+    "cut row": lambda text: text + "2,8,0.02",
+    "wrong header": lambda text: "foo,bar\n1,2\n",
+    "nan loss": lambda text: _nan_field(text, "loss"),
+    "text lr": lambda text: text.replace(",0.025,", ",fast,", 1),
+    "epochs out of order": lambda text: text.replace("\n1,", "\n5,", 1),
+}
+
+
+@pytest.mark.parametrize("how", sorted(METRICS_DAMAGE))
+def test_damaged_metrics_refuse_a_resume(how, half_done, tmp_path, capsys):
+    path = copy_run(half_done, tmp_path)
+    _damage(path / "metrics.csv", how, METRICS_DAMAGE)
+    before = (path / "ckpt" / "last.pt").read_bytes()
+    assert main(["train", str(path), "-q"]) == 2
+    err = one_line_error(capsys, "train")
+    assert f"{path / 'metrics.csv'} is damaged" in err and "move it aside" in err
+    assert (path / "ckpt" / "last.pt").read_bytes() == before  # nothing trained
+
+
+@pytest.mark.parametrize("how", sorted(METRICS_DAMAGE))
+def test_damaged_metrics_are_said_by_search(how, run, tmp_path, capsys):
+    """search (and evaluate, through the same note) read metrics.csv for one note only: the
+    search is done and the note says the file is damaged, instead of dropping the note."""
+    path = copy_run(run.path, tmp_path)
+    _damage(path / "metrics.csv", how, METRICS_DAMAGE)
+    assert main(["search", str(path), "--method", "random", "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    assert f"fit to its labels is unknown ({path / 'metrics.csv'} is damaged" in out

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DeviceLoader
 from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
 from .errors import RlnasError
-from .files import append_csv_row, atomic_write_text, os_error_text
+from .files import append_csv_row, atomic_write_text, csv_number, os_error_text, read_csv_rows
 from .schema import BY_PATH, TrainSection
 from .tensorboard import open_tensorboard
 
@@ -424,7 +425,7 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
         if int(ckpt["step"]) > 0 and spec.dist.main:
             # metrics rows of a partly logged epoch are re-logged from the checkpoint on
             _truncate_metrics(run_dir / "metrics.csv",
-                              int(ckpt["step"]) // spec.loader.steps_per_epoch)
+                              int(ckpt["step"]) // spec.loader.steps_per_epoch, spec.epochs)
         return ckpt
     if spec.dist.main:
         save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
@@ -437,10 +438,77 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
     return {}
 
 
-def _truncate_metrics(path: Path, epochs_done: int):
+def _truncate_metrics(path: Path, epochs_done: int, epochs: int):
+    try:
+        header, rows = read_epoch_log(path, epochs)
+    except RlnasError as err:  # the resumed run would append its rows to it
+        raise RlnasError(f"{err}; restore it, or move it aside to resume (the run then logs only "
+                         f"the epochs it trains from here)") from None
+    if header:
+        keep = [r for r in rows if int(r["epoch"]) <= epochs_done]
+        atomic_write_text(path, epoch_log_text(header, keep))
+
+
+def read_epoch_log(path, epochs: int, every_epoch: bool = True
+                   ) -> Tuple[List[str], List[Dict[str, str]]]:
+    """A log of one row per epoch that the loop's runs keep (``metrics.csv``; a retraining's
+    ``eval.csv``, ``every_epoch=False``), checked: an ``epoch`` column, epochs in
+    1..``epochs`` in increasing order (with ``every_epoch`` one row per epoch from the first
+    logged, which is later than 1 where a resume started a new log), every field a finite number
+    (the path digest: hex).
+
+    Args:
+        path: the CSV file.
+        epochs: the run's epochs.
+        every_epoch: whether the log has a row for every epoch.
+
+    Returns:
+        (header, rows as dicts of the text written); ([], []) where the file does not exist.
+
+    Raises:
+        RlnasError: naming the file and the line when it is damaged.
+    """
+    path = Path(path)
     if not path.exists():
-        return
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epochs_done]
-    atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
+        return [], []
+    rows = read_csv_rows(path, "a log of epochs", "")
+    if not rows:
+        return [], []
+    header = rows[0]
+    if "epoch" not in header or len(set(header)) != len(header) or not all(header):
+        raise RlnasError(f"{path} is damaged: its header is {','.join(header)[:120]!r}, not "
+                         f"the columns rlnas logs (epoch, ...)")
+    out, previous = [], 0
+    for line, row in enumerate(rows[1:], start=2):
+        rec = dict(zip(header, row))
+        for key, text in rec.items():
+            if key == "path_digest":
+                try:
+                    int(text, 16)
+                except ValueError:
+                    raise RlnasError(f"{path} is damaged: line {line}, path_digest is "
+                                     f"{text!r}") from None
+            else:
+                csv_number(text, path, line, key)
+        epoch = rec["epoch"].strip()
+        expected = previous + 1 if every_epoch and previous else None
+        if not epoch.isdigit() or not previous < int(epoch) <= epochs or \
+                expected is not None and int(epoch) != expected:
+            wanted = (f"{expected}" if expected is not None else
+                      f"an epoch in {previous + 1}..{epochs}")
+            raise RlnasError(f"{path} is damaged: line {line} logs epoch {rec['epoch']!r}, "
+                             f"expected {wanted} (the run has {epochs} epochs)")
+        previous = int(epoch)
+        out.append(rec)
+    return header, out
+
+
+def epoch_log_text(header: List[str], rows: List[Dict[str, str]]) -> str:
+    """The CSV text of ``rows`` under ``header``, as :func:`read_epoch_log` returns them."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(header)
+    for r in rows:
+        w.writerow([r[h] for h in header])
+    return buf.getvalue()
