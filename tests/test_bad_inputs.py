@@ -31,6 +31,12 @@ def copy_run(path, tmp_path):
     return dst
 
 
+def files(folder):
+    """Every file's bytes but the lock's (it names its last holder and when it started)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".rlnas.lock"}
+
+
 def one_line_error(capsys, command: str) -> str:
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -264,3 +270,31 @@ def test_damaged_metrics_are_said_by_search(how, run, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     assert f"fit to its labels is unknown ({path / 'metrics.csv'} is damaged" in out
+
+
+# --- damaged run files: a config.yaml cut short ------------------------------------------------
+def _cut_before(text: str, marker: str) -> str:
+    assert marker in text
+    return text[:text.index(marker)]
+
+
+TRUNCATIONS = {
+    # each leaves keys whose defaults are the run's values: completed with the schema's
+    # defaults, the file would read as the run's own config
+    "in the search section": lambda text: _cut_before(text, "  generations:"),
+    "evaluate section lost": lambda text: _cut_before(text, "evaluate:"),
+    "after 300 bytes": lambda text: text[:300],
+}
+
+
+@pytest.mark.parametrize("cut", sorted(TRUNCATIONS))
+@pytest.mark.parametrize("command", ["train", "rank", "search"])
+def test_truncated_config_is_refused(cut, command, run, half_done, tmp_path, capsys):
+    path = copy_run(half_done if command == "train" else run.path, tmp_path)
+    config = path / "config.yaml"
+    config.write_text(TRUNCATIONS[cut](config.read_text()))
+    before = files(path)
+    assert main([command, str(path), "-q"]) == 2
+    err = one_line_error(capsys, command)
+    assert f"{config} is damaged: it lacks " in err and "restore it" in err, err
+    assert files(path) == before

@@ -82,9 +82,15 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
         keys: None (resume: :func:`rlnas.config.check_resume_compatible`) or the dotted keys
             that a later stage depends on (rank, search: the space, scorer and model).
         info: the run's run.json where the caller has read it already."""
+    if info is None:
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            info = None
     recorded = recorded_config(run_dir, info)
     if recorded is None:
         return
+    check_config_file_complete(run_dir, info["config"])
     how = ("its config.yaml was edited after training (run.json records what the checkpoints "
            "were trained with): restore config.yaml, or train a new run with --out NEW")
     if keys is None:
@@ -98,6 +104,24 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
         if any(k == p or k.startswith(p + ".") for p in keys) and a.get(k) != b.get(k):
             raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, but its "
                              f"config.yaml says {b.get(k)!r}; {how}")
+
+
+def check_config_file_complete(run_dir: Path, record: Dict[str, Any]) -> None:
+    """RlnasError when the run's config.yaml lacks keys its run.json records (a file cut short):
+    completed with the schema's defaults it would silently be another run's config.
+
+    Args:
+        run_dir: the run (or retraining).
+        record: the config recorded in its run.json, as written."""
+    path = run_dir / "config.yaml"
+    saved = config_mod.flatten(config_mod.load_yaml(path))
+    missing = [k for k in config_mod.flatten(record) if k not in saved]
+    if missing:
+        listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
+                                           else "")
+        raise RlnasError(f"{path} is damaged: it lacks {listed}, with which the run was trained "
+                         f"(run.json records them); restore it (run.json's \"config\" holds "
+                         f"every value)")
 
 
 class Run:
