@@ -12,6 +12,7 @@ pytest.importorskip("sklearn")  # the demo digits ship with scikit-learn
 import rlnas  # noqa: E402
 from rlnas.cli import main  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
+from test_hardening import npz_root  # noqa: E402,F401 (a fixture: 64 train, 40 test images)
 
 TINY = {"epochs": 1, "model.channels": 4, "data.subset": 128}
 
@@ -298,3 +299,56 @@ def test_truncated_config_is_refused(cut, command, run, half_done, tmp_path, cap
     err = one_line_error(capsys, command)
     assert f"{config} is damaged: it lacks " in err and "restore it" in err, err
     assert files(path) == before
+
+
+# --- damaged run files: an edited config.yaml of a retraining ---------------------------------
+NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+RETRAIN = ["channels=4", "cells=1", "epochs=2", "batch=32"]
+
+
+def retrain_argv(root, out, *extra):
+    return ["retrain", "retrain-nb201-cifar10", NB201_ARCH, f"root={root}", *RETRAIN, *extra,
+            "--out", str(out), "-q"]
+
+
+@pytest.fixture(scope="module")
+def half_retrained(npz_root, tmp_path_factory):
+    """A retraining of 2 epochs of 2 steps stopped after its first epoch."""
+    from rlnas.config import load_config
+    from rlnas.pipeline.retrain import train_network
+    out = tmp_path_factory.mktemp("retrain") / "half"
+    cfg = load_config("retrain-nb201-cifar10", [f"root={npz_root}", *RETRAIN])
+    with pytest.raises(KeyboardInterrupt):
+        train_network(cfg, NB201_ARCH, out, progress=False, stop_at_step=2)
+    return out
+
+
+def test_edited_retraining_config_does_not_resume_another_schedule(half_retrained, npz_root,
+                                                                   tmp_path, capsys):
+    """config.yaml says 3 epochs, run.json records the 2 the checkpoints were trained with: the
+    command asking for 3 is refused, as for a supernet run (check_recorded_config)."""
+    path = copy_run(half_retrained, tmp_path)
+    config = path / "config.yaml"
+    config.write_text(config.read_text().replace("  epochs: 2\n", "  epochs: 3\n", 1))
+    before = (path / "ckpt" / "last.pt").read_bytes()
+    assert main(retrain_argv(npz_root, path, "epochs=3")) == 2
+    err = one_line_error(capsys, "retrain")
+    assert "extending train.epochs from 2 to 3" in err and "restore config.yaml" in err
+    assert (path / "ckpt" / "last.pt").read_bytes() == before
+
+
+def test_edited_retraining_config_is_not_taken_for_what_was_trained(half_retrained, npz_root,
+                                                                    tmp_path):
+    """The command of the recorded config resumes (config.yaml is rlnas's copy of it, written
+    again) and ends with the uninterrupted retraining's weights."""
+    import torch
+    from rlnas.checkpoint import load_checkpoint
+    path = copy_run(half_retrained, tmp_path)
+    config = path / "config.yaml"
+    config.write_text(config.read_text().replace("  epochs: 2\n", "  epochs: 3\n", 1))
+    assert main(retrain_argv(npz_root, path)) == 0
+    assert "  epochs: 2\n" in config.read_text()
+    reference = tmp_path / "reference"
+    assert main(retrain_argv(npz_root, reference)) == 0
+    got, want = (load_checkpoint(p / "ckpt" / "last.pt")["model"] for p in (path, reference))
+    assert all(torch.equal(got[k], want[k]) for k in want)

@@ -36,8 +36,15 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     saved = run_dir / "config.yaml"
     # a config.yaml alone may be the user's own: a run has what rlnas writes next to it
     if saved.exists() and any((run_dir / n).exists() for n in _WRITTEN_WITH_CONFIG):
-        config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
-        check_recorded_config(cfg, run_dir)
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            info = None
+        # the checkpoints' config is run.json's record; config.yaml is compared only where there
+        # is none (an older run): an edited config.yaml must not be taken for what was trained
+        if recorded_config(run_dir, info) is None:
+            config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
+        check_recorded_config(cfg, run_dir, info=info)
         resume = (run_dir / "ckpt" / "last.pt").exists()
         if resume and not (run_dir / "arch.json").exists() \
                 and not (run_dir / "ckpt" / "init.pt").exists():
