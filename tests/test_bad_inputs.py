@@ -352,3 +352,60 @@ def test_edited_retraining_config_is_not_taken_for_what_was_trained(half_retrain
     assert main(retrain_argv(npz_root, reference)) == 0
     got, want = (load_checkpoint(p / "ckpt" / "last.pt")["model"] for p in (path, reference))
     assert all(torch.equal(got[k], want[k]) for k in want)
+
+
+# --- damaged run files: a crafted training state in ckpt/last.pt -------------------------------
+def _first(mapping):
+    return next(iter(mapping))
+
+
+def _state(ckpt):
+    return ckpt["optimizer"]["state"][_first(ckpt["optimizer"]["state"])]
+
+
+def _group(ckpt):
+    return ckpt["optimizer"]["param_groups"][0]
+
+
+CRAFTED = {
+    "an extra param group": lambda c: c["optimizer"]["param_groups"].append(
+        dict(_group(c), params=[])),
+    "no param groups": lambda c: c["optimizer"].update(param_groups=[]),
+    "a group short of params": lambda c: _group(c).update(params=_group(c)["params"][:-3]),
+    "momentum buffer of another shape": lambda c: _state(c).update(
+        momentum_buffer=__import__("torch").zeros(3)),
+    "momentum buffer a list": lambda c: _state(c).update(momentum_buffer=[1.0, 2.0]),
+    "momentum buffer a string": lambda c: _state(c).update(momentum_buffer="x"),
+    "state of a parameter that is not there": lambda c: c["optimizer"]["state"].update(
+        {9999: {"momentum_buffer": __import__("torch").zeros(1)}}),
+    "another momentum": lambda c: _group(c).update(momentum=5.0),
+    "no optimizer": lambda c: c.pop("optimizer"),
+    "no optimizer state": lambda c: c["optimizer"].pop("state"),
+    "no param_groups key": lambda c: c["optimizer"].pop("param_groups"),
+    "optimizer a list": lambda c: c.update(optimizer=[1, 2]),
+    "no step": lambda c: c.pop("step"),
+    "step a string": lambda c: c.update(step="x"),
+    "step negative": lambda c: c.update(step=-4),
+    "step beyond the run": lambda c: c.update(step=10**9),
+    "epoch stats garbled": lambda c: c.update(epoch_stats=["a"]),
+    "path digest garbled": lambda c: c.update(path_digest="zz"),
+    "a weight of another shape": lambda c: c["model"].update(
+        {_first(c["model"]): __import__("torch").zeros(1)}),
+    "a weight missing": lambda c: c["model"].pop(_first(c["model"])),
+    "model a list": lambda c: c.update(model=[1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_training_state_refuses_a_resume(case, half_done, tmp_path, capsys):
+    from rlnas.checkpoint import load_checkpoint, save_checkpoint
+    path = copy_run(half_done, tmp_path)
+    last = path / "ckpt" / "last.pt"
+    ckpt = load_checkpoint(last)
+    CRAFTED[case](ckpt)
+    save_checkpoint(last, ckpt)
+    before = last.read_bytes()
+    assert main(["train", str(path), "-q"]) == 2
+    err = one_line_error(capsys, "train")
+    assert f"{last} " in err and ("is damaged" in err or "does not match" in err), err
+    assert last.read_bytes() == before

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .data import DeviceLoader
 from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
 from .errors import RlnasError
@@ -420,8 +420,14 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
         ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=spec.ckpt_meta)
         if ckpt.get("finished"):
             return ckpt
-        spec.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        last = run_dir / "ckpt" / "last.pt"
+        load_model_state(spec.model, ckpt["model"], last, spec.ckpt_meta["space"])
+        check_training_state(ckpt, optimizer, last, spec.loader.steps_per_epoch * spec.epochs)
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise RlnasError(f"{last} is damaged: its optimizer state does not load "
+                             f"({str(err).splitlines()[0][:100]})") from None
         if int(ckpt["step"]) > 0 and spec.dist.main:
             # metrics rows of a partly logged epoch are re-logged from the checkpoint on
             _truncate_metrics(run_dir / "metrics.csv",
@@ -436,6 +442,67 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
             raise RlnasError(f"cannot remove {run_dir / 'metrics.csv'}: {os_error_text(exc)}") \
                 from None
     return {}
+
+
+def check_training_state(ckpt: Dict[str, Any], optimizer, path: Path, total_steps: int) -> None:
+    """RlnasError (one line naming ``path``) unless ``ckpt`` holds a training state this run
+    can resume: a step in [0, total_steps]; the optimizer state of this model and recipe (as
+    many parameter groups and parameters, momentum buffers shaped as their parameters, the
+    configured momentum, dampening, nesterov and weight decay); the running metrics of a partly
+    done epoch (three finite numbers) and its path digest (a crc32).
+
+    Args:
+        ckpt: the loaded checkpoint (model already checked).
+        optimizer: the optimizer built for the run (its groups hold the parameters).
+        path: the checkpoint file, for the message.
+        total_steps: the steps of the whole run."""
+    def damaged(what: str) -> RlnasError:
+        return RlnasError(f"{path} is damaged: {what}; it cannot be resumed (restore it, or "
+                          f"train a new run with --out NEW)")
+
+    step = ckpt.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total_steps:
+        raise damaged(f"its step is {step!r}, not one of the run's {total_steps} steps")
+    opt = ckpt.get("optimizer")
+    if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict) or \
+            not isinstance(opt.get("param_groups"), list):
+        raise damaged("it holds no optimizer state (state and param_groups)")
+    saved, groups = opt["param_groups"], optimizer.param_groups
+    sizes = [len(g["params"]) for g in groups]
+    got = [len(s["params"]) if isinstance(s, dict) and isinstance(s.get("params"), list)
+           else None for s in saved]
+    if got != sizes:
+        raise damaged(f"its optimizer has parameter groups of {got} parameters, the run's "
+                      f"{sizes}")
+    for s, g in zip(saved, groups):
+        for key in ("momentum", "dampening", "nesterov", "weight_decay"):
+            if key in s and key in g and s[key] != g[key]:
+                raise damaged(f"its optimizer's {key} is {s[key]!r}, the run's recipe "
+                              f"{g[key]!r}")
+    params = dict(zip((i for s in saved for i in s["params"]),
+                      (p for g in groups for p in g["params"])))
+    for index, state in opt["state"].items():
+        if index not in params or not isinstance(state, dict):
+            raise damaged(f"its optimizer state names parameter {index!r}, which the run's "
+                          f"optimizer does not have")
+        p = params[index]
+        for key, value in state.items():
+            ok = (value is None or torch.is_tensor(value) and value.is_floating_point()
+                  and value.shape == p.shape) if key == "momentum_buffer" else \
+                torch.is_tensor(value) or isinstance(value, (int, float))
+            if not ok:
+                shown = (f"a tensor of shape {tuple(value.shape)}" if torch.is_tensor(value)
+                         else f"a {type(value).__name__}")
+                raise damaged(f"its optimizer's {key} of parameter {index} is {shown}, not a "
+                              f"float tensor of shape {tuple(p.shape)}")
+    stats = ckpt.get("epoch_stats")
+    if stats is not None and not (isinstance(stats, (list, tuple)) and len(stats) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in stats)):
+        raise damaged(f"its epoch_stats are {stats!r}, not three finite numbers")
+    digest = ckpt.get("path_digest", 0)
+    if isinstance(digest, bool) or not isinstance(digest, int) or not 0 <= digest < 2**32:
+        raise damaged(f"its path_digest is {digest!r}, not a crc32")
 
 
 def _truncate_metrics(path: Path, epochs_done: int, epochs: int):
