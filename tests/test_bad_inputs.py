@@ -409,3 +409,143 @@ def test_crafted_training_state_refuses_a_resume(case, half_done, tmp_path, caps
     err = one_line_error(capsys, "train")
     assert f"{last} " in err and ("is damaged" in err or "does not match" in err), err
     assert last.read_bytes() == before
+
+
+# --- a user's own space: edited after training, another input size, errors in its code ---------
+USER_SPACE = '''
+import torch.nn as nn
+from rlnas.spaces import space_factory
+from rlnas.spaces.choice import Choice, ChoiceSpace, Op, skip
+
+C = 8
+
+
+def conv(c_in, c_out, stride, k=3):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+def stem():
+    return nn.Sequential(nn.Conv2d(3, C, 3, padding=1, bias=False), nn.BatchNorm2d(C), nn.ReLU())
+
+
+def pooled_head(num_classes, dropout):
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(C, num_classes))
+
+
+def flat_head(num_classes, dropout):  # fixed to 32 px: 8 x 8 after two stride-2 blocks
+    return nn.Sequential(nn.Flatten(), nn.Linear(C * 8 * 8, num_classes))
+
+
+OPS = [Op("k3", conv), Op("k5", lambda c_in, c_out, stride: conv(c_in, c_out, stride, 5))]
+
+
+def make(ops=OPS, head=pooled_head, stem=stem):
+    return ChoiceSpace("tiny", stem=stem, head=head, input_size=32, num_classes=10,
+                       blocks=[Choice(ops, C, stride=2), Choice(OPS + [skip()], C),
+                               Choice(OPS, C, stride=2)])
+
+
+SPACE = make()
+FLAT = make(head=flat_head)
+
+
+def broken_op(c_in, c_out, stride):
+    return {}["no such key"]
+
+
+def broken_stem():
+    raise AttributeError("the stem is not there")
+
+
+def broken_head(num_classes, dropout):
+    raise ZeroDivisionError("the head divides by zero")
+
+
+@space_factory
+def op_raises():
+    return make(ops=OPS + [Op("broken", broken_op)])
+
+
+@space_factory
+def stem_raises():
+    return make(stem=broken_stem)
+
+
+@space_factory
+def head_raises():
+    return make(head=broken_head)
+
+
+@space_factory
+def factory_raises():
+    raise LookupError("the factory looks up nothing")
+'''
+
+
+@pytest.fixture
+def user_space(tmp_path, monkeypatch):
+    """A working folder holding tinyspace.py (and two broken modules), the user's own spaces;
+    a process in which no user space is named yet."""
+    import sys
+    import rlnas.spaces.registry
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "tinyspace.py").write_text(USER_SPACE)
+    (work / "importfails.py").write_text("raise KeyError('a failure at import')\n")
+    # the working folder is not on sys.path: a module of the user's imports no sibling
+    (work / "declfails.py").write_text(USER_SPACE + "\nBROKEN = make(ops=[Op('broken', "
+                                                    "broken_op)])\n")
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(rlnas.spaces.registry, "_NAMED_BY_USER", set())
+    yield work
+    for name in ("tinyspace", "importfails", "declfails"):
+        sys.modules.pop(name, None)
+
+
+def _user_config(tmp_path, root, kind="nb201-cifar10", space="tinyspace:SPACE", *extra):
+    """A YAML config of the user's (their space, their data): the preset's keys, model {}."""
+    from rlnas.config import dump, load_config
+    cfg = load_config(kind, [f"root={root}", "epochs=2", "batch=32", *extra])
+    cfg["space"], cfg["model"] = space, {}
+    if "data" in cfg and "nb201_half" in cfg["data"]:
+        cfg["data"]["nb201_half"] = False
+    path = tmp_path / f"{kind}-{space.replace(':', '_')}.yaml"
+    path.write_text(dump(cfg))
+    return path
+
+
+def _edit_space(work):
+    import sys
+    text = (work / "tinyspace.py").read_text()
+    (work / "tinyspace.py").write_text(text.replace("\nC = 8\n", "\nC = 12\n"))
+    sys.modules.pop("tinyspace", None)
+
+
+@pytest.mark.parametrize("command", ["train", "rank", "search", "export"])
+def test_user_space_edited_after_training_is_one_line(command, user_space, npz_root, tmp_path,
+                                                      capsys):
+    """The README's promise: a state-dict mismatch is one line naming the space and the
+    mismatch (here the space's channels, 8 -> 12)."""
+    from rlnas.config import load_config
+    from rlnas.pipeline.retrain import train_network
+    from rlnas.pipeline.train import train_supernet
+    spec = "tinyspace:SPACE"
+    rlnas.get_space(spec)  # the user names their space (as a config file of theirs does)
+    if command == "export":
+        run = tmp_path / "rt"
+        cfg = load_config(str(_user_config(tmp_path, npz_root, "retrain-nb201-cifar10")))
+        train_network(cfg, "k3 k3 k3", run, progress=False)
+        argv = ["export", str(run), "--space", spec]
+    else:
+        run = tmp_path / "run"
+        cfg = load_config(str(_user_config(tmp_path, npz_root)), ["train.ckpt_every_steps=1"])
+        with pytest.raises(KeyboardInterrupt):  # half-trained, so that train resumes it
+            train_supernet(cfg, run, progress=False, stop_at_step=1)
+        argv = [command, str(run), "--space", spec] + (["-q"] if command != "rank" else [])
+    _edit_space(user_space)
+    before = files(run)
+    assert main(argv) == 2
+    err = one_line_error(capsys, command)
+    assert f"space {spec}" in err and "(8, 3, 3, 3) there, (12, 3, 3, 3) here" in err, err
+    assert files(run) == before

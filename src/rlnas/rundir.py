@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 
 from . import config as config_mod
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model_state
 from .checks import path_arg, seed_arg, str_arg
 from .errors import RlnasError
 from .files import LOCK_NAME, os_error_text
@@ -178,12 +178,7 @@ class Run:
         the CPU."""
         ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
         model = self.space.supernet(num_classes=self.info["num_classes"], **self.config.model)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise RlnasError(f"checkpoint {self.path / 'ckpt' / name} does not match the "
-                             f"{self.config.space} supernet of this run "
-                             f"({str(err).splitlines()[0][:100]})") from None
+        load_model_state(model, ckpt["model"], self.path / "ckpt" / name, self.config.space)
         return {k: v.detach().cpu() for k, v in ckpt["model"].items()}
 
     def checkpoints(self) -> List[str]:

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from .. import config as config_mod
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_model_state
 from ..errors import RlnasError
 from ..files import (atomic_write, atomic_write_text, claim_output_folder, make_dir,
                      os_error_text, run_lock)
@@ -42,11 +42,7 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     space = recorded_space(ckpt["space"], run_dir / "ckpt" / "last.pt")
     kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise RlnasError(f"{run_dir}: checkpoint does not match its architecture "
-                         f"({str(err).splitlines()[0][:100]})") from None
+    load_model_state(model, ckpt["model"], run_dir / "ckpt" / "last.pt", ckpt["space"])
     model.eval()
     meta = {k: ckpt[k] for k in ("space", "arch", "model_config", "num_classes")}
     return model, dict(meta, epochs_done=int(ckpt.get("epoch", 0) or 0))
@@ -76,7 +72,7 @@ def load_exported_state(path) -> torch.nn.Module:
     kwargs = {k: v for k, v in saved["model_config"].items() if k != "drop_path"}
     model = space.network(space.from_str(saved["arch"]), num_classes=saved["num_classes"],
                           **kwargs)
-    model.load_state_dict(saved["model"])
+    load_model_state(model, saved["model"], path, saved["space"])
     return model.eval()
 
 
