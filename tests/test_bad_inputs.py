@@ -549,3 +549,29 @@ def test_user_space_edited_after_training_is_one_line(command, user_space, npz_r
     err = one_line_error(capsys, command)
     assert f"space {spec}" in err and "(8, 3, 3, 3) there, (12, 3, 3, 3) here" in err, err
     assert files(run) == before
+
+
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_space_declared_for_32px_refuses_16px_data_before_training(command, user_space, npz_root,
+                                                                   tmp_path, capsys):
+    """The CIFAR images resized to 16 px (data.resolution) for a space whose head is fixed to
+    32 px: refused before the run folder is written, naming both sizes (it was a traceback
+    at the first step)."""
+    kind = "nb201-cifar10" if command == "train" else "retrain-nb201-cifar10"
+    config = _user_config(tmp_path, npz_root, kind, "tinyspace:FLAT", "data.resolution=16")
+    out = tmp_path / "out"
+    argv = ([command, str(config), "--out", str(out), "-q"] if command == "train" else
+            [command, str(config), "k3 k3 k3", "--out", str(out), "-q"])
+    assert main(argv) == 2
+    err = one_line_error(capsys, command)
+    assert "declared for 32x32 px images" in err and "train on 16 px ones" in err, err
+    assert "data.resolution=32" in err
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".rlnas.lock"]
+
+
+def test_a_space_with_global_pooling_runs_on_any_size(user_space):
+    """nasbench-macro-fast trains its 32 px space on 16 px images: accepted."""
+    rlnas.get_space("tinyspace:SPACE").check_input_size(16, 10)
+    rlnas.get_space("nasbench-macro").check_input_size(16, 10)
+    with pytest.raises(RlnasError, match="declared for 32x32 px"):
+        rlnas.get_space("tinyspace:FLAT").check_input_size(16, 10)

@@ -141,6 +141,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     data, data_desc = prepare_training_data(cfg)
     test = load_dataset(d.dataset, d.test_root or d.root, split="test")
     shared = check_test_data(d, data, data_desc, test)
+    space.check_input_size(int(d.resolution or data.image_size[0]), int(data.num_classes))
     m = cfg.model
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
     make_dir(run_dir, "retraining directory")

@@ -47,7 +47,7 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
     train = cfg.train
     check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
-    labels, k = _prepare_run(cfg, data, data_desc, run_dir, dist, device)
+    labels, k = _prepare_run(cfg, data, data_desc, run_dir, dist, device, space)
     torch.manual_seed(cfg.seed)  # W0 is a function of the seed
     model = space.supernet(num_classes=k, **cfg.model).to(device)
     if CHANNELS_LAST:
@@ -83,10 +83,11 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
     return dict(last, resumed=bool(start), steps=total)
 
 
-def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device):
+def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device, space):
     """(labels, K): the run's labels, read back from ``labels.npz`` on a resume, else drawn;
     rank 0 writes ``config.yaml``, ``labels.npz`` and ``run.json`` (the record of what the
-    checkpoints are trained with) once every rank has checked the run directory."""
+    checkpoints are trained with) once every rank has checked the run directory and what would
+    fail at the first step has been checked (the space on the training images)."""
     lab = cfg.labels
     labels_path = run_dir / "labels.npz"
     k = lab.num_classes or data.num_classes
@@ -98,6 +99,8 @@ def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device)
         label_desc = meta.get("description", "")
     else:
         labels, label_desc = make_labels(lab.kind, data.y, k, lab.seed)
+    # a network that cannot run on these images fails here, not at the first step
+    space.check_input_size(int(cfg.data.resolution or data.image_size[0]), int(k))
     dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if dist.main:
         make_dir(run_dir / "ckpt", "checkpoint folder")

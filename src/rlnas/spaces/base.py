@@ -18,7 +18,7 @@ space and the example space):
   ``mutation_choices`` (= ``gene_choices``), ``sample`` (uniform, repaired), ``mutate``,
   ``crossover``, ``repair`` (identity), ``is_valid``, ``enumerate`` (None: not enumerable),
   ``cost_bounds`` (None: unknown without enumerating), ``cost_defaults`` ({}), ``canonical``
-  (the arch itself: every genome its own network).
+  (the arch itself: every genome its own network), ``check_input_size`` (accepts any size).
 
 The model methods agree across spaces: ``supernet(num_classes=..., **model)`` and
 ``network(arch, num_classes=..., **model)``, where ``model`` is the config's ``model:`` section
@@ -285,6 +285,19 @@ class SearchSpace(abc.ABC):
             keywords for ``cost`` / ``cost_bounds``.
         """
         return {}
+
+    def check_input_size(self, size: int, num_classes: int) -> None:
+        """Refuse, before any training, images of ``size`` px the space's networks cannot run
+        on (a space declared for one input size, with a head fixed to it). Default: every size
+        runs (global pooling before the classifier).
+
+        Args:
+            size: the side of the training images (``data.resolution`` or the dataset's).
+            num_classes: the classifier's outputs.
+
+        Raises:
+            RlnasError: naming the declared size and ``size``.
+        """
 
     # --- models (pipeline) -----------------------------------------------------------------
     def supernet(self, num_classes: Optional[int] = None, **model):

@@ -407,6 +407,27 @@ class ChoiceSpace(SearchSpace):
         total = t.fixed + t.ops[self.offsets + archs].sum(axis=1)  # (N, 2)
         return {"params": total[:, 0] / 1e6, "flops": total[:, 1] / 1e6}
 
+    def check_input_size(self, size: int, num_classes: int) -> None:
+        """Refuse ``size`` px images where the network does not run on them (a head fixed to
+        the declared ``input_size``): every layer and op traced once at that size on the meta
+        device, before any training; the error names both sizes.
+
+        Args:
+            size: the side of the training images.
+            num_classes: the classifier's outputs.
+
+        Raises:
+            RlnasError: the trace fails at ``size`` (its first error in the message).
+        """
+        try:
+            self._cost_table(int(size), int(num_classes))
+        except RlnasError as err:
+            declared = "x".join(map(str, self.input_size))
+            raise type(err)(f"space {self.name} is declared for {declared} px images "
+                            f"(input_size) but would train on {int(size)} px ones, on which its "
+                            f"network does not run ({err}); give data.resolution={self.input_size[0]} "
+                            f"or declare the space for {int(size)} px") from err.__cause__
+
     def cost_bounds(self, input_size=None, num_classes=None) -> Dict[str, Tuple[float, float]]:
         """The smallest and largest params and FLOPs (M) over all archs (each cost is a sum of
         independent per-block terms), so an impossible limit is known without enumerating."""
