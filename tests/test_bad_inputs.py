@@ -575,3 +575,36 @@ def test_a_space_with_global_pooling_runs_on_any_size(user_space):
     rlnas.get_space("nasbench-macro").check_input_size(16, 10)
     with pytest.raises(RlnasError, match="declared for 32x32 px"):
         rlnas.get_space("tinyspace:FLAT").check_input_size(16, 10)
+
+
+USER_CODE_FAULTS = {
+    # spec: (what the first line says, a line of the user's traceback)
+    "tinyspace:op_raises": ("its factory: space 'tiny' block 0 op 'broken' failed: KeyError",
+                            "return {}[\"no such key\"]"),
+    "tinyspace:stem_raises": ("space 'tiny' stem() failed: AttributeError: the stem is not there",
+                              "in broken_stem"),
+    "tinyspace:head_raises": ("space 'tiny' head() failed: ZeroDivisionError",
+                              "in broken_head"),
+    "tinyspace:factory_raises": ("its factory failed: LookupError: the factory looks up nothing",
+                                 "in factory_raises"),
+    "importfails:SPACE": ("importing 'importfails' failed: KeyError: 'a failure at import'",
+                          "importfails.py"),
+    "declfails:BROKEN": ("importing 'declfails': space 'tiny' block 0 op 'broken' failed: "
+                         "KeyError", "in broken_op"),
+}
+
+
+@pytest.mark.parametrize("spec", sorted(USER_CODE_FAULTS))
+def test_an_error_in_the_users_space_code_says_where_first(spec, user_space, capsys):
+    first, frame = USER_CODE_FAULTS[spec]
+    assert main(["sample", spec]) == 2
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert out == "" and lines[0].startswith(f"rlnas sample: error: search space {spec!r}: ")
+    assert first in lines[0], lines[0]
+    assert lines[1].startswith("Traceback of the space's code")  # then the user's own frames
+    assert any(frame in line for line in lines[2:]), err
+    assert not any("/rlnas/" in line for line in lines[1:]), err
+    with pytest.raises(rlnas.errors.UserCodeError) as exc:
+        rlnas.get_space(spec)
+    assert first in str(exc.value) and exc.value.__cause__ is not None

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from .checks import SEED_MAX
-from .errors import RlnasError
+from .errors import RlnasError, UserCodeError
 from .files import os_error_text
 
 
@@ -605,6 +605,18 @@ def dispatch(args):
     VERBS[args.command].run(args)
 
 
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception the user's own code raised (their space's module, factory
+    or op), without rlnas's frames: printed after the one line that says which space and part
+    failed."""
+    import traceback
+    package = str(Path(__file__).resolve().parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(("<frozen ", package))]
+    return "".join(["Traceback of the space's code (most recent call last):\n"]
+                   + traceback.format_list(frames) + traceback.format_exception_only(exc))
+
+
 def environment_error(exc: BaseException) -> str:
     """One line for an error of the system rather than of rlnas: for an OS error the path it
     names (if any) and the reason; else out of memory."""
@@ -633,6 +645,8 @@ def main(argv=None) -> int:
         dispatch(args)
     except RlnasError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        if isinstance(err, UserCodeError) and err.__cause__ is not None:
+            print(user_traceback(err.__cause__), end="", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `rlnas presets | head`: the reader left; nothing to report
         # stdout's buffered rest would fail again at exit, with a traceback of its own

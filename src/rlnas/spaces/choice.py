@@ -50,7 +50,7 @@ import torch
 import torch.nn as nn
 
 from ..angle import FIXED, STATS, vector_stats
-from ..errors import RlnasError
+from ..errors import RlnasError, UserCodeError
 from .base import Arch, SearchSpace, refuse_model_options
 from .ops import Identity
 
@@ -162,13 +162,20 @@ def _as_module(made, where: str) -> nn.Module:
 
 
 def _with_context(where: str, fn, *args):
-    """Run a user factory or forward; errors of the declaration become one-line RlnasErrors."""
+    """Run a user factory or forward. Errors of the declaration (a shape, a value, a call's
+    signature) become one-line RlnasErrors; any other exception of the user's code a
+    UserCodeError saying first, in one line, which part of which space failed (``where``), with
+    the exception as its cause: the command line prints the user's traceback after the line."""
     try:
         return fn(*args)
     except RlnasError as err:
-        raise RlnasError(f"{where}: {err}") from None
+        raise type(err)(f"{where}: {err}") from err.__cause__
     except (RuntimeError, ValueError, TypeError) as err:
         raise RlnasError(f"{where}: {str(err).splitlines()[0]}") from None
+    except Exception as err:
+        text = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserCodeError(f"{where} failed: {type(err).__name__}"
+                            f"{': ' + text if text else ''}") from err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,14 +270,16 @@ class ChoiceSpace(SearchSpace):
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             return stem
-        return _as_module(self._stem(), "stem()")
+        where = f"space {self.name!r} stem()"
+        return _as_module(_with_context(where, self._stem), where)
 
     def make_head(self, num_classes: int, dropout: float = 0.0) -> nn.Module:
-        return _as_module(self._head(num_classes, dropout), "head()")
+        where = f"space {self.name!r} head()"
+        return _as_module(_with_context(where, self._head, num_classes, dropout), where)
 
     def make_op(self, block: int, op: int) -> nn.Module:
         b, o = self.blocks[block], self.blocks[block].ops[op]
-        where = f"block {block} op {o.name!r}"
+        where = f"space {self.name!r} block {block} op {o.name!r}"
         return _as_module(_with_context(where, o.make, self.c_in[block], b.c_out, b.stride), where)
 
     def _trace(self, input_size, num_classes) -> _Costs:
@@ -278,14 +287,14 @@ class ChoiceSpace(SearchSpace):
         block's input channels, and measure params and FLOPs."""
         with torch.device("meta"):
             x = torch.zeros(1, self.in_channels, *input_size)
-            sp, sf, x = _measure(self.make_stem(), x, "stem")
+            sp, sf, x = _measure(self.make_stem(), x, f"space {self.name!r} stem")
             ops, seen = [], {}
             for b, block in enumerate(self.blocks):
                 if b == len(self.c_in):  # first trace: the block's input is what precedes it
                     self.c_in.append(int(x.shape[1]))
                 outs = []
                 for j, op in enumerate(block.ops):
-                    where = f"block {b} op {op.name!r}"
+                    where = f"space {self.name!r} block {b} op {op.name!r}"
                     # the same op on the same input shape (repeated blocks of a stage) is
                     # measured once: meta-device kernels cost ~20 ms per op
                     key = (id(op), block.c_out, block.stride, tuple(x.shape))
@@ -301,7 +310,7 @@ class ChoiceSpace(SearchSpace):
                     outs.append(((p, f), y))
                 ops += [pf for pf, _ in outs]
                 x = outs[0][1]
-            hp, hf, y = _measure(self.make_head(num_classes), x, "head")
+            hp, hf, y = _measure(self.make_head(num_classes), x, f"space {self.name!r} head")
             if tuple(y.shape) != (1, num_classes):
                 raise RlnasError(f"head outputs shape {tuple(y.shape)}, expected (1, {num_classes})")
         return _Costs(np.array([sp + hp, sf + hf], dtype=np.float64),
