@@ -608,3 +608,23 @@ def test_an_error_in_the_users_space_code_says_where_first(spec, user_space, cap
     with pytest.raises(rlnas.errors.UserCodeError) as exc:
         rlnas.get_space(spec)
     assert first in str(exc.value) and exc.value.__cause__ is not None
+
+
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_model_option_the_space_refuses_fails_before_the_run_is_written(command, user_space,
+                                                                        npz_root, tmp_path,
+                                                                        capsys):
+    """model.channels given to a space that takes none: refused before config.yaml, run.json
+    and labels are written, so the corrected config can start in the same folder."""
+    kind = "nb201-cifar10" if command == "train" else "retrain-nb201-cifar10"
+    config = _user_config(tmp_path, npz_root, kind)
+    text = config.read_text()
+    config.write_text(text.replace("model: {}", "model:\n  channels: 4"))
+    out = tmp_path / "out"
+    argv = [command, str(config)] + (["k3 k3 k3"] if command == "retrain" else []) + [
+        "--out", str(out), "-q"]
+    assert main(argv) == 2
+    assert "takes no model option channels" in one_line_error(capsys, command)
+    assert not out.exists() or not [p for p in out.iterdir() if p.name != ".rlnas.lock"]
+    config.write_text(text)
+    assert main(argv) == 0

@@ -144,6 +144,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     space.check_input_size(int(d.resolution or data.image_size[0]), int(data.num_classes))
     m = cfg.model
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
+    with torch.device("meta"):  # model options the space refuses: before anything is written
+        space.network(arch, num_classes=data.num_classes, **m)
     make_dir(run_dir, "retraining directory")
     with run_lock(run_dir, "retrain"):
         # again under the lock: another process may have started this run meanwhile

@@ -101,6 +101,8 @@ def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device,
         labels, label_desc = make_labels(lab.kind, data.y, k, lab.seed)
     # a network that cannot run on these images fails here, not at the first step
     space.check_input_size(int(cfg.data.resolution or data.image_size[0]), int(k))
+    with torch.device("meta"):  # model options the space refuses: before anything is written
+        space.supernet(num_classes=k, **cfg.model)
     dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if dist.main:
         make_dir(run_dir / "ckpt", "checkpoint folder")
