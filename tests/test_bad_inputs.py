@@ -628,3 +628,53 @@ def test_model_option_the_space_refuses_fails_before_the_run_is_written(command,
     assert not out.exists() or not [p for p in out.iterdir() if p.name != ".rlnas.lock"]
     config.write_text(text)
     assert main(argv) == 0
+
+
+# --- `rlnas run`: what the search would refuse is refused before training ----------------------
+DARTS = ["darts-cifar10-fast", "dataset=digits", "data.root=null", "data.resolution=null",
+         "epochs=1", "channels=4", "layers=2", "subset=128", "search.population=5",
+         "search.topk=2", "search.mutations=1", "search.crossovers=1", "search.num_samples=5"]
+NB201 = ["demo-digits", "epochs=1", "model.channels=4", "data.subset=128"]
+REFUSED_BEFORE_TRAINING = {
+    "unknown method": (NB201 + ["search.method=foo"], "unknown search method 'foo'"),
+    "unknown scorer": (NB201 + ["search.scorer=foo"], "unknown scorer 'foo'"),
+    "impossible max_flops": (NB201 + ["search.max_flops=0.001"],
+                             "no architecture of space nb201 satisfies max_flops=0.001 M"),
+    "impossible max_params": (NB201 + ["search.max_params=0.0001"],
+                              "no architecture of space nb201 satisfies max_params=0.0001 M"),
+    "topk above population": (NB201 + ["search.topk=200"], "topk=200 exceeds population=100"),
+    "children above population": (NB201 + ["search.mutations=80"],
+                                  "mutations + crossovers = 130 exceed population=100"),
+    "missing NB201 table": (NB201 + ["evaluate.nasbench201=missing.csv"],
+                            "missing.csv does not exist"),
+    "NB201 table for another space": (DARTS + ["evaluate.nasbench201=t.csv"],
+                                      "NAS-Bench-201 evaluation needs an nb201 run"),
+    "exhaustive search of a space too large": (DARTS + ["search.method=exhaustive"],
+                                               "space darts is too large for exhaustive search"),
+    "impossible limit, evolution's draws": (DARTS + ["search.max_flops=0.0001"],
+                                            "no random architectures of space darts satisfy "
+                                            "max_flops=0.0001 M after 5000 tries"),
+    "impossible limit, random search's draws": (DARTS + ["search.method=random",
+                                                         "search.max_flops=0.0001"],
+                                                "after 50 tries; the limit seems impossible"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_BEFORE_TRAINING))
+def test_run_refuses_before_training_what_the_search_would_refuse(case, tmp_path, capsys):
+    argv, message = REFUSED_BEFORE_TRAINING[case]
+    out = tmp_path / "out"
+    assert main(["run", *argv, "--out", str(out), "-q"]) == 2
+    assert message in one_line_error(capsys, "run")
+    assert not out.exists()  # nothing trained, no folder left
+
+
+def test_run_and_search_refuse_with_one_check(run, tmp_path, capsys):
+    """The same limit, refused by `rlnas search` on a trained run and by `rlnas run` before
+    training, in the same words (stages.search_plan)."""
+    path = copy_run(run.path, tmp_path)
+    assert main(["search", str(path), "--max-flops", "0.001", "-q"]) == 2
+    searched = one_line_error(capsys, "search").split("error: ", 1)[1]
+    assert main(["run", *NB201, "search.max_flops=0.001", "--out", str(tmp_path / "r"),
+                 "-q"]) == 2
+    assert one_line_error(capsys, "run").split("error: ", 1)[1] == searched

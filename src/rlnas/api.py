@@ -17,8 +17,8 @@ prints). Heavy modules (torch) are imported on first use, not by ``import rlnas`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional,
-                    Sequence, Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
+                    Optional, Sequence, Union)
 
 from .checks import int_arg, names_arg, path_arg, str_arg
 from .errors import RlnasError
@@ -171,11 +171,14 @@ def plan_training(config: PathLike, out: Optional[PathLike] = None,
 
 
 def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rlnas.train",
-                 preset: Optional[PathLike] = None) -> Run:
+                 preset: Optional[PathLike] = None,
+                 before_training: Optional[Callable[[Dict[str, Any]], None]] = None) -> Run:
     """Train (or resume) the supernet of a :class:`TrainingPlan`; returns its :class:`Run`
     with ``train_result``. Before a new run the preset note (``rlnas.config.preset_note``: the
     fast recipe on a CPU) is printed to stderr, prefixed with ``caller``; ``preset`` is the
-    name the config was given by (default: none, no note)."""
+    name the config was given by (default: none, no note). ``before_training``: a check of the
+    run's record (what run.json will hold) made before anything is written
+    (``rlnas.pipeline.train.train_supernet``)."""
     from .config import preset_note
     from .distributed import resolve_device
     from .pipeline import train as train_stage
@@ -184,7 +187,8 @@ def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rl
     note = None if plan.continues or preset is None else \
         preset_note(str(preset), cfg, resolve_device(cfg.device).type)
     res = train_stage.train_supernet(cfg, plan.out, progress=progress,
-                                     note=note and f"{caller}: {note}")
+                                     note=note and f"{caller}: {note}",
+                                     before_training=before_training)
     run = open_run(plan.out)
     run.train_result = res
     return run

@@ -332,10 +332,10 @@ def _run(args):
     from .config import search_scorer
     plan = api.plan_training(args.config, args.out, args.overrides)  # fails fast
     latency = _latency_options(args)
-    if latency:  # a bad table or an impossible limit is refused before training
-        _check_latency_limit(plan.config, latency)
+    # an impossible search, limit or table is refused before training
     run = api.run_training(plan, progress=not args.quiet, caller=f"rlnas {args.command}",
-                           preset=args.config)
+                           preset=args.config,
+                           before_training=_check_run_before_training(plan.config, latency))
     if not _main_process():
         return
     _print_trained(run)
@@ -529,22 +529,23 @@ def _latency_options(args):
                               ("latency_device", args.latency_device)) if v is not None}
 
 
-def _check_latency_limit(cfg, latency):
-    """Before `rlnas run` trains: the device table reads and covers the space, and the limit is
-    not below the fastest arch, where that is known without the run (a table, or a chain
-    space's lookup table; a cell space measured here is measured after training)."""
-    from .latency import latency_model
-    from .searchers import Constraint
-    from .spaces import get_space
-    from .spaces.choice import ChoiceSpace
-    space = get_space(cfg.space)
-    table = latency.get("latency_table")
-    if table is None and not isinstance(space, ChoiceSpace):
-        return
-    model = latency_model(space, space.cost_defaults({}) if table is None else None,
-                          table=table, device=latency.get("latency_device"))
-    if latency.get("max_latency") is not None:
-        Constraint(max_latency=latency["max_latency"], latency=model).check_feasible(space)
+def _check_run_before_training(cfg, latency):
+    """``rlnas run``'s refusals of what follows the training, made before it (called with the
+    run's record once the data are loaded): the search (``check_before_training``, the one
+    check ``rlnas search`` makes too) and the NAS-Bench-201 table of the evaluation."""
+    from .pipeline.search import check_before_training
+
+    def check(info):
+        check_before_training(cfg, info, **latency)
+        table = cfg.evaluate.nasbench201
+        if table:
+            from .tables import load_nb201_table
+            if cfg.space != "nb201":
+                raise RlnasError(f"evaluate.nasbench201 is set, but NAS-Bench-201 evaluation "
+                                 f"needs an nb201 run (space {cfg.space}); use rlnas "
+                                 f"evaluate RUN --benchmark FILE after the run")
+            load_nb201_table(table)
+    return check
 
 
 @dataclass(frozen=True)

@@ -89,14 +89,24 @@ def scorer_info(name: str) -> ScorerInfo:
     return _SCORERS[name]
 
 
+def check_scorer_name(spec: str) -> List[str]:
+    """The member names of a scorer name or ensemble ``a+b+...``, each a registered scorer.
+
+    Raises:
+        RlnasError: an empty name or an unknown member (the known ones listed)."""
+    names = [s.strip() for s in str(spec).split("+") if s.strip()]
+    if not names:
+        raise RlnasError(f"empty scorer name {spec!r}")
+    for name in names:
+        scorer_info(name)
+    return names
+
+
 def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
     """The score function of a scorer by name, or of an ensemble ``a+b+...`` scored by the mean
     of the members' ranks, for the context ``ctx`` (:func:`get_scorer` builds the context)."""
-    names = [s.strip() for s in spec.split("+") if s.strip()]
-    if not names:
-        raise RlnasError(f"empty scorer name {spec!r}")
     fns = []
-    for name in names:
+    for name in check_scorer_name(spec):
         info = scorer_info(name)
         if info.needs_run and ctx.run is None:
             raise RlnasError(f"scorer {name!r} needs a trained supernet run")
