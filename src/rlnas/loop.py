@@ -12,6 +12,7 @@ import contextlib
 import csv
 import io
 import math
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -105,6 +106,7 @@ class LoopSpec:
     # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
     # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
     epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
+    # metrics.csv: a row per epoch, appended once the epoch's checkpoint is on disk
     metrics_path: Optional[Path] = None
     progress: bool = True
     desc: str = "train"
@@ -268,8 +270,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 if bar is not None:
                     bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
                                     acc=f"{last['train_acc']:.1f}")
-                if dist.main and spec.metrics_path:
-                    append_csv_row(spec.metrics_path, last, map(_csv_value, last.values()))
+                # the epoch's log rows, by file: appended once its checkpoint is on disk, and
+                # carried in it (a kill between the two leaves them to the resume: sync_logs)
+                rows = {spec.metrics_path.name: metrics_row(last)} if spec.metrics_path else {}
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
                 scalars = extra.pop("scalars", None) or {}
@@ -279,10 +282,14 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     extra["finished"] = True
                     last["stopped_early"] = True
                 if dist.main and spec.ckpt_dir:
+                    extra["log_rows"] = rows
                     guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
                     if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
                         guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
                                    extra=extra)
+                if dist.main:
+                    for name, row in rows.items():
+                        append_csv_row(spec.metrics_path.parent / name, row, row.values())
                 if stop:
                     break
                 loss_sum.zero_()
@@ -302,9 +309,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     return last
 
 
-def _csv_value(value):
-    """A metrics.csv field: floats to 6 significant digits."""
-    return f"{value:.6g}" if isinstance(value, float) else value
+def metrics_row(last: Dict[str, Any]) -> Dict[str, str]:
+    """An epoch's metrics as the text of its metrics.csv row (floats to 6 significant digits)."""
+    return {k: (f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in last.items()}
 
 
 def _progress(total, start, spec):
@@ -418,8 +425,6 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
     before the first step (returns {})."""
     if resume:
         ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=spec.ckpt_meta)
-        if ckpt.get("finished"):
-            return ckpt
         last = run_dir / "ckpt" / "last.pt"
         load_model_state(spec.model, ckpt["model"], last, spec.ckpt_meta["space"])
         check_training_state(ckpt, optimizer, last, spec.loader.steps_per_epoch * spec.epochs)
@@ -428,19 +433,14 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             raise RlnasError(f"{last} is damaged: its optimizer state does not load "
                              f"({str(err).splitlines()[0][:100]})") from None
-        if int(ckpt["step"]) > 0 and spec.dist.main:
-            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
-            _truncate_metrics(run_dir / "metrics.csv",
-                              int(ckpt["step"]) // spec.loader.steps_per_epoch, spec.epochs)
-        return ckpt
+        if spec.dist.main:
+            sync_logs(spec, int(ckpt["step"]) // spec.loader.steps_per_epoch,
+                      ckpt.get("log_rows"))
+        return ckpt  # a run stopped early ("finished") is not trained further
     if spec.dist.main:
         save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
                                                            model=spec.model.state_dict()))
-        try:
-            (run_dir / "metrics.csv").unlink(missing_ok=True)
-        except OSError as exc:
-            raise RlnasError(f"cannot remove {run_dir / 'metrics.csv'}: {os_error_text(exc)}") \
-                from None
+        clear_logs(spec)
     return {}
 
 
@@ -505,15 +505,78 @@ def check_training_state(ckpt: Dict[str, Any], optimizer, path: Path, total_step
         raise damaged(f"its path_digest is {digest!r}, not a crc32")
 
 
-def _truncate_metrics(path: Path, epochs_done: int, epochs: int):
+def _logs(spec: LoopSpec) -> Dict[Path, bool]:
+    """The run's logs of one row per epoch (metrics.csv), each with whether it has a row for
+    every epoch."""
+    return {spec.metrics_path: True} if spec.metrics_path else {}
+
+
+def sync_logs(spec: LoopSpec, epochs_done: int, carried: Optional[Dict[str, Any]]) -> None:
+    """On resume, make each log hold exactly the epochs the checkpoint completed: rows of later
+    epochs (an older rlnas logged a row before its checkpoint was safe) are removed, saying so
+    in one line on stderr; the checkpoint's own epoch row (``carried``, by file name, in an
+    epoch-end checkpoint) is added where a kill came between the checkpoint and its row.
+
+    Args:
+        spec: the loop (its logs).
+        epochs_done: the epochs the checkpoint completed.
+        carried: the checkpoint's ``log_rows``, or None.
+
+    Raises:
+        RlnasError: a log is damaged, or lacks rows of epochs the checkpoint holds."""
+    carried = carried if isinstance(carried, dict) else {}
+    for path, every_epoch in _logs(spec).items():
+        try:
+            header, rows = read_epoch_log(path, spec.epochs, every_epoch)
+            keep = [r for r in rows if int(r["epoch"]) <= epochs_done]
+            dropped = [r["epoch"] for r in rows[len(keep):]]
+            logged = int(keep[-1]["epoch"]) if keep else 0
+            row = carried.get(path.name)
+            restore = (isinstance(row, dict) and logged < epochs_done
+                       and str(row.get("epoch")) == str(epochs_done))
+            if every_epoch and keep and logged + restore < epochs_done:
+                raise RlnasError(f"{path} is damaged: it logs epochs up to {logged}, but the "
+                                 f"checkpoint the run continues from completed {epochs_done}")
+        except RlnasError as err:  # the resumed run would append its rows to it
+            raise RlnasError(f"{err}; restore it, or move it aside to resume (the run then logs "
+                             f"only the epochs it trains from here)") from None
+        if dropped:
+            what = f"epoch {dropped[0]}" if len(dropped) == 1 else \
+                f"epochs {dropped[0]}-{dropped[-1]}"
+            print(f"note: {path} logged {what}, past the {epochs_done} epoch(s) of the "
+                  f"checkpoint the run continues from: removed (logged again as the run trains "
+                  f"it)", file=sys.stderr)
+        if restore:
+            header = header or list(row)
+            keep.append({h: str(row.get(h, "")) for h in header})
+        if keep and (dropped or restore):
+            atomic_write_text(path, epoch_log_text(header, keep))
+        elif dropped:
+            _remove(path)
+
+
+def clear_logs(spec: LoopSpec) -> None:
+    """On a fresh start (no checkpoint), remove the logs an earlier start left: no checkpoint
+    holds their epochs. Rows (or damage) are said in one line on stderr."""
+    for path in _logs(spec):
+        if not path.exists():
+            continue
+        try:
+            _, rows = read_epoch_log(path, spec.epochs, every_epoch=False)
+            what = f"{len(rows)} row(s)" if rows else ""
+        except RlnasError:
+            what = "damaged rows"
+        if what:
+            print(f"note: {path} logged {what} for which no checkpoint was kept: removed "
+                  f"(training starts again from step 0)", file=sys.stderr)
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
     try:
-        header, rows = read_epoch_log(path, epochs)
-    except RlnasError as err:  # the resumed run would append its rows to it
-        raise RlnasError(f"{err}; restore it, or move it aside to resume (the run then logs only "
-                         f"the epochs it trains from here)") from None
-    if header:
-        keep = [r for r in rows if int(r["epoch"]) <= epochs_done]
-        atomic_write_text(path, epoch_log_text(header, keep))
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise RlnasError(f"cannot remove {path}: {os_error_text(exc)}") from None
 
 
 def read_epoch_log(path, epochs: int, every_epoch: bool = True
