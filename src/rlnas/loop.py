@@ -17,7 +17,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -104,10 +104,14 @@ class LoopSpec:
     keep_every_epochs: int = _default("keep_every_epochs")
     ckpt_meta: Optional[Dict[str, Any]] = None
     # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
-    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
+    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved; a
+    # "log_rows" dict {file name: row} adds the epoch's rows to logs of ``epoch_logs``.
     epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
-    # metrics.csv: a row per epoch, appended once the epoch's checkpoint is on disk
+    # metrics.csv: a row per epoch; every log's rows (metrics.csv's and those of the files
+    # epoch_logs names, beside it: a retraining's eval.csv) are appended once the epoch's
+    # checkpoint is on disk
     metrics_path: Optional[Path] = None
+    epoch_logs: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # name -> columns
     progress: bool = True
     desc: str = "train"
 
@@ -276,6 +280,7 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
                 scalars = extra.pop("scalars", None) or {}
+                rows.update(extra.pop("log_rows", None) or {})
                 if board is not None:
                     board.epoch(ep, last, scalars)
                 if stop:
@@ -288,8 +293,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                         guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
                                    extra=extra)
                 if dist.main:
+                    logs = {path.name: path for path in _logs(spec)}
                     for name, row in rows.items():
-                        append_csv_row(spec.metrics_path.parent / name, row, row.values())
+                        append_csv_row(logs[name], row, row.values())
                 if stop:
                     break
                 loss_sum.zero_()
@@ -505,10 +511,16 @@ def check_training_state(ckpt: Dict[str, Any], optimizer, path: Path, total_step
         raise damaged(f"its path_digest is {digest!r}, not a crc32")
 
 
-def _logs(spec: LoopSpec) -> Dict[Path, bool]:
-    """The run's logs of one row per epoch (metrics.csv), each with whether it has a row for
-    every epoch."""
-    return {spec.metrics_path: True} if spec.metrics_path else {}
+def _logs(spec: LoopSpec) -> Dict[Path, Dict[str, Any]]:
+    """The run's logs of one row per epoch, each with how :func:`read_epoch_log` checks it:
+    metrics.csv (a row for every epoch) and, beside it, those of ``epoch_logs`` (their
+    columns)."""
+    if spec.metrics_path is None:
+        return {}
+    folder = spec.metrics_path.parent
+    return {spec.metrics_path: {"every_epoch": True},
+            **{folder / name: {"every_epoch": False, "columns": columns}
+               for name, columns in spec.epoch_logs.items()}}
 
 
 def sync_logs(spec: LoopSpec, epochs_done: int, carried: Optional[Dict[str, Any]]) -> None:
@@ -525,9 +537,10 @@ def sync_logs(spec: LoopSpec, epochs_done: int, carried: Optional[Dict[str, Any]
     Raises:
         RlnasError: a log is damaged, or lacks rows of epochs the checkpoint holds."""
     carried = carried if isinstance(carried, dict) else {}
-    for path, every_epoch in _logs(spec).items():
+    for path, how in _logs(spec).items():
+        every_epoch = how["every_epoch"]
         try:
-            header, rows = read_epoch_log(path, spec.epochs, every_epoch)
+            header, rows = read_epoch_log(path, spec.epochs, **how)
             keep = [r for r in rows if int(r["epoch"]) <= epochs_done]
             dropped = [r["epoch"] for r in rows[len(keep):]]
             logged = int(keep[-1]["epoch"]) if keep else 0
@@ -579,18 +592,20 @@ def _remove(path: Path) -> None:
         raise RlnasError(f"cannot remove {path}: {os_error_text(exc)}") from None
 
 
-def read_epoch_log(path, epochs: int, every_epoch: bool = True
+def read_epoch_log(path, epochs: int, every_epoch: bool = True,
+                   columns: Optional[Sequence[str]] = None
                    ) -> Tuple[List[str], List[Dict[str, str]]]:
     """A log of one row per epoch that the loop's runs keep (``metrics.csv``; a retraining's
-    ``eval.csv``, ``every_epoch=False``), checked: an ``epoch`` column, epochs in
-    1..``epochs`` in increasing order (with ``every_epoch`` one row per epoch from the first
-    logged, which is later than 1 where a resume started a new log), every field a finite number
-    (the path digest: hex).
+    ``eval.csv``, ``every_epoch=False``), checked: an ``epoch`` column (or exactly
+    ``columns``), epochs in 1..``epochs`` in increasing order (with ``every_epoch`` one row per
+    epoch from the first logged, which is later than 1 where a resume started a new log), every
+    field a finite number (the path digest: hex).
 
     Args:
         path: the CSV file.
         epochs: the run's epochs.
         every_epoch: whether the log has a row for every epoch.
+        columns: the header the log must have (None: any with an ``epoch`` column).
 
     Returns:
         (header, rows as dicts of the text written); ([], []) where the file does not exist.
@@ -605,9 +620,10 @@ def read_epoch_log(path, epochs: int, every_epoch: bool = True
     if not rows:
         return [], []
     header = rows[0]
-    if "epoch" not in header or len(set(header)) != len(header) or not all(header):
+    if "epoch" not in header or len(set(header)) != len(header) or not all(header) or (
+            columns is not None and header != list(columns)):
         raise RlnasError(f"{path} is damaged: its header is {','.join(header)[:120]!r}, not "
-                         f"the columns rlnas logs (epoch, ...)")
+                         f"the columns rlnas logs ({', '.join(columns or ['epoch', '...'])})")
     out, previous = [], 0
     for line, row in enumerate(rows[1:], start=2):
         rec = dict(zip(header, row))
