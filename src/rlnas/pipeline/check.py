@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
+from ..checks import int_arg, seed_arg
 from ..data import load_dataset, make_loader
 from ..distributed import resolve_device
 from ..errors import RlnasError
@@ -39,12 +40,6 @@ MIN_ARCHS = 5  # below this a rank correlation says nothing
 # take their defaults: cosine schedule, no clipping, no label smoothing)
 SHORT_RETRAIN = {"lr": 0.05, "lr_min": 0.0, "momentum": 0.9, "nesterov": True,
                  "weight_decay": 5e-4, "batch_size": 64}
-
-
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise RlnasError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def ranked_archs(run, scorer: str):
@@ -200,11 +195,10 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
         The report written to ``check.json``: ``budget``, ``rows`` (group, arch, score,
         params_m, flops_m, test_acc), ``tau``, ``difference_interval``, ``winner``, ``verdict``.
     """
-    k, epochs = _positive("--archs", archs), _positive("--epochs", epochs)
-    if images is not None:
-        _positive("--images", images)
-    if image_size is not None:
-        _positive("--image-size", image_size)
+    k, epochs = int_arg(archs, "--archs", 1), int_arg(epochs, "--epochs", 1)
+    images = None if images is None else int_arg(images, "--images", 1)
+    image_size = None if image_size is None else int_arg(image_size, "--image-size", 1)
+    seed = seed_arg(seed, "--seed")
     scorer = scorer or run.scorer
     space, d = run.space, run.config.data
     model_kwargs = {k2: v for k2, v in run.config.model.items() if k2 != "drop_path"}
@@ -212,7 +206,7 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
         if value is not None:
             if name not in model_kwargs:
                 raise RlnasError(f"space {space.name} has no --{name}")
-            model_kwargs[name] = _positive(f"--{name}", value)
+            model_kwargs[name] = int_arg(value, f"--{name}", 1)
     train, test = load_check_data(d, images, data_root, test_root)
     arch_strs, scores = ranked_archs(run, scorer)
     picks = pick_archs(scores, k, seed, groups)
