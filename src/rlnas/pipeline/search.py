@@ -13,13 +13,13 @@ from typing import Any, Dict, Optional
 import numpy as np
 from scipy.stats import kendalltau
 
+from ..config import search_scorer
 from ..deprecation import renamed_keyword
 from ..errors import RlnasError
 from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
                      write_json_atomic)
 from ..plots import scatter_plot
 from ..rundir import Run
-from ..config import search_scorer
 from ..schema import Config
 from ..scorers import check_scorer_name, get_scorer
 from ..searchers import Constraint, EvolutionSettings, check_search, run_search

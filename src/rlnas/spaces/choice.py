@@ -434,8 +434,9 @@ class ChoiceSpace(SearchSpace):
             declared = "x".join(map(str, self.input_size))
             raise type(err)(f"space {self.name} is declared for {declared} px images "
                             f"(input_size) but would train on {int(size)} px ones, on which its "
-                            f"network does not run ({err}); give data.resolution={self.input_size[0]} "
-                            f"or declare the space for {int(size)} px") from err.__cause__
+                            f"network does not run ({err}); give "
+                            f"data.resolution={self.input_size[0]} or declare the space for "
+                            f"{int(size)} px") from err.__cause__
 
     def cost_bounds(self, input_size=None, num_classes=None) -> Dict[str, Tuple[float, float]]:
         """The smallest and largest params and FLOPs (M) over all archs (each cost is a sum of
