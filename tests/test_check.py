@@ -80,6 +80,9 @@ def test_check_retrains_reports_and_resumes(run, tmp_path):
     ({"images": 0}, "--images must be an integer >= 1"),
     ({"images": 10 ** 6}, "more than the"),
     ({"channels": 0}, "--channels must be an integer >= 1"),
+    ({"archs": 1.5}, "--archs must be an integer, got float 1.5"),
+    ({"epochs": True}, "--epochs must be an integer, got bool True"),
+    ({"seed": -1}, r"--seed must be an integer in \[0, 4294967295\], got -1"),
 ])
 def test_bad_budgets_are_one_line_errors(run, tmp_path, kw, why):
     with pytest.raises(RlnasError, match=why):

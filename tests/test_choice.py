@@ -140,7 +140,7 @@ def test_genome_notation_and_enumeration():
             SPACE.from_str(bad)
     with pytest.raises(RlnasError, match="not a tiny arch"):
         SPACE.to_str((2, 0, 0))
-    with pytest.raises(RlnasError, match="rows of 3 op indices"):
+    with pytest.raises(RlnasError, match=r"not a tiny arch: gene 1 is 4, its choices are \["):
         SPACE.cost(np.array([[0, 4, 0]]))
     big = tiny_space([Choice([conv_op(3), conv_op(1), conv_op(5)], 8)] * 11)  # 3^11 > 100,000
     assert big.enumerate() is None

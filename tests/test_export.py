@@ -167,6 +167,35 @@ def test_export_json_says_what_the_network_expects(exported):
     assert mob["input"]["mean"] == [0.485, 0.456, 0.406] and "centre" in mob["input"]["preprocess"]
 
 
+MODEL_PT_DAMAGE = {
+    "no space": lambda saved: saved.pop("space"),
+    "no arch": lambda saved: saved.pop("arch"),
+    "no model_config": lambda saved: saved.pop("model_config"),
+    "no num_classes": lambda saved: saved.pop("num_classes"),
+    "no weights": lambda saved: saved.pop("model"),
+    "model_config a list": lambda saved: saved.update(model_config=[4, 1]),
+    "num_classes as text": lambda saved: saved.update(num_classes="10"),
+    "num_classes 0": lambda saved: saved.update(num_classes=0),
+    "arch a number": lambda saved: saved.update(arch=3),
+    "a model option of the wrong kind": lambda saved: saved.update(
+        model_config={"channels": "four", "cells": 1}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODEL_PT_DAMAGE))
+def test_a_damaged_model_pt_is_one_line_naming_it(case, exported, tmp_path):
+    """model.pt fields missing or of another type: one line naming the file (a KeyError or
+    AttributeError before)."""
+    saved = torch.load(exported["nb201"][1] / "model.pt", weights_only=True)
+    MODEL_PT_DAMAGE[case](saved)
+    torch.save(saved, tmp_path / "model.pt")
+    with pytest.raises(RlnasError) as exc:
+        load_exported_state(tmp_path / "model.pt")
+    message = str(exc.value)
+    assert message.startswith(str(tmp_path / "model.pt")) and "\n" not in message, message
+    assert "lacks" in message or "is damaged" in message, message
+
+
 def test_input_spec_of_the_official_imagenet_transform():
     spec = input_spec({"data": {"dataset": "imagenet", "transform": "official"}}, 224)
     assert spec["mean"] == [0.0] * 3 and spec["std"] == [1.0] * 3

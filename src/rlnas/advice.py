@@ -14,6 +14,8 @@ import numpy as np
 from .config import (CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe,
                      search_scorer)
 from .correlation import binomial_se
+from .errors import RlnasError
+from .loop import read_epoch_log
 from .schema import Config
 from .spaces.darts import NUM_EDGES, SEP3
 
@@ -136,10 +138,10 @@ def chance_note(run_path, run_cfg: Dict[str, Any], info: Dict[str, Any]) -> List
     if not k or not metrics.exists():
         return []
     try:
-        with open(metrics) as f:
-            accs = [float(r["train_acc"]) for r in csv.DictReader(f) if r.get("train_acc")]
-    except (OSError, ValueError, KeyError):
-        return []
+        _, rows = read_epoch_log(metrics, Config.of(run_cfg).train.epochs)
+    except RlnasError as err:  # said, not skipped silently: the fit is unknown
+        return [f"the supernet's fit to its labels is unknown ({err})"]
+    accs = [float(r["train_acc"]) for r in rows if r.get("train_acc")]
     if not accs or _stable(run_path) or measured_recipe(run_cfg) is not None:
         return []
     chance = 100.0 / k

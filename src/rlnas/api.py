@@ -17,9 +17,10 @@ prints). Heavy modules (torch) are imported on first use, not by ``import rlnas`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, NamedTuple, Optional,
-                    Sequence, Union)
+from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
+                    Optional, Sequence, Union)
 
+from .checks import int_arg, names_arg, path_arg, str_arg
 from .errors import RlnasError
 
 if TYPE_CHECKING:  # the names below load torch: imported on first use (``__getattr__``)
@@ -71,7 +72,11 @@ def override_list(overrides: Overrides) -> List[str]:
                          f"string {overrides!r}; write [{overrides!r}]")
     if isinstance(overrides, Mapping):
         return [f"{key}={_override_text(value)}" for key, value in overrides.items()]
-    items = list(overrides)
+    try:
+        items = list(overrides)
+    except TypeError:
+        raise RlnasError(f"overrides must be a mapping or a list of key=value strings, not "
+                         f"{type(overrides).__name__} {overrides!r}") from None
     for item in items:
         if not isinstance(item, str):
             raise RlnasError(f"override {item!r} is not a key=value string")
@@ -94,7 +99,7 @@ def load_config(config: PathLike, overrides: Overrides = None) -> Dict[str, Any]
     ``channels``, ``cells``, ``batch``, ``root``, ``subset``, ...). Raises :class:`RlnasError` on
     an unknown preset or key, or a value out of range."""
     from . import config as config_mod
-    saved = _run_config(config)
+    saved = _run_config(path_arg(config, "config"))
     return config_mod.load_config(str(saved or config), override_list(overrides))
 
 
@@ -157,6 +162,8 @@ def plan_training(config: PathLike, out: Optional[PathLike] = None,
     Returns:
         the :class:`TrainingPlan`.
     """
+    config = path_arg(config, "config")
+    out = None if out is None else path_arg(out, "out")
     saved = _run_config(config)
     name = str(saved or config)
     default = saved.parent if saved is not None else Path("runs") / Path(name).stem
@@ -164,11 +171,14 @@ def plan_training(config: PathLike, out: Optional[PathLike] = None,
 
 
 def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rlnas.train",
-                 preset: Optional[PathLike] = None) -> Run:
+                 preset: Optional[PathLike] = None,
+                 before_training: Optional[Callable[[Dict[str, Any]], None]] = None) -> Run:
     """Train (or resume) the supernet of a :class:`TrainingPlan`; returns its :class:`Run`
     with ``train_result``. Before a new run the preset note (``rlnas.config.preset_note``: the
     fast recipe on a CPU) is printed to stderr, prefixed with ``caller``; ``preset`` is the
-    name the config was given by (default: none, no note)."""
+    name the config was given by (default: none, no note). ``before_training``: a check of the
+    run's record (what run.json will hold) made before anything is written
+    (``rlnas.pipeline.train.train_supernet``)."""
     from .config import preset_note
     from .distributed import resolve_device
     from .pipeline import train as train_stage
@@ -177,7 +187,8 @@ def run_training(plan: TrainingPlan, *, progress: bool = True, caller: str = "rl
     note = None if plan.continues or preset is None else \
         preset_note(str(preset), cfg, resolve_device(cfg.device).type)
     res = train_stage.train_supernet(cfg, plan.out, progress=progress,
-                                     note=note and f"{caller}: {note}")
+                                     note=note and f"{caller}: {note}",
+                                     before_training=before_training)
     run = open_run(plan.out)
     run.train_result = res
     return run
@@ -219,6 +230,8 @@ def retrain(config: PathLike, arch: str, out: Optional[PathLike] = None,
         top-5 with their epochs, ``epochs``), and ``out``, the folder.
     """
     from .pipeline.retrain import train_network
+    arch = str_arg(arch, "arch")
+    out = None if out is None else path_arg(out, "out")
     cfg = load_config(config, overrides)
     out = Path(out or Path("runs") / Path(str(config)).stem)
     return dict(train_network(cfg, arch, out, progress=progress), out=str(out))
@@ -230,7 +243,8 @@ def export(run: PathLike, out: Optional[PathLike] = None, *, onnx: bool = False)
     dict (``model.pt``), ``export.json`` and with ``onnx`` ``model.onnx``, in ``out`` (default
     ``RUN/export``). Returns the paths written."""
     from .pipeline.export import export as export_stage
-    return export_stage(run, out, onnx=onnx)
+    return export_stage(path_arg(run, "run"), None if out is None else path_arg(out, "out"),
+                        onnx=onnx)
 
 
 def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLike] = None,
@@ -260,10 +274,24 @@ def evaluate(runs: Sequence[Union[Run, PathLike]], nasbench201: Optional[PathLik
     from .rundir import Run, open_run
     if isinstance(runs, (str, Path, Run)):
         runs = [runs]
+    if not isinstance(runs, (list, tuple)):
+        raise RlnasError(f"runs must be a Run, a run directory or a list of them, got "
+                         f"{type(runs).__name__} {runs!r}")
     handles = [r if isinstance(r, Run) else open_run(r) for r in runs]
-    names = ([s.strip() for s in scorers.split(",") if s.strip()] if isinstance(scorers, str)
-             else list(scorers))
-    return evaluate_runs(handles, nasbench201, scorers=names, columns=columns,
-                         sample=sample, proxy=proxy, out_dir=Path(out) if out is not None else None,
-                         progress=progress, result=result, benchmark=benchmark,
-                         latency_table=latency_table, latency_devices=latency_devices)
+    names = names_arg(scorers, "scorers")
+    table, benchmark, out, latency_table = (
+        None if v is None else path_arg(v, what) for v, what in
+        ((nasbench201, "nasbench201"), (benchmark, "benchmark"), (out, "out"),
+         (latency_table, "latency_table")))
+    columns = None if columns is None else names_arg(columns, "columns")
+    latency_devices = (None if latency_devices is None
+                       else names_arg(latency_devices, "latency_devices"))
+    sample = None if sample is None else int_arg(sample, "sample", 1)
+    result = None if result is None else str_arg(result, "result")
+    if proxy is not None and not isinstance(proxy, Mapping):
+        raise RlnasError(f"proxy must be a dict of options, got {type(proxy).__name__} "
+                         f"{proxy!r}")
+    return evaluate_runs(handles, table, scorers=names, columns=columns, sample=sample,
+                         proxy=proxy, out_dir=out, progress=progress, result=result,
+                         benchmark=benchmark, latency_table=latency_table,
+                         latency_devices=latency_devices)

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from .errors import RlnasError
+from .checks import SEED_MAX
+from .errors import RlnasError, UserCodeError
 from .files import os_error_text
 
 
@@ -88,6 +89,13 @@ def _add_space_arg(p):
                         "run file names only when it is named again here")
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (0 or a negative count would silently mean a default
     or nothing).
@@ -96,12 +104,30 @@ def positive_int(text: str) -> int:
         text: the option's value as typed.
     Returns:
         the integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be a positive integer (>= 1)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a count where 0 means none)."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be an integer >= 0")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a seed, an integer in [0, 2**32 - 1] (what NumPy's generators take).
+
+    Args:
+        text: the option's value as typed.
+    Returns:
+        the integer."""
+    value = _integer(text)
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{value} must be a seed in [0, {SEED_MAX}]")
     return value
 
 
@@ -168,7 +194,7 @@ def _add_search_args(p):
     p.add_argument("--max-params", type=float, help="limit in M params (benchmark-size net)")
     p.add_argument("--max-flops", type=float, help="limit in M FLOPs (benchmark-size net)")
     _add_latency_args(p)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed_int)
     p.add_argument("--checkpoint", default="last.pt",
                    help="trained checkpoint in RUN/ckpt, by file name (default last.pt)")
     p.add_argument("--scorer", help="scorer name or rank ensemble (default: the run's "
@@ -227,12 +253,15 @@ def _add_evaluate_args(p):
     p.add_argument("--scorers", default="angle",
                    help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
-    p.add_argument("--sample", type=int, help="score a seeded sample of N cells (slow scorers)")
+    p.add_argument("--sample", type=positive_int,
+                   help="score a seeded sample of N cells (slow scorers)")
     p.add_argument("--proxy-channels", type=positive_int, help="proxy network C, NB201/DARTS (default: the space's network, NB201 16)")
-    p.add_argument("--proxy-cells", type=int, help="proxy network cells per stage, NB201 (default 5)")
-    p.add_argument("--proxy-batch", type=int, help="proxy mini-batch size (default 64)")
-    p.add_argument("--recal-images", type=int, help="accuracy scorer: BN recalibration images")
-    p.add_argument("--eval-images", type=int, help="accuracy scorer: held-out images")
+    p.add_argument("--proxy-cells", type=positive_int,
+                   help="proxy network cells per stage, NB201 (default 5)")
+    p.add_argument("--proxy-batch", type=positive_int, help="proxy mini-batch size (default 64)")
+    p.add_argument("--recal-images", type=positive_int,
+                   help="accuracy scorer: BN recalibration images")
+    p.add_argument("--eval-images", type=positive_int, help="accuracy scorer: held-out images")
     p.add_argument("--result", help="which search of the first run to report: a search name "
                                     "(evolution-angle_sum), a result-*.json file or path "
                                     "(default: the latest search, RUN/result.json)")
@@ -294,15 +323,17 @@ def _evaluate_and_print(run_dirs, table, scorers, out=None, full=False, **option
 
 def _add_check_args(p):
     p.add_argument("run")
-    p.add_argument("--archs", type=int, default=4, help="archs per group (top, middle, random)")
-    p.add_argument("--epochs", type=int, default=2, help="retraining epochs per arch")
-    p.add_argument("--images", type=int, default=None,
+    p.add_argument("--archs", type=positive_int, default=4,
+                   help="archs per group (top, middle, random)")
+    p.add_argument("--epochs", type=positive_int, default=2, help="retraining epochs per arch")
+    p.add_argument("--images", type=positive_int, default=None,
                    help="training images (default: the run's data.subset, else all)")
-    p.add_argument("--image-size", type=int, default=None,
+    p.add_argument("--image-size", type=positive_int, default=None,
                    help="image side in px (default: the run's data.resolution)")
-    p.add_argument("--channels", type=int, default=None, help="network channels (NB201, DARTS)")
-    p.add_argument("--cells", type=int, default=None, help="network cells (NB201, DARTS)")
-    p.add_argument("--seed", type=int, default=0, help="picks and training")
+    p.add_argument("--channels", type=positive_int, default=None,
+                   help="network channels (NB201, DARTS)")
+    p.add_argument("--cells", type=positive_int, default=None, help="network cells (NB201, DARTS)")
+    p.add_argument("--seed", type=seed_int, default=0, help="picks and training")
     p.add_argument("--scorer", default=None, help="default: the run's search.scorer")
     p.add_argument("--data-root", default=None, help="the dataset's folder (default: the run's)")
     p.add_argument("--test-root", default=None,
@@ -334,10 +365,10 @@ def _run(args):
     from .config import search_scorer
     plan = api.plan_training(args.config, args.out, args.overrides)  # fails fast
     latency = _latency_options(args)
-    if latency:  # a bad table or an impossible limit is refused before training
-        _check_latency_limit(plan.config, latency)
+    # an impossible search, limit or table is refused before training
     run = api.run_training(plan, progress=not args.quiet, caller=f"rlnas {args.command}",
-                           preset=args.config)
+                           preset=args.config,
+                           before_training=_check_run_before_training(plan.config, latency))
     if not _main_process():
         return
     _print_trained(run)
@@ -377,7 +408,7 @@ def _add_retrain_args(p):
     top = p.add_argument_group("several archs of a run: rlnas retrain RUN --top K")
     top.add_argument("--top", type=positive_int, metavar="K",
                      help="retrain the K best archs of RUN's search, the largest and random ones")
-    top.add_argument("--random", type=int, metavar="R",
+    top.add_argument("--random", type=non_negative_int, metavar="R",
                      help="random archs under the search's limits (default 3; 0: none)")
     top.add_argument("--result", help="which search of RUN (default: the latest, result.json)")
     top.add_argument("--epochs", type=positive_int, help="epochs per arch (default 2)")
@@ -385,7 +416,7 @@ def _add_retrain_args(p):
                      help="training images (default: the run's data.subset, else all)")
     top.add_argument("--image-size", type=positive_int,
                      help="image side in px (default: the run's data.resolution)")
-    top.add_argument("--seed", type=int, help="the training seed of every arch (default 0)")
+    top.add_argument("--seed", type=seed_int, help="the training seed of every arch (default 0)")
     top.add_argument("--data-root", help="the dataset's folder (default: the run's)")
     top.add_argument("--test-root", help="the test images (default: the run's)")
 
@@ -504,8 +535,8 @@ def _add_bench_args(p):
                    help="nb201 darts-cifar darts-imagenet mobilenet (default all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--batch", type=int, help="override the paper batch size")
+    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--batch", type=positive_int, help="override the paper batch size")
     p.add_argument("--record", help="append the table to this Markdown file (e.g. "
                                     "benchmarks/RESULTS.md)")
 
@@ -527,7 +558,7 @@ def _add_sample_args(p):
                    help="search space (default nb201), as for `rlnas cost`")
     p.add_argument("old_space", nargs="?", metavar="SPACE",
                    help="deprecated: the space as a positional argument; use --space")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-n", type=positive_int, default=1, help="how many archs (>= 1)")
 
 
@@ -598,24 +629,23 @@ def _latency_options(args):
     return out
 
 
-def _check_latency_limit(cfg, latency):
-    """Before `rlnas run` trains: the device table reads and covers the space, and the limit is
-    not below the fastest arch, where that is known without the run (a table, or a chain
-    space's lookup table; a cell space measured here is measured after training)."""
-    from .latency import latency_model
-    from .searchers import Constraint
-    from .spaces import get_space
-    from .spaces.choice import ChoiceSpace
-    space = get_space(cfg.space)
-    table = latency.get("latency_table")
-    if table is None and not isinstance(space, ChoiceSpace):
-        return
-    model = latency_model(space, space.cost_defaults({}) if table is None else None,
-                          table=table, device=latency.get("latency_device"),
-                          setting=latency.get("latency_setting"),
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
-    if latency.get("max_latency") is not None:
-        Constraint(max_latency=latency["max_latency"], latency=model).check_feasible(space)
+def _check_run_before_training(cfg, latency):
+    """``rlnas run``'s refusals of what follows the training, made before it (called with the
+    run's record once the data are loaded): the search (``check_before_training``, the one
+    check ``rlnas search`` makes too) and the NAS-Bench-201 table of the evaluation."""
+    from .pipeline.search import check_before_training
+
+    def check(info):
+        check_before_training(cfg, info, **latency)
+        table = cfg.evaluate.nasbench201
+        if table:
+            from .tables import load_nb201_table
+            if cfg.space != "nb201":
+                raise RlnasError(f"evaluate.nasbench201 is set, but NAS-Bench-201 evaluation "
+                                 f"needs an nb201 run (space {cfg.space}); use rlnas "
+                                 f"evaluate RUN --benchmark FILE after the run")
+            load_nb201_table(table)
+    return check
 
 
 @dataclass(frozen=True)
@@ -677,6 +707,18 @@ def dispatch(args):
     VERBS[args.command].run(args)
 
 
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of an exception the user's own code raised (their space's module, factory
+    or op), without rlnas's frames: printed after the one line that says which space and part
+    failed."""
+    import traceback
+    package = str(Path(__file__).resolve().parent)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(("<frozen ", package))]
+    return "".join(["Traceback of the space's code (most recent call last):\n"]
+                   + traceback.format_list(frames) + traceback.format_exception_only(exc))
+
+
 def environment_error(exc: BaseException) -> str:
     """One line for an error of the system rather than of rlnas: for an OS error the path it
     names (if any) and the reason; else out of memory."""
@@ -705,6 +747,8 @@ def main(argv=None) -> int:
         dispatch(args)
     except RlnasError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        if isinstance(err, UserCodeError) and err.__cause__ is not None:
+            print(user_traceback(err.__cause__), end="", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `rlnas presets | head`: the reader left; nothing to report
         # stdout's buffered rest would fail again at exit, with a traceback of its own

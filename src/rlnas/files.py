@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import RlnasError
 
@@ -136,6 +137,55 @@ def append_csv_row(path, header: Iterable[str], row: Iterable) -> None:
             w.writerow(row)
     except OSError as exc:
         raise RlnasError(f"cannot write {path}: {os_error_text(exc)}") from None
+
+
+def read_csv_rows(path, what: str, missing: str) -> List[List[str]]:
+    """The rows of a CSV file rlnas wrote (header first, empty lines left out), for the checked
+    readers of ``ranking.csv`` and ``metrics.csv``.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (``a ranking``).
+        missing: what to do where it does not exist, for the message.
+
+    Raises:
+        RlnasError: naming the file: missing, unreadable, not UTF-8 text, or not CSV."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RlnasError(f"{path} not found; {missing}") from None
+    except UnicodeDecodeError:
+        raise RlnasError(f"{path} is damaged: not UTF-8 text ({what})") from None
+    except OSError as exc:
+        raise RlnasError(f"cannot read {path}: {os_error_text(exc)}") from None
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as exc:
+        raise RlnasError(f"{path} is damaged: not CSV text ({exc})") from None
+    if rows:
+        for line, row in enumerate(rows[1:], start=2):
+            if len(row) != len(rows[0]):
+                raise RlnasError(f"{path} is damaged: line {line} has {len(row)} fields, the "
+                                 f"header {len(rows[0])} (a cut or garbled row)")
+    return rows
+
+
+def csv_number(text: str, path, line: int, column: str, finite: bool = True) -> float:
+    """A number of a CSV file rlnas wrote; ``finite``: NaN and inf are damage too (rlnas
+    writes none there).
+
+    Raises:
+        RlnasError: naming the file, line and column."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise RlnasError(f"{path} is damaged: line {line}, {column} is {text!r}, not a "
+                         f"number") from None
+    if finite and not math.isfinite(value):
+        raise RlnasError(f"{path} is damaged: line {line}, {column} is {text!r} (rlnas writes "
+                         f"finite numbers there)")
+    return value
 
 
 def make_dir(path, what: str = "run directory") -> Path:

@@ -632,7 +632,7 @@ class ChainLatency(LatencyModel):
         return dict(self.cache.cpu_entries)
 
     def __call__(self, archs) -> np.ndarray:
-        archs = self.space._check_batch(archs)
+        archs = self.space.genome_array(archs)
         return self.fixed + self.ops[self.space.offsets + archs].sum(axis=1)
 
     def bounds(self) -> Tuple[float, float]:

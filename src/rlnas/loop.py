@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from .data import DeviceLoader
 from .distributed import Dist, allreduce_grads, autocast_dtype, check_same_paths, global_sum
 from .errors import RlnasError
-from .files import append_csv_row, atomic_write_text, os_error_text
+from .files import append_csv_row, atomic_write_text, csv_number, os_error_text, read_csv_rows
 from .schema import BY_PATH, TrainSection
 from .tensorboard import open_tensorboard
 
@@ -102,12 +104,17 @@ class LoopSpec:
     keep_every_epochs: int = _default("keep_every_epochs")
     ckpt_meta: Optional[Dict[str, Any]] = None
     # called at each epoch end with (epoch, extra checkpoint fields); True stops training. A
-    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved.
+    # "scalars" dict put in extra is logged to TensorBoard (when on) and not saved; a
+    # "log_rows" dict {file name: row} adds the epoch's rows to logs of ``epoch_logs``.
     epoch_callback: Optional[Callable[[int, Dict[str, Any]], bool]] = None
     # why epoch_callback may stop training before ``epochs`` (e.g. "when stable"): the progress
     # bar then counts the current epoch, so that its ETA is never that of a schedule not run
     may_stop_early: Optional[str] = None
+    # metrics.csv: a row per epoch; every log's rows (metrics.csv's and those of the files
+    # epoch_logs names, beside it: a retraining's eval.csv) are appended once the epoch's
+    # checkpoint is on disk
     metrics_path: Optional[Path] = None
+    epoch_logs: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # name -> columns
     progress: bool = True
     desc: str = "train"
 
@@ -270,11 +277,13 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 if bar is not None:
                     bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
                                     acc=f"{last['train_acc']:.1f}")
-                if dist.main and spec.metrics_path:
-                    append_csv_row(spec.metrics_path, last, map(_csv_value, last.values()))
+                # the epoch's log rows, by file: appended once its checkpoint is on disk, and
+                # carried in it (a kill between the two leaves them to the resume: sync_logs)
+                rows = {spec.metrics_path.name: metrics_row(last)} if spec.metrics_path else {}
                 extra: Dict[str, Any] = {}
                 stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
                 scalars = extra.pop("scalars", None) or {}
+                rows.update(extra.pop("log_rows", None) or {})
                 if board is not None:
                     board.epoch(ep, last, scalars)
                 if stop:
@@ -282,10 +291,15 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                     # early only before the schedule's end: stable at the last epoch is the end
                     last["stopped_early"] = done < total
                 if dist.main and spec.ckpt_dir:
+                    extra["log_rows"] = rows
                     guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
                     if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
                         guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
                                    extra=extra)
+                if dist.main:
+                    logs = {path.name: path for path in _logs(spec)}
+                    for name, row in rows.items():
+                        append_csv_row(logs[name], row, row.values())
                 if stop:
                     break
                 if bar is not None and spec.may_stop_early and done < total:
@@ -308,9 +322,9 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     return last
 
 
-def _csv_value(value):
-    """A metrics.csv field: floats to 6 significant digits."""
-    return f"{value:.6g}" if isinstance(value, float) else value
+def metrics_row(last: Dict[str, Any]) -> Dict[str, str]:
+    """An epoch's metrics as the text of its metrics.csv row (floats to 6 significant digits)."""
+    return {k: (f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in last.items()}
 
 
 def progress_desc(spec: LoopSpec, epochs_done: int) -> str:
@@ -440,30 +454,230 @@ def start_or_resume(spec: LoopSpec, optimizer, run_dir: Path, resume: bool) -> D
     before the first step (returns {})."""
     if resume:
         ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt", expect=spec.ckpt_meta)
-        if ckpt.get("finished"):
-            return ckpt
-        spec.model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if int(ckpt["step"]) > 0 and spec.dist.main:
-            # metrics rows of a partly logged epoch are re-logged from the checkpoint on
-            _truncate_metrics(run_dir / "metrics.csv",
-                              int(ckpt["step"]) // spec.loader.steps_per_epoch)
-        return ckpt
+        last = run_dir / "ckpt" / "last.pt"
+        load_model_state(spec.model, ckpt["model"], last, spec.ckpt_meta["space"])
+        check_training_state(ckpt, optimizer, last, spec.loader.steps_per_epoch * spec.epochs)
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise RlnasError(f"{last} is damaged: its optimizer state does not load "
+                             f"({str(err).splitlines()[0][:100]})") from None
+        if spec.dist.main:
+            sync_logs(spec, int(ckpt["step"]) // spec.loader.steps_per_epoch,
+                      ckpt.get("log_rows"))
+        return ckpt  # a run stopped early ("finished") is not trained further
     if spec.dist.main:
         save_checkpoint(run_dir / "ckpt" / "init.pt", dict(spec.ckpt_meta, step=0, epoch=0,
                                                            model=spec.model.state_dict()))
-        try:
-            (run_dir / "metrics.csv").unlink(missing_ok=True)
-        except OSError as exc:
-            raise RlnasError(f"cannot remove {run_dir / 'metrics.csv'}: {os_error_text(exc)}") \
-                from None
+        clear_logs(spec)
     return {}
 
 
-def _truncate_metrics(path: Path, epochs_done: int):
+def check_training_state(ckpt: Dict[str, Any], optimizer, path: Path, total_steps: int) -> None:
+    """RlnasError (one line naming ``path``) unless ``ckpt`` holds a training state this run
+    can resume: a step in [0, total_steps]; the optimizer state of this model and recipe (as
+    many parameter groups and parameters, momentum buffers shaped as their parameters, the
+    configured momentum, dampening, nesterov and weight decay); the running metrics of a partly
+    done epoch (three finite numbers) and its path digest (a crc32).
+
+    Args:
+        ckpt: the loaded checkpoint (model already checked).
+        optimizer: the optimizer built for the run (its groups hold the parameters).
+        path: the checkpoint file, for the message.
+        total_steps: the steps of the whole run."""
+    def damaged(what: str) -> RlnasError:
+        return RlnasError(f"{path} is damaged: {what}; it cannot be resumed (restore it, or "
+                          f"train a new run with --out NEW)")
+
+    step = ckpt.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total_steps:
+        raise damaged(f"its step is {step!r}, not one of the run's {total_steps} steps")
+    opt = ckpt.get("optimizer")
+    if not isinstance(opt, dict) or not isinstance(opt.get("state"), dict) or \
+            not isinstance(opt.get("param_groups"), list):
+        raise damaged("it holds no optimizer state (state and param_groups)")
+    saved, groups = opt["param_groups"], optimizer.param_groups
+    sizes = [len(g["params"]) for g in groups]
+    got = [len(s["params"]) if isinstance(s, dict) and isinstance(s.get("params"), list)
+           else None for s in saved]
+    if got != sizes:
+        raise damaged(f"its optimizer has parameter groups of {got} parameters, the run's "
+                      f"{sizes}")
+    for s, g in zip(saved, groups):
+        for key in ("momentum", "dampening", "nesterov", "weight_decay"):
+            if key in s and key in g and s[key] != g[key]:
+                raise damaged(f"its optimizer's {key} is {s[key]!r}, the run's recipe "
+                              f"{g[key]!r}")
+    params = dict(zip((i for s in saved for i in s["params"]),
+                      (p for g in groups for p in g["params"])))
+    for index, state in opt["state"].items():
+        if index not in params or not isinstance(state, dict):
+            raise damaged(f"its optimizer state names parameter {index!r}, which the run's "
+                          f"optimizer does not have")
+        p = params[index]
+        for key, value in state.items():
+            ok = (value is None or torch.is_tensor(value) and value.is_floating_point()
+                  and value.shape == p.shape) if key == "momentum_buffer" else \
+                torch.is_tensor(value) or isinstance(value, (int, float))
+            if not ok:
+                shown = (f"a tensor of shape {tuple(value.shape)}" if torch.is_tensor(value)
+                         else f"a {type(value).__name__}")
+                raise damaged(f"its optimizer's {key} of parameter {index} is {shown}, not a "
+                              f"float tensor of shape {tuple(p.shape)}")
+    stats = ckpt.get("epoch_stats")
+    if stats is not None and not (isinstance(stats, (list, tuple)) and len(stats) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in stats)):
+        raise damaged(f"its epoch_stats are {stats!r}, not three finite numbers")
+    digest = ckpt.get("path_digest", 0)
+    if isinstance(digest, bool) or not isinstance(digest, int) or not 0 <= digest < 2**32:
+        raise damaged(f"its path_digest is {digest!r}, not a crc32")
+
+
+def _logs(spec: LoopSpec) -> Dict[Path, Dict[str, Any]]:
+    """The run's logs of one row per epoch, each with how :func:`read_epoch_log` checks it:
+    metrics.csv (a row for every epoch) and, beside it, those of ``epoch_logs`` (their
+    columns)."""
+    if spec.metrics_path is None:
+        return {}
+    folder = spec.metrics_path.parent
+    return {spec.metrics_path: {"every_epoch": True},
+            **{folder / name: {"every_epoch": False, "columns": columns}
+               for name, columns in spec.epoch_logs.items()}}
+
+
+def sync_logs(spec: LoopSpec, epochs_done: int, carried: Optional[Dict[str, Any]]) -> None:
+    """On resume, make each log hold exactly the epochs the checkpoint completed: rows of later
+    epochs (an older rlnas logged a row before its checkpoint was safe) are removed, saying so
+    in one line on stderr; the checkpoint's own epoch row (``carried``, by file name, in an
+    epoch-end checkpoint) is added where a kill came between the checkpoint and its row.
+
+    Args:
+        spec: the loop (its logs).
+        epochs_done: the epochs the checkpoint completed.
+        carried: the checkpoint's ``log_rows``, or None.
+
+    Raises:
+        RlnasError: a log is damaged, or lacks rows of epochs the checkpoint holds."""
+    carried = carried if isinstance(carried, dict) else {}
+    for path, how in _logs(spec).items():
+        every_epoch = how["every_epoch"]
+        try:
+            header, rows = read_epoch_log(path, spec.epochs, **how)
+            keep = [r for r in rows if int(r["epoch"]) <= epochs_done]
+            dropped = [r["epoch"] for r in rows[len(keep):]]
+            logged = int(keep[-1]["epoch"]) if keep else 0
+            row = carried.get(path.name)
+            restore = (isinstance(row, dict) and logged < epochs_done
+                       and str(row.get("epoch")) == str(epochs_done))
+            if every_epoch and keep and logged + restore < epochs_done:
+                raise RlnasError(f"{path} is damaged: it logs epochs up to {logged}, but the "
+                                 f"checkpoint the run continues from completed {epochs_done}")
+        except RlnasError as err:  # the resumed run would append its rows to it
+            raise RlnasError(f"{err}; restore it, or move it aside to resume (the run then logs "
+                             f"only the epochs it trains from here)") from None
+        if dropped:
+            what = f"epoch {dropped[0]}" if len(dropped) == 1 else \
+                f"epochs {dropped[0]}-{dropped[-1]}"
+            print(f"note: {path} logged {what}, past the {epochs_done} epoch(s) of the "
+                  f"checkpoint the run continues from: removed (logged again as the run trains "
+                  f"it)", file=sys.stderr)
+        if restore:
+            header = header or list(row)
+            keep.append({h: str(row.get(h, "")) for h in header})
+        if keep and (dropped or restore):
+            atomic_write_text(path, epoch_log_text(header, keep))
+        elif dropped:
+            _remove(path)
+
+
+def clear_logs(spec: LoopSpec) -> None:
+    """On a fresh start (no checkpoint), remove the logs an earlier start left: no checkpoint
+    holds their epochs. Rows (or damage) are said in one line on stderr."""
+    for path in _logs(spec):
+        if not path.exists():
+            continue
+        try:
+            _, rows = read_epoch_log(path, spec.epochs, every_epoch=False)
+            what = f"{len(rows)} row(s)" if rows else ""
+        except RlnasError:
+            what = "damaged rows"
+        if what:
+            print(f"note: {path} logged {what} for which no checkpoint was kept: removed "
+                  f"(training starts again from step 0)", file=sys.stderr)
+        _remove(path)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise RlnasError(f"cannot remove {path}: {os_error_text(exc)}") from None
+
+
+def read_epoch_log(path, epochs: int, every_epoch: bool = True,
+                   columns: Optional[Sequence[str]] = None
+                   ) -> Tuple[List[str], List[Dict[str, str]]]:
+    """A log of one row per epoch that the loop's runs keep (``metrics.csv``; a retraining's
+    ``eval.csv``, ``every_epoch=False``), checked: an ``epoch`` column (or exactly
+    ``columns``), epochs in 1..``epochs`` in increasing order (with ``every_epoch`` one row per
+    epoch from the first logged, which is later than 1 where a resume started a new log), every
+    field a finite number (the path digest: hex).
+
+    Args:
+        path: the CSV file.
+        epochs: the run's epochs.
+        every_epoch: whether the log has a row for every epoch.
+        columns: the header the log must have (None: any with an ``epoch`` column).
+
+    Returns:
+        (header, rows as dicts of the text written); ([], []) where the file does not exist.
+
+    Raises:
+        RlnasError: naming the file and the line when it is damaged.
+    """
+    path = Path(path)
     if not path.exists():
-        return
-    with open(path) as f:
-        rows = list(csv.reader(f))
-    keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= epochs_done]
-    atomic_write_text(path, "".join(",".join(r) + "\n" for r in keep))
+        return [], []
+    rows = read_csv_rows(path, "a log of epochs", "")
+    if not rows:
+        return [], []
+    header = rows[0]
+    if "epoch" not in header or len(set(header)) != len(header) or not all(header) or (
+            columns is not None and header != list(columns)):
+        raise RlnasError(f"{path} is damaged: its header is {','.join(header)[:120]!r}, not "
+                         f"the columns rlnas logs ({', '.join(columns or ['epoch', '...'])})")
+    out, previous = [], 0
+    for line, row in enumerate(rows[1:], start=2):
+        rec = dict(zip(header, row))
+        for key, text in rec.items():
+            if key == "path_digest":
+                try:
+                    int(text, 16)
+                except ValueError:
+                    raise RlnasError(f"{path} is damaged: line {line}, path_digest is "
+                                     f"{text!r}") from None
+            else:
+                csv_number(text, path, line, key)
+        epoch = rec["epoch"].strip()
+        expected = previous + 1 if every_epoch and previous else None
+        if not epoch.isdigit() or not previous < int(epoch) <= epochs or \
+                expected is not None and int(epoch) != expected:
+            wanted = (f"{expected}" if expected is not None else
+                      f"an epoch in {previous + 1}..{epochs}")
+            raise RlnasError(f"{path} is damaged: line {line} logs epoch {rec['epoch']!r}, "
+                             f"expected {wanted} (the run has {epochs} epochs)")
+        previous = int(epoch)
+        out.append(rec)
+    return header, out
+
+
+def epoch_log_text(header: List[str], rows: List[Dict[str, str]]) -> str:
+    """The CSV text of ``rows`` under ``header``, as :func:`read_epoch_log` returns them."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if header:
+        w.writerow(header)
+    for r in rows:
+        w.writerow([r[h] for h in header])
+    return buf.getvalue()

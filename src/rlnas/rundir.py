@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import torch
 
 from . import config as config_mod
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model_state
+from .checks import path_arg, seed_arg, str_arg
 from .errors import RlnasError
 from .files import LOCK_NAME, os_error_text
 from .schema import Config
@@ -35,8 +36,15 @@ def check_run_dir(cfg: Dict[str, Any], run_dir: Path) -> bool:
     saved = run_dir / "config.yaml"
     # a config.yaml alone may be the user's own: a run has what rlnas writes next to it
     if saved.exists() and any((run_dir / n).exists() for n in _WRITTEN_WITH_CONFIG):
-        config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
-        check_recorded_config(cfg, run_dir)
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            info = None
+        # the checkpoints' config is run.json's record; config.yaml is compared only where there
+        # is none (an older run): an edited config.yaml must not be taken for what was trained
+        if recorded_config(run_dir, info) is None:
+            config_mod.check_resume_compatible(config_mod.load_yaml(saved), cfg, run_dir)
+        check_recorded_config(cfg, run_dir, info=info)
         resume = (run_dir / "ckpt" / "last.pt").exists()
         if resume and not (run_dir / "arch.json").exists() \
                 and not (run_dir / "ckpt" / "init.pt").exists():
@@ -81,9 +89,15 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
         keys: None (resume: :func:`rlnas.config.check_resume_compatible`) or the dotted keys
             that a later stage depends on (rank, search: the space, scorer and model).
         info: the run's run.json where the caller has read it already."""
+    if info is None:
+        try:
+            info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            info = None
     recorded = recorded_config(run_dir, info)
     if recorded is None:
         return
+    check_config_file_complete(run_dir, info["config"])
     how = ("its config.yaml was edited after training (run.json records what the checkpoints "
            "were trained with): restore config.yaml, or train a new run with --out NEW")
     if keys is None:
@@ -97,6 +111,24 @@ def check_recorded_config(cfg: Dict[str, Any], run_dir: Path, keys=None,
         if any(k == p or k.startswith(p + ".") for p in keys) and a.get(k) != b.get(k):
             raise RlnasError(f"run {run_dir} was trained with {k}={a.get(k)!r}, but its "
                              f"config.yaml says {b.get(k)!r}; {how}")
+
+
+def check_config_file_complete(run_dir: Path, record: Dict[str, Any]) -> None:
+    """RlnasError when the run's config.yaml lacks keys its run.json records (a file cut short):
+    completed with the schema's defaults it would silently be another run's config.
+
+    Args:
+        run_dir: the run (or retraining).
+        record: the config recorded in its run.json, as written."""
+    path = run_dir / "config.yaml"
+    saved = config_mod.flatten(config_mod.load_yaml(path))
+    missing = [k for k in config_mod.flatten(record) if k not in saved]
+    if missing:
+        listed = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3
+                                           else "")
+        raise RlnasError(f"{path} is damaged: it lacks {listed}, with which the run was trained "
+                         f"(run.json records them); restore it (run.json's \"config\" holds "
+                         f"every value)")
 
 
 class Run:
@@ -146,12 +178,7 @@ class Run:
         the CPU."""
         ckpt = load_checkpoint(self.path / "ckpt" / name, expect=self.meta)
         model = self.space.supernet(num_classes=self.info["num_classes"], **self.config.model)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as err:
-            raise RlnasError(f"checkpoint {self.path / 'ckpt' / name} does not match the "
-                             f"{self.config.space} supernet of this run "
-                             f"({str(err).splitlines()[0][:100]})") from None
+        load_model_state(model, ckpt["model"], self.path / "ckpt" / name, self.config.space)
         return {k: v.detach().cpu() for k, v in ckpt["model"].items()}
 
     def checkpoints(self) -> List[str]:
@@ -162,7 +189,8 @@ class Run:
     def get_scorer(self, name: Optional[str] = None, checkpoint: str = "last.pt", **options):
         """:func:`rlnas.get_scorer` on this run (default: the run's scorer)."""
         from .scorers import get_scorer
-        return get_scorer(name or self.scorer, self, checkpoint=checkpoint, **options)
+        return get_scorer(self.scorer if name is None else name, self, checkpoint=checkpoint,
+                          **options)
 
     def rank(self, scorer: Optional[str] = None, checkpoint: str = "last.pt",
              out: Optional[PathLike] = None, *, progress: bool = True):
@@ -173,8 +201,9 @@ class Run:
         bars of slow scorers. ``Ranking.info`` holds what the ranking reported (file, timings,
         best arch)."""
         from .pipeline.rank import Ranking, rank
-        res = rank(self, checkpoint=checkpoint, scorer=scorer,
-                   out=Path(out) if out is not None else None, progress=progress)
+        res = rank(self, checkpoint=checkpoint,
+                   scorer=None if scorer is None else str_arg(scorer, "scorer"),
+                   out=None if out is None else path_arg(out, "out"), progress=progress)
         ranking = Ranking.read(res["path"])
         ranking.info = res
         return ranking
@@ -183,7 +212,8 @@ class Run:
         """The ranking an earlier ``rank`` wrote for ``scorer`` (default: the run's), without
         scoring again."""
         from .pipeline.rank import Ranking, ranking_path
-        return Ranking.read(ranking_path(self, scorer or self.scorer))
+        scorer = self.scorer if scorer is None else str_arg(scorer, "scorer")
+        return Ranking.read(ranking_path(self, scorer))
 
     def search(self, method: Optional[str] = None, scorer: Optional[str] = None,
                max_params: Optional[float] = None, max_flops: Optional[float] = None,
@@ -204,6 +234,9 @@ class Run:
         ``latency_source``; ``latency`` says where the numbers come from). ``progress``: progress
         bars of slow scorers."""
         from .pipeline.search import search
+        method, scorer, name = (None if v is None else str_arg(v, what) for v, what in
+                                ((method, "method"), (scorer, "scorer"), (name, "name")))
+        seed = None if seed is None else seed_arg(seed)
         return search(self, method=method, checkpoint=checkpoint, max_params=max_params,
                       max_flops=max_flops, seed=seed, scorer=scorer, name=name,
                       max_latency=max_latency, latency_table=latency_table,
@@ -214,6 +247,7 @@ class Run:
         """A search result written earlier, without searching again: the latest
         (``result.json``), or ``name`` (a search name such as ``evolution-angle_sum``, or a
         ``result-*.json`` file name)."""
+        name = None if name is None else str_arg(name, "name")
         have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
         candidates = ([self.path / "result.json"] if not name else
                       [self.path / name, self.path / f"result-{name}.json"])
@@ -312,9 +346,10 @@ def open_run(path: PathLike) -> Run:
     its config validated and checked against what its checkpoints were trained with.
 
     Raises:
-        RlnasError: if ``path`` is missing, a file, or not a run.
+        RlnasError: if ``path`` is not a path (a str or os.PathLike), is missing, a file, or
+            not a run.
     """
-    path = Path(path)
+    path = path_arg(path, "the run directory")
     if path.exists() and not path.is_dir():
         raise RlnasError(f"{path} is a file, not a run directory")
     if not path.is_dir():

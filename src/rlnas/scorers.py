@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import numpy as np
 from scipy.stats import rankdata
 
+from .checks import path_arg, seed_arg, str_arg
 from .data import prepare_training_data
 from .errors import RlnasError
 from .rundir import Run, open_run
@@ -97,14 +98,25 @@ ENSEMBLE = ("rank ensemble a+b+...: the mean over its members of the arch's perc
             "once, an evolution search one generation at a time")
 
 
+def check_scorer_name(spec: str) -> List[str]:
+    """The member names of a scorer name or ensemble ``a+b+...``, each a registered scorer.
+
+    Raises:
+        RlnasError: an empty name or an unknown member (the known ones listed)."""
+    names = [s.strip() for s in str(spec).split("+") if s.strip()]
+    if not names:
+        raise RlnasError(f"empty scorer name {spec!r}")
+    for name in names:
+        scorer_info(name)
+    return names
+
+
 def describe_scorer(name: str) -> str:
     """One line saying what ``name``'s score is: the scorer's description, or for an ensemble
     ``a+b`` what its score means (:data:`ENSEMBLE`) and its members."""
-    parts = [p.strip() for p in name.split("+") if p.strip()]
+    parts = check_scorer_name(name)
     if len(parts) == 1:
         return scorer_info(parts[0]).description
-    for p in parts:
-        scorer_info(p)  # unknown names fail here
     return (f"mean over {', '.join(parts)} of each arch's percentile rank among the archs "
             f"scored together (rank / N, 1 = the best by every member; see `rlnas scorers`)")
 
@@ -113,11 +125,8 @@ def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
     """The score function of a scorer by name, or of an ensemble ``a+b+...`` (:data:`ENSEMBLE`:
     the mean of the members' percentile ranks), for the context ``ctx`` (:func:`get_scorer`
     builds the context)."""
-    names = [s.strip() for s in spec.split("+") if s.strip()]
-    if not names:
-        raise RlnasError(f"empty scorer name {spec!r}")
     fns = []
-    for name in names:
+    for name in check_scorer_name(spec):
         info = scorer_info(name)
         if info.needs_run and ctx.run is None:
             raise RlnasError(f"scorer {name!r} needs a trained supernet run")
@@ -144,22 +153,13 @@ def check_genomes(space, archs) -> np.ndarray:
 
     Raises:
         RlnasError: naming the first arch that is not a sequence of ``num_genes`` integers each
-            among its gene's choices (a score of an arch outside the space means nothing)."""
-    raw = np.asarray(archs, dtype=object)
-    if raw.ndim == 1 and len(raw) and not isinstance(raw[0], (list, tuple, np.ndarray)):
-        raw = raw.reshape(1, -1)  # one genome
-    n = space.num_genes
-    if raw.ndim != 2 or raw.shape[1] != n:
-        raise RlnasError(f"archs of space {space.name} are genomes of {n} integers; got an "
-                         f"array of shape {raw.shape}")
-    for row in raw:
-        if not all(isinstance(g, (int, np.integer)) and not isinstance(g, bool) for g in row):
-            raise RlnasError(f"genome {list(row)!r} of space {space.name}: genes must be "
-                             f"integers")
+            among its gene's choices (``space.genome_array``), or not an arch of the space (a
+            score of an arch outside the space means nothing)."""
+    arr = space.genome_array(archs)
+    for row in arr:
         if not space.is_valid(tuple(int(g) for g in row)):
-            raise RlnasError(f"genome {[int(g) for g in row]} is not an arch of space "
-                             f"{space.name} (a gene out of its choices)")
-    return raw.astype(np.int64)
+            raise RlnasError(f"genome {row.tolist()} is not an arch of space {space.name}")
+    return arr
 
 
 class Scorer:
@@ -195,13 +195,16 @@ def get_scorer(name: str, run: Union[Run, str, Path, None] = None, *, space: str
     network on the run's dataset. Without a run, ``space`` names the space and ``seed`` seeds
     the scorer; proxies then need ``data=`` (an ``rlnas.data.ImageData``). Further keyword
     ``options`` go to the scorer (e.g. ``batch_size``, ``proxy_model`` for proxies;
-    ``progress=False``: no progress bars of slow scorers)."""
+    ``progress=False``: no progress bars of slow scorers). Arguments of the wrong type are an
+    :class:`RlnasError` naming the argument."""
+    str_arg(name, "scorer name")
+    seed = seed_arg(seed)
     if run is None:
         from .spaces import get_space
         sp = get_space(space)
         return Scorer(name, sp, build_scorer(name, ScoreContext(space=sp, seed=seed,
                                                                 options=options)))
-    run = run if isinstance(run, Run) else open_run(run)
+    run = run if isinstance(run, Run) else open_run(path_arg(run, "run"))
     if needs_data(name) and "data" not in options:
         options["data"] = prepare_training_data(run.config)[0]
     fn = build_scorer(name, ScoreContext.for_run(run, checkpoint, **options))

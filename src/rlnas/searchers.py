@@ -402,6 +402,23 @@ def _collect(make: Callable[[], Arch], need: int, cap: int, legality: _Legality,
     return tries
 
 
+def _draw_legal(space: "SearchSpace", legality: _Legality, rng: np.random.Generator, need: int,
+                cap: int, at_least: int) -> Dict[Arch, None]:
+    """Up to ``need`` distinct legal archs drawn uniformly (at most ``cap`` draws), as a search
+    starts (evolution: its first population; random search: its sample). RlnasError where a
+    constraint leaves fewer than ``at_least`` of them in a space that cannot be enumerated."""
+    pending: Dict[Arch, None] = {}
+    _collect(lambda: _as_tuple(space.sample(rng)), need, cap, legality, {}, pending)
+    if len(pending) < at_least and legality.legal_array is None and \
+            legality.constraint.is_active:
+        what = "no" if not pending else f"only {len(pending)} of {need}"
+        raise RlnasError(
+            f"{what} random architectures of space {space.name} satisfy "
+            f"{legality.constraint.describe()} after {cap} tries; the limit seems impossible (or "
+            f"too tight to search)")
+    return pending
+
+
 def _fill_from_enumeration(legality: _Legality, need: int, taken: Dict[Arch, Any],
                            pending: Dict[Arch, None], rng: np.random.Generator) -> None:
     """Draw up to ``need`` unvisited legal archs uniformly from an enumerable space's legal set."""
@@ -473,19 +490,10 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
         return _as_tuple(space.sample(rng))
 
     # initial population: uniform random archs
-    pending: Dict[Arch, None] = {}
     need = settings.population
-    cap = _INIT_RETRY_FACTOR * need
-    _collect(random_arch, need, cap, legality, visited, pending)
+    pending = _draw_legal(space, legality, rng, need, _INIT_RETRY_FACTOR * need, need)
     if len(pending) < need:
-        if legality.legal_array is not None:
-            _fill_from_enumeration(legality, need - len(pending), visited, pending, rng)
-        elif constraint.is_active:
-            found = len(pending)
-            what = "no" if found == 0 else f"only {found} of {need}"
-            raise RlnasError(
-                f"{what} random architectures of space {space.name} satisfy {constraint.describe()} "
-                f"after {cap} tries; the limit seems impossible (or too tight to search)")
+        _fill_from_enumeration(legality, need - len(pending), visited, pending, rng)
     if not pending:
         raise RlnasError(f"could not draw any architecture of space {space.name}")
     evaluate(pending, 0)
@@ -570,14 +578,19 @@ def exhaustive_search(space: "SearchSpace", score_fn: ScoreFn, constraint: Optio
     return _score_all("exhaustive", space, score_fn, archs, topk, batch_size, start)
 
 
+def _check_num_samples(num_samples) -> int:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or \
+            num_samples <= 0:
+        raise RlnasError(f"num_samples must be a positive integer, got {num_samples!r}")
+    return int(num_samples)
+
+
 def random_search(space: "SearchSpace", score_fn: ScoreFn, num_samples: int = 1000,
                   constraint: Optional[Constraint] = None, seed: int = 0, *, topk: int = 30,
                   batch_size: int = 100_000) -> SearchResult:
     """Score ``num_samples`` distinct legal archs drawn uniformly (all legal ones if fewer)."""
     start = time.perf_counter()
-    if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples <= 0:
-        raise RlnasError(f"num_samples must be a positive integer, got {num_samples!r}")
-    num_samples = int(num_samples)
+    num_samples = _check_num_samples(num_samples)
     constraint = constraint if constraint is not None else Constraint()
     rng = np.random.default_rng(seed)
     legality = _Legality(space, constraint)
@@ -587,12 +600,7 @@ def random_search(space: "SearchSpace", score_fn: ScoreFn, num_samples: int = 10
         pick = rng.choice(len(legal), size=min(num_samples, len(legal)), replace=False)
         archs = legal[pick]
     else:
-        pending: Dict[Arch, None] = {}
-        cap = _RETRY_FACTOR * num_samples
-        _collect(lambda: _as_tuple(space.sample(rng)), num_samples, cap, legality, {}, pending)
-        if not pending and constraint.is_active:
-            raise RlnasError(f"no random architecture of space {space.name} satisfies "
-                             f"{constraint.describe()} after {cap} tries; the limit seems impossible")
+        pending = _draw_legal(space, legality, rng, num_samples, _RETRY_FACTOR * num_samples, 1)
         archs = np.array(list(pending), dtype=np.int64).reshape(-1, G)
     return _score_all("random", space, score_fn, archs, topk, batch_size, start)
 
@@ -602,6 +610,46 @@ SEARCHERS: Dict[str, Callable[..., SearchResult]] = {
     "exhaustive": exhaustive_search,
     "random": random_search,
 }
+
+
+def check_search(method: str, space: "SearchSpace", constraint: Optional[Constraint] = None,
+                 seed: int = 0, settings: Optional[EvolutionSettings] = None,
+                 num_samples: int = 1000) -> None:
+    """Every refusal ``run_search`` makes before it scores an arch, made without scoring (no
+    weights needed: ``rlnas run`` calls it before training, ``rlnas search`` before loading the
+    checkpoints). An unknown method or a seed that is not an integer >= 0; an exhaustive search
+    of a space too large to enumerate; a random budget below 1; a limit no arch meets, exactly
+    where the space is enumerable or knows its cost bounds, else by the very draws the search
+    would start with (the same seed): too few legal archs there and the search would stop.
+
+    Args:
+        method: 'evolution', 'exhaustive' or 'random'.
+        space: the space searched.
+        constraint: the limits (None: none).
+        seed: the search's seed.
+        settings: evolution's (default: the space's preset).
+        num_samples: the random search's budget.
+
+    Raises:
+        RlnasError: what the search would raise, with the same message.
+    """
+    if method not in SEARCHERS:
+        raise RlnasError(f"unknown search method {method!r}; known: {', '.join(sorted(SEARCHERS))}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RlnasError(f"the search seed must be an integer >= 0, got {seed!r}")
+    constraint = constraint if constraint is not None else Constraint()
+    if method == "exhaustive":
+        if space.enumerate() is None:
+            raise RlnasError(f"space {space.name} is too large for exhaustive search; use evolution")
+        constraint.check_feasible(space)
+        return
+    settings = settings if settings is not None else EvolutionSettings.for_space(space.name)
+    need = settings.population if method == "evolution" else _check_num_samples(num_samples)
+    legality = _Legality(space, constraint)  # refuses a limit known to be impossible
+    if legality.legal_array is None and constraint.is_active:  # the search's own first draws
+        factor = _INIT_RETRY_FACTOR if method == "evolution" else _RETRY_FACTOR
+        _draw_legal(space, legality, np.random.default_rng(seed), need, factor * need,
+                    need if method == "evolution" else 1)
 
 
 def run_search(method: str, space: "SearchSpace", score_fn: ScoreFn,
@@ -620,4 +668,4 @@ def run_search(method: str, space: "SearchSpace", score_fn: ScoreFn,
 
 
 __all__ = ["EvolutionSettings", "Constraint", "SearchResult", "evolution_search", "exhaustive_search",
-           "random_search", "SEARCHERS", "run_search"]
+           "random_search", "SEARCHERS", "check_search", "run_search"]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
+from ..checks import int_arg, seed_arg
 from ..data import align_test_split, load_dataset, make_loader
 from ..distributed import resolve_device
 from ..errors import RlnasError
@@ -42,12 +43,6 @@ MIN_ARCHS = 5  # below this a rank correlation says nothing
 # take their defaults: cosine schedule, no clipping, no label smoothing)
 SHORT_RETRAIN = {"lr": 0.05, "lr_min": 0.0, "momentum": 0.9, "nesterov": True,
                  "weight_decay": 5e-4, "batch_size": 64}
-
-
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise RlnasError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def candidate_archs(run) -> np.ndarray:
@@ -204,20 +199,19 @@ def retraining_budget(run, epochs: int = 2, images: Optional[int] = None,
             the run's model); seed: training; scorer: the score reported (default the run's);
             data_root / test_root: the data (default: the run's data.root / data.test_root).
     """
-    epochs = _positive("--epochs", epochs)
-    if images is not None:
-        _positive("--images", images)
-    if image_size is not None:
-        _positive("--image-size", image_size)
+    epochs = int_arg(epochs, "--epochs", 1)
+    images = None if images is None else int_arg(images, "--images", 1)
+    image_size = None if image_size is None else int_arg(image_size, "--image-size", 1)
+    seed = seed_arg(seed, "--seed")
     space, d = run.space, run.config.data
     model_kwargs = {k2: v for k2, v in run.config.model.items() if k2 != "drop_path"}
     for name, value in (("channels", channels), ("cells", cells)):
         if value is not None:
             if name not in model_kwargs:
                 raise RlnasError(f"space {space.name} has no --{name}")
-            model_kwargs[name] = _positive(f"--{name}", value)
+            model_kwargs[name] = int_arg(value, f"--{name}", 1)
     train, test = load_check_data(d, images, data_root, test_root)
-    space.check_image_size(train.image_size, image_size or d.resolution)
+    space.check_image_size(train.image_size, image_size or d.resolution, int(train.num_classes))
     budget = {"scorer": scorer or run.scorer, "epochs": epochs, "images": int(len(train.y)),
               "image_size": int(image_size or d.resolution or train.image_size[0]),
               "model": model_kwargs, "seed": int(seed), "augment": bool(d.augment),
@@ -275,7 +269,7 @@ def check_run(run, archs: int = 4, epochs: int = 2, images: Optional[int] = None
         The report written to ``check.json``: ``budget``, ``rows`` (group, arch, score,
         params_m, flops_m, test_acc), ``tau``, ``difference_interval``, ``winner``, ``verdict``.
     """
-    k = _positive("--archs", archs)
+    k, seed = int_arg(archs, "--archs", 1), seed_arg(seed, "--seed")
     train, test, model_kwargs, budget = retraining_budget(
         run, epochs, images, image_size, channels, cells, seed, scorer, data_root, test_root)
     scorer = budget["scorer"]
@@ -363,9 +357,7 @@ def retrain_top(run, top: int = 3, random: int = 3, epochs: int = 2,
         ``budget``, ``search`` (its file, scorer, limits), ``rows`` (role, arch, score,
         params_m, flops_m, test_acc), ``noise`` (:func:`noise_note`) and ``summary`` (the best
         found arch against the largest and the random mean, in points)."""
-    k = _positive("--top", top)
-    if isinstance(random, bool) or not isinstance(random, (int, np.integer)) or random < 0:
-        raise RlnasError(f"--random must be an integer >= 0 (0: no random archs), got {random!r}")
+    k, random = int_arg(top, "--top", 1), int_arg(random, "--random", 0)
     found = run.result(result)
     scorer = found["scorer"]
     if k > len(found["top"]):

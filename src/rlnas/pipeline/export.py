@@ -12,12 +12,16 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from .. import config as config_mod
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_model_state
 from ..errors import RlnasError
 from ..files import (atomic_write, atomic_write_text, claim_output_folder, make_dir,
                      os_error_text, run_lock)
 from ..rundir import recorded_config
 from ..spaces import recorded_space
+
+
+# what a retraining's checkpoint and an exported model.pt record of the network, beside "model"
+NETWORK_FIELDS = ("space", "arch", "model_config", "num_classes")
 
 
 def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
@@ -35,21 +39,39 @@ def load_network(run_dir) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     ckpt = load_checkpoint(run_dir / "ckpt" / "last.pt")
     if "arch" not in ckpt:
         raise supernet
-    missing = [k for k in ("space", "model_config", "num_classes") if k not in ckpt]
-    if missing:
-        raise RlnasError(f"{run_dir / 'ckpt' / 'last.pt'} lacks {', '.join(missing)}; it is not "
-                         f"a retrained network")
-    space = recorded_space(ckpt["space"], run_dir / "ckpt" / "last.pt")
-    kwargs = {k: v for k, v in ckpt["model_config"].items() if k != "drop_path"}
-    model = space.network(space.from_str(ckpt["arch"]), num_classes=ckpt["num_classes"], **kwargs)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as err:
-        raise RlnasError(f"{run_dir}: checkpoint does not match its architecture "
-                         f"({str(err).splitlines()[0][:100]})") from None
-    model.eval()
-    meta = {k: ckpt[k] for k in ("space", "arch", "model_config", "num_classes")}
+    model = _rebuild_network(ckpt, run_dir / "ckpt" / "last.pt")
+    meta = {k: ckpt[k] for k in NETWORK_FIELDS}
     return model, dict(meta, epochs_done=int(ckpt.get("epoch", 0) or 0))
+
+
+def _rebuild_network(saved: Dict[str, Any], path: Path) -> torch.nn.Module:
+    """The network that ``saved`` (a retraining's checkpoint, or an exported model.pt, read
+    from ``path``) records, with its weights, in eval mode.
+
+    Raises:
+        RlnasError: one line naming ``path``: a field missing or of another type, a user
+            space not named again, weights that do not fit the network built now."""
+    missing = [k for k in NETWORK_FIELDS + ("model",) if k not in saved]
+    if missing:
+        raise RlnasError(f"{path} lacks {', '.join(missing)}; it is not a retrained network")
+    classes = saved["num_classes"]
+    if not isinstance(saved["space"], str) or not isinstance(saved["arch"], str) or \
+            not isinstance(saved["model_config"], dict) or isinstance(classes, bool) or \
+            not isinstance(classes, int) or classes < 1:
+        shown = ", ".join(f"{k} {type(saved[k]).__name__} {saved[k]!r}"[:80]
+                          for k in NETWORK_FIELDS)
+        raise RlnasError(f"{path} is damaged: it records the network as {shown} (a space and "
+                         f"an arch name, a dict of model options, a number of classes >= 1)")
+    space = recorded_space(saved["space"], path)
+    kwargs = {k: v for k, v in saved["model_config"].items() if k != "drop_path"}
+    try:
+        model = space.network(space.from_str(saved["arch"]), num_classes=classes, **kwargs)
+    except (TypeError, ValueError) as err:  # model options of the wrong kind
+        raise RlnasError(f"{path} is damaged: its network does not build from model_config "
+                         f"{saved['model_config']!r} ({str(err).splitlines()[0][:100]})") \
+            from None
+    load_model_state(model, saved["model"], path, saved["space"])
+    return model.eval()
 
 
 EXPORT_FORMAT = "rlnas-export-1"
@@ -72,12 +94,7 @@ def load_exported_state(path) -> torch.nn.Module:
                          f"({str(err).strip()[:100] or type(err).__name__})") from None
     if not isinstance(saved, dict) or saved.get("format") != "rlnas-network-1":
         raise RlnasError(f"{path} is not an rlnas model.pt (format rlnas-network-1)")
-    space = recorded_space(saved["space"], path)
-    kwargs = {k: v for k, v in saved["model_config"].items() if k != "drop_path"}
-    model = space.network(space.from_str(saved["arch"]), num_classes=saved["num_classes"],
-                          **kwargs)
-    model.load_state_dict(saved["model"])
-    return model.eval()
+    return _rebuild_network(saved, path)
 
 
 def input_spec(cfg: Dict[str, Any], size: int, recorded: Optional[Dict[str, Any]] = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..deprecation import renamed_keyword
 from ..errors import RlnasError
-from ..files import atomic_write_text, run_lock
+from ..files import atomic_write_text, csv_number, read_csv_rows, run_lock
 from ..rundir import Run
 from ..scorers import get_scorer
 
@@ -113,27 +113,44 @@ class Ranking:
 
     @classmethod
     def read(cls, path) -> "Ranking":
-        """A ranking file written by ``rlnas rank`` (columns rank, arch, <scorer>, params_m,
-        flops_m)."""
+        """A ranking file written by :func:`ranking_csv` (columns rank, arch, <scorer>,
+        params_m, flops_m[, latency_ms]), checked: ranks 1..N in order, distinct archs, numeric
+        scores (NaN allowed: rank writes it for an arch without a score, but not for all of
+        them), finite costs.
+
+        Raises:
+            RlnasError: naming the file (and the line) when it is missing, not a ranking file
+                or damaged.
+        """
         path = Path(path)
-        if not path.is_file():
-            raise RlnasError(f"{path} not found; run `rlnas rank` (or Run.rank()) first")
-        with open(path, newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            rows = list(reader)
-        fixed = ("rank", "arch", "params_m", "flops_m")
-        others = [h for h in header or () if h not in fixed]
-        if not header or any(h not in header for h in fixed) or not others:
+        rows = read_csv_rows(path, "a ranking", "run `rlnas rank` (or Run.rank()) first")
+        header = rows[0] if rows else []
+        if header[:2] != ["rank", "arch"] or header[3:5] != ["params_m", "flops_m"] or \
+                header[5:] not in ([], ["latency_ms"]) or \
+                header[2] in ("rank", "arch", "params_m", "flops_m", "latency_ms"):
             raise RlnasError(f"{path} is not a ranking file (rank, arch, <scorer>, params_m, "
-                             f"flops_m)")
-        scorer = others[0]
-        idx = [header.index(h) for h in (scorer, "params_m", "flops_m")]
-        try:
-            cols = [np.array([float(r[i]) for r in rows], dtype=np.float64) for i in idx]
-        except (ValueError, IndexError):
-            raise RlnasError(f"{path} has a malformed row") from None
-        return cls(scorer, [r[header.index("arch")] for r in rows], *cols, path=path)
+                             f"flops_m), or its header is damaged: {','.join(header)[:120]!r}")
+        body = rows[1:]
+        if not body:
+            raise RlnasError(f"{path} is damaged: a header and no ranked arch")
+        scorer = header[2]
+        for line, r in enumerate(body, start=2):
+            if r[0].strip() != str(line - 1):
+                raise RlnasError(f"{path} is damaged: line {line} has rank {r[0]!r}, expected "
+                                 f"{line - 1}")
+            if not r[1].strip():
+                raise RlnasError(f"{path} is damaged: line {line} has no arch")
+        archs = [r[1] for r in body]
+        if len(set(archs)) != len(archs):
+            raise RlnasError(f"{path} is damaged: an arch is ranked twice")
+        score, params, flops = (
+            np.array([csv_number(r[i], path, line, header[i], finite=i != 2)
+                      for line, r in enumerate(body, start=2)], dtype=np.float64)
+            for i in (2, 3, 4))
+        if not np.isfinite(score).any():
+            raise RlnasError(f"{path} is damaged: no arch has a finite {scorer} (rank never "
+                             f"writes such a ranking)")
+        return cls(scorer, archs, score, params, flops, path=path)
 
     def __len__(self) -> int:
         return len(self.arch)

@@ -3,7 +3,6 @@ TRUE labels on the same loop as the supernet (device-resident batches, autocast,
 resume) and evaluated on the test split (``eval.csv``, ``retrain.json``)."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -18,11 +17,14 @@ from .. import config as config_mod
 from ..data import align_test_split, load_dataset, make_loader, prepare_training_data
 from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
 from ..errors import RlnasError
-from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
-from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
+from ..files import atomic_write_text, make_dir, run_lock
+from ..loop import LoopSpec, make_optimizer, read_epoch_log, run_loop, start_or_resume
 from ..rundir import check_run_dir
 from ..schema import Config, DataSection
 from ..spaces import recorded_space
+
+
+EVAL_COLUMNS = ("epoch", "top1", "top5")  # eval.csv: the test evaluations of a retraining
 
 
 def resolve_arch(space, spec: str) -> Tuple[tuple, str]:
@@ -139,11 +141,13 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
     train, d = cfg.train, cfg.data
     check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
-    space.check_image_size(data.image_size, d.resolution)
+    space.check_image_size(data.image_size, d.resolution, int(data.num_classes))
     test = align_test_split(data, load_dataset(d.dataset, d.test_root or d.root, split="test"))
     shared = check_test_data(d, data, data_desc, test)
     m = cfg.model
     drop_path = float(m.pop("drop_path", 0.0) or 0.0)
+    with torch.device("meta"):  # model options the space refuses: before anything is written
+        space.network(arch, num_classes=data.num_classes, **m)
     make_dir(run_dir, "retraining directory")
     with run_lock(run_dir, "retrain"):
         # again under the lock: another process may have started this run meanwhile
@@ -184,9 +188,11 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
 
         def after_epoch(epoch, extra):
             if dist.main and (epoch == train.epochs or (eval_every and epoch % eval_every == 0)):
-                res = dict(evaluate_network(model, test_loader), epoch=epoch)
-                append_csv_row(run_dir / "eval.csv", ("epoch", "top1", "top5"),
-                               (res["epoch"], f"{res['top1']:.4f}", f"{res['top5']:.4f}"))
+                res = evaluate_network(model, test_loader)
+                # logged as metrics.csv is: once the epoch's checkpoint is on disk (the loop)
+                extra["log_rows"] = {"eval.csv": {"epoch": str(epoch),
+                                                  "top1": f"{res['top1']:.4f}",
+                                                  "top5": f"{res['top5']:.4f}"}}
                 # TensorBoard (when on): retrain/test_top1 and retrain/test_top5 at this epoch
                 extra["scalars"] = {"test_top1": res["top1"], "test_top5": res["top5"]}
             return False
@@ -197,6 +203,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
                                    dist=dist, before_epoch=before_epoch,
                                    epoch_callback=after_epoch, ckpt_dir=run_dir / "ckpt",
                                    ckpt_meta=meta, metrics_path=run_dir / "metrics.csv",
+                                   epoch_logs={"eval.csv": EVAL_COLUMNS},
                                    progress=progress, desc="retrain")
         optimizer = make_optimizer(spec)
         ckpt = start_or_resume(spec, optimizer, run_dir, resume)
@@ -205,7 +212,7 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         if start < total:
             run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                      epoch_stats=ckpt.get("epoch_stats"))
-        rows = _read(run_dir / "eval.csv")
+        rows = _read(run_dir / "eval.csv", train.epochs)
         if not rows:
             raise RlnasError(f"{run_dir}: no evaluation was recorded")
         best = max(rows, key=lambda r: r["top1"])
@@ -217,12 +224,8 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         return summary
 
 
-def _read(path: Path):
-    if not path.exists():
-        return []
-    try:
-        with open(path) as f:
-            return [{"epoch": int(r["epoch"]), "top1": float(r["top1"]), "top5": float(r["top5"])}
-                    for r in csv.DictReader(f)]
-    except (KeyError, TypeError, ValueError):
-        raise RlnasError(f"{path} is corrupt (expected columns epoch, top1, top5)") from None
+def _read(path: Path, epochs: int):
+    """The evaluations of eval.csv (checked: ``rlnas.loop.read_epoch_log``)."""
+    _, rows = read_epoch_log(path, epochs, every_epoch=False, columns=EVAL_COLUMNS)
+    return [{"epoch": int(r["epoch"]), "top1": float(r["top1"]), "top5": float(r["top5"])}
+            for r in rows]

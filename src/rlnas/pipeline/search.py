@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 from scipy.stats import kendalltau
 
+from ..config import search_scorer
 from ..deprecation import renamed_keyword
 from ..errors import RlnasError
 from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
@@ -21,8 +22,9 @@ from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug
 from ..archplot import arch_title, write_arch_picture
 from ..plots import scatter_plot, score_label
 from ..rundir import Run
-from ..scorers import describe_scorer, get_scorer
-from ..searchers import Constraint, EvolutionSettings, run_search
+from ..schema import Config
+from ..scorers import check_scorer_name, describe_scorer, get_scorer
+from ..searchers import Constraint, EvolutionSettings, check_search, run_search
 from .rank import best_first, check_scores, ranking_csv
 
 
@@ -106,23 +108,75 @@ def check_search_name(name: str) -> str:
     return name
 
 
-def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, progress,
-            name=None, max_latency=None, latency=None):
-    s = run.config.search
+def search_plan(cfg: Config, space, cost_kwargs: Dict[str, Any], method=None, max_params=None,
+                max_flops=None, seed=None, scorer: Optional[str] = None, max_latency=None,
+                latency=None):
+    """(method, constraint, settings, seed) of a search of ``space`` by the run config ``cfg``
+    (arguments given override its search section), checked as the search would check them
+    before scoring anything (``rlnas.searchers.check_search``, the scorer's name): the one check
+    ``rlnas search`` makes before it loads the weights and ``rlnas run`` before it trains.
+
+    Args:
+        cfg: the run's config.
+        space: its space.
+        cost_kwargs: the cost keywords the limits refer to (``space.cost_defaults(run.json)``).
+        method, max_params, max_flops, seed, scorer, max_latency: as :func:`search`.
+        latency: the latency model (needed with ``max_latency``).
+
+    Returns:
+        the search's method, Constraint, EvolutionSettings and seed.
+
+    Raises:
+        RlnasError: what the search would refuse."""
+    cfg = Config.of(cfg)
+    s = cfg.search
     method = method or s.method
-    if name is not None:
-        check_search_name(name)
-    space = run.space
-    fn = get_scorer(scorer, run, checkpoint=checkpoint, progress=progress).fn
+    check_scorer_name(scorer or search_scorer(cfg))
     constraint = Constraint(max_params=max_params if max_params is not None else s.max_params,
                             max_flops=max_flops if max_flops is not None else s.max_flops,
-                            cost_kwargs=run.cost_kwargs, max_latency=max_latency,
-                            latency=latency)
+                            cost_kwargs=cost_kwargs, max_latency=max_latency, latency=latency)
     settings = EvolutionSettings(population=s.population, topk=s.topk, mutations=s.mutations,
                                  crossovers=s.crossovers, mutation_prob=s.mutation_prob,
                                  generations=s.generations, crossover_first=bool(s.crossover_first))
-    result = run_search(method, space, fn, constraint=constraint,
-                        seed=run.config.seed if seed is None else seed, settings=settings,
+    seed = cfg.seed if seed is None else seed
+    check_search(method, space, constraint, seed, settings, s.num_samples)
+    return method, constraint, settings, seed
+
+
+def check_before_training(cfg: Config, info: Dict[str, Any], max_latency=None,
+                          latency_table=None, latency_device=None, latency_setting=None) -> None:
+    """What ``rlnas run`` refuses before training: the search it will run, by the config
+    (:func:`search_plan`, the costs of the run's data as ``info``, the run.json to be written,
+    records them), and a latency limit where its numbers are known without the trained run (a
+    device table, or a chain space's lookup table; a cell space's latency is measured after
+    training)."""
+    from ..spaces import recorded_space
+    from ..spaces.choice import ChoiceSpace
+    cfg = Config.of(cfg)
+    space = recorded_space(cfg.space, "the run's config")
+    cost_kwargs = space.cost_defaults(info)
+    latency = None
+    if latency_table is not None or latency_device is not None or (
+            max_latency is not None and isinstance(space, ChoiceSpace)):
+        from ..latency import latency_model
+        latency = latency_model(space, None if latency_table is not None else cost_kwargs,
+                                table=latency_table, device=latency_device,
+                                setting=latency_setting, log=_stderr_line)
+    search_plan(cfg, space, cost_kwargs, max_latency=max_latency if latency is not None else None,
+                latency=latency)
+
+
+def _search(run: Run, method, checkpoint, max_params, max_flops, seed, scorer, progress,
+            name=None, max_latency=None, latency=None):
+    s = run.config.search
+    if name is not None:
+        check_search_name(name)
+    space = run.space
+    method, constraint, settings, seed = search_plan(
+        run.config, space, run.cost_kwargs, method, max_params, max_flops, seed, scorer,
+        max_latency, latency)
+    fn = get_scorer(scorer, run, checkpoint=checkpoint, progress=progress).fn
+    result = run_search(method, space, fn, constraint=constraint, seed=seed, settings=settings,
                         num_samples=s.num_samples)
     check_scores(np.asarray(result.scores, dtype=np.float64), scorer, run)
     order = best_first(result.scores, result.archs)  # ties as in ranking.csv

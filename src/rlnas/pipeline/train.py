@@ -3,10 +3,11 @@ path sampler, in the run directory (resumed exactly where one exists), and the o
 once the ranking is stable (``StabilityStop``)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import torch
@@ -28,18 +29,30 @@ from ..tensorboard import check_tensorboard
 
 
 def train_supernet(cfg: Dict[str, Any], run_dir, progress=True, stop_at_step=None,
-                   note: Optional[str] = None) -> Dict:
+                   note: Optional[str] = None,
+                   before_training: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict:
     """Train (or resume) the supernet of ``cfg`` (a loaded config) in ``run_dir``; under
     torchrun, one process per device trains the same path on its share of each global batch
     (rank 0 writes). ``note`` is printed (stderr, rank 0) once the data and run directory are
-    checked and training is about to start. The run is locked meanwhile
-    (``rlnas.files.run_lock``): a second process on it is refused, naming this one."""
+    checked and training is about to start. ``before_training`` is called with the run's record
+    (what run.json holds) once the data are loaded, before anything is written: ``rlnas run``
+    checks its search there. The run is locked meanwhile (``rlnas.files.run_lock``): a second
+    process on it is refused, naming this one; a refused first start leaves no folder behind."""
+    new = not Path(run_dir).exists()
     run_dir = make_dir(Path(run_dir))
-    with run_lock(run_dir, "train"):
-        return _train_supernet(Config.of(cfg), run_dir, progress, stop_at_step, note)
+    try:
+        with run_lock(run_dir, "train"):
+            return _train_supernet(Config.of(cfg), run_dir, progress, stop_at_step, note,
+                                   before_training)
+    except BaseException:
+        if new:  # rmdir: only if empty, i.e. nothing of the run was written
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
+        raise
 
 
-def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) -> Dict:
+def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note,
+                    before_training=None) -> Dict:
     resume = check_run_dir(cfg, run_dir)
     check_tensorboard(run_dir)  # a missing tensorboard package fails before the data loads
     space = recorded_space(cfg.space, run_dir / "config.yaml")
@@ -47,8 +60,8 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
     train = cfg.train
     check_parallel(train, dist)
     data, data_desc = prepare_training_data(cfg)
-    space.check_image_size(data.image_size, cfg.data.resolution)
-    labels, k = _prepare_run(cfg, data, data_desc, run_dir, dist, device)
+    labels, k = _prepare_run(cfg, data, data_desc, run_dir, dist, device, space,
+                             before_training)
     torch.manual_seed(cfg.seed)  # W0 is a function of the seed
     model = space.supernet(num_classes=k, **cfg.model).to(device)
     if CHANNELS_LAST:
@@ -85,10 +98,13 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note) ->
     return dict(last, resumed=bool(start), steps=total)
 
 
-def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device):
+def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device, space,
+                 before_training=None):
     """(labels, K): the run's labels, read back from ``labels.npz`` on a resume, else drawn;
     rank 0 writes ``config.yaml``, ``labels.npz`` and ``run.json`` (the record of what the
-    checkpoints are trained with) once every rank has checked the run directory."""
+    checkpoints are trained with) once every rank has checked the run directory and what would
+    fail later has been checked: the space on the training images, its model options, and
+    ``before_training`` (called with the record)."""
     lab = cfg.labels
     labels_path = run_dir / "labels.npz"
     k = lab.num_classes or data.num_classes
@@ -100,6 +116,22 @@ def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device)
         label_desc = meta.get("description", "")
     else:
         labels, label_desc = make_labels(lab.kind, data.y, k, lab.seed)
+    # a network that cannot run on these images fails here, not at the first step
+    space.check_image_size(data.image_size, cfg.data.resolution, int(k))
+    with torch.device("meta"):  # model options the space refuses: before anything is written
+        space.supernet(num_classes=k, **cfg.model)
+    info = {"space": cfg.space, "dataset": data.name, "data": data_desc,
+            "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
+            "dataset_classes": int(data.num_classes),
+            "image_size": int(data.image_size[0]),
+            "train_resolution": int(cfg.data.resolution or data.image_size[0]),
+            "device": str(device),
+            "processes": dist.world,
+            # what the checkpoints are trained with: config.yaml may be edited, this is
+            # the record a resume and every later stage compare with
+            "config": cfg.tree()}
+    if before_training is not None:
+        before_training(info)
     dist.barrier()  # every rank has checked the run directory before rank 0 writes to it
     if dist.main:
         make_dir(run_dir / "ckpt", "checkpoint folder")
@@ -107,16 +139,6 @@ def _prepare_run(cfg: Config, data, data_desc: str, run_dir: Path, dist, device)
         if not labels_path.exists():
             save_labels(labels_path, labels, {"kind": lab.kind, "num_classes": int(k),
                                               "seed": lab.seed, "description": label_desc})
-        info = {"space": cfg.space, "dataset": data.name, "data": data_desc,
-                "labels": label_desc, "num_images": int(len(data.y)), "num_classes": int(k),
-                "dataset_classes": int(data.num_classes),
-                "image_size": int(data.image_size[0]),
-                "train_resolution": int(cfg.data.resolution or data.image_size[0]),
-                "device": str(device),
-                "processes": dist.world,
-                # what the checkpoints are trained with: config.yaml may be edited, this is
-                # the record a resume and every later stage compare with
-                "config": cfg.tree()}
         atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
     return labels, k
 

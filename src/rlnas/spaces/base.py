@@ -165,6 +165,41 @@ class SearchSpace(abc.ABC):
         return len(arch) == self.num_genes and all(
             int(v) in self.gene_choices(g) for g, v in enumerate(arch))
 
+    def genome_array(self, archs) -> np.ndarray:
+        """``archs`` (one genome or a batch) as an int64 array ``(N, num_genes)``, every gene
+        among its ``gene_choices``: what ``cost``, the latency tables and the scorers may index
+        tables with (the one check of a batch of genomes given from outside).
+
+        Args:
+            archs: a sequence of ints, or rows of them.
+
+        Returns:
+            the array.
+
+        Raises:
+            RlnasError: a row of another length, a gene that is not an integer or is out of its
+                choices (a cost of an arch outside the space means nothing).
+        """
+        n = self.num_genes
+        try:
+            raw = np.asarray(archs)
+        except ValueError:  # ragged rows
+            raise RlnasError(f"{self.name} archs must be genomes of {n} integers, one row per "
+                             f"arch; got rows of different lengths") from None
+        if raw.ndim == 1 and raw.size in (0, n):
+            raw = raw.reshape(-1, n)
+        if raw.ndim != 2 or raw.shape[1] != n or (raw.size and raw.dtype.kind not in "iu"):
+            raise RlnasError(f"{self.name} archs must be genomes of {n} integers, one row per "
+                             f"arch; got an array of shape {raw.shape} and type {raw.dtype}")
+        arr = raw.astype(np.int64)
+        for g in range(n):
+            choices = list(self.gene_choices(g))
+            bad = ~np.isin(arr[:, g], np.asarray(choices, dtype=np.int64))
+            if bad.any():
+                raise RlnasError(f"genome {arr[bad][0].tolist()} is not a {self.name} arch: "
+                                 f"gene {g} is {int(arr[bad][0, g])}, its choices are {choices}")
+        return arr
+
     def canonical(self, arch: Arch) -> Arch:
         """The genome of the network ``arch`` builds, where several genomes build one network
         (NAS-Bench-Macro's identities). Default: ``arch`` itself.
@@ -252,14 +287,20 @@ class SearchSpace(abc.ABC):
         """
         return {}
 
-    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int]) -> None:
-        """Refuse, before training, images of a size the space's costs do not describe.
-        Default: every size is accepted (the network adapts, costs are at the benchmark size).
+    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int],
+                         num_classes: int) -> None:
+        """Refuse, before any training, images the space's networks cannot run on, or of a size
+        its costs do not describe. Default: every size is accepted (global pooling before the
+        classifier; costs at the benchmark size).
 
         Args:
             image_size: (H, W) of the data's images as stored.
             resolution: ``data.resolution``, the side they are deliberately resized to (None:
                 as stored).
+            num_classes: the classifier's outputs.
+
+        Raises:
+            RlnasError: naming the declared size and the data's.
         """
 
     def arch_diagram(self, arch: Arch) -> Optional[Dict]:

@@ -50,7 +50,7 @@ import torch
 import torch.nn as nn
 
 from ..angle import FIXED, STATS, vector_stats
-from ..errors import RlnasError
+from ..errors import RlnasError, UserCodeError
 from .base import Arch, SearchSpace, refuse_model_options
 from .ops import Identity
 
@@ -162,13 +162,20 @@ def _as_module(made, where: str) -> nn.Module:
 
 
 def _with_context(where: str, fn, *args):
-    """Run a user factory or forward; errors of the declaration become one-line RlnasErrors."""
+    """Run a user factory or forward. Errors of the declaration (a shape, a value, a call's
+    signature) become one-line RlnasErrors; any other exception of the user's code a
+    UserCodeError saying first, in one line, which part of which space failed (``where``), with
+    the exception as its cause: the command line prints the user's traceback after the line."""
     try:
         return fn(*args)
     except RlnasError as err:
-        raise RlnasError(f"{where}: {err}") from None
+        raise type(err)(f"{where}: {err}") from err.__cause__
     except (RuntimeError, ValueError, TypeError) as err:
         raise RlnasError(f"{where}: {str(err).splitlines()[0]}") from None
+    except Exception as err:
+        text = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserCodeError(f"{where} failed: {type(err).__name__}"
+                            f"{': ' + text if text else ''}") from err
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,14 +270,16 @@ class ChoiceSpace(SearchSpace):
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             return stem
-        return _as_module(self._stem(), "stem()")
+        where = f"space {self.name!r} stem()"
+        return _as_module(_with_context(where, self._stem), where)
 
     def make_head(self, num_classes: int, dropout: float = 0.0) -> nn.Module:
-        return _as_module(self._head(num_classes, dropout), "head()")
+        where = f"space {self.name!r} head()"
+        return _as_module(_with_context(where, self._head, num_classes, dropout), where)
 
     def make_op(self, block: int, op: int) -> nn.Module:
         b, o = self.blocks[block], self.blocks[block].ops[op]
-        where = f"block {block} op {o.name!r}"
+        where = f"space {self.name!r} block {block} op {o.name!r}"
         return _as_module(_with_context(where, o.make, self.c_in[block], b.c_out, b.stride), where)
 
     def _trace(self, input_size, num_classes) -> _Costs:
@@ -278,14 +287,14 @@ class ChoiceSpace(SearchSpace):
         block's input channels, and measure params and FLOPs."""
         with torch.device("meta"):
             x = torch.zeros(1, self.in_channels, *input_size)
-            sp, sf, x = _measure(self.make_stem(), x, "stem")
+            sp, sf, x = _measure(self.make_stem(), x, f"space {self.name!r} stem")
             ops, seen = [], {}
             for b, block in enumerate(self.blocks):
                 if b == len(self.c_in):  # first trace: the block's input is what precedes it
                     self.c_in.append(int(x.shape[1]))
                 outs = []
                 for j, op in enumerate(block.ops):
-                    where = f"block {b} op {op.name!r}"
+                    where = f"space {self.name!r} block {b} op {op.name!r}"
                     # the same op on the same input shape (repeated blocks of a stage) is
                     # measured once: meta-device kernels cost ~20 ms per op
                     key = (id(op), block.c_out, block.stride, tuple(x.shape))
@@ -301,7 +310,7 @@ class ChoiceSpace(SearchSpace):
                     outs.append(((p, f), y))
                 ops += [pf for pf, _ in outs]
                 x = outs[0][1]
-            hp, hf, y = _measure(self.make_head(num_classes), x, "head")
+            hp, hf, y = _measure(self.make_head(num_classes), x, f"space {self.name!r} head")
             if tuple(y.shape) != (1, num_classes):
                 raise RlnasError(f"head outputs shape {tuple(y.shape)}, expected (1, {num_classes})")
         return _Costs(np.array([sp + hp, sf + hf], dtype=np.float64),
@@ -358,16 +367,6 @@ class ChoiceSpace(SearchSpace):
                              f"block b in 0..num_ops[b] - 1)")
         return arch
 
-    def _check_batch(self, archs) -> np.ndarray:
-        archs = np.asarray(archs, dtype=np.int64)
-        if archs.ndim == 1 and archs.size == self.num_genes:
-            archs = archs[None]
-        if archs.ndim != 2 or archs.shape[1] != self.num_genes or (
-                archs.size and ((archs < 0) | (archs >= self.num_ops)).any()):
-            raise RlnasError(f"{self.name} archs must be rows of {self.num_genes} op indices "
-                             "(block b in 0..num_ops[b] - 1)")
-        return archs
-
     def to_str(self, arch: Arch) -> str:
         return " ".join(self.blocks[b].ops[a].token for b, a in enumerate(self._check(arch)))
 
@@ -412,7 +411,7 @@ class ChoiceSpace(SearchSpace):
     def cost(self, archs: np.ndarray, input_size=None, num_classes=None) -> Dict[str, np.ndarray]:
         """Params (M) and FLOPs (M) of each arch's network (default: the declared input size
         and classes), from the tables measured once."""
-        archs = self._check_batch(archs)
+        archs = self.genome_array(archs)
         t = self._cost_table(input_size, num_classes)
         total = t.fixed + t.ops[self.offsets + archs].sum(axis=1)  # (N, 2)
         return {"params": total[:, 0] / 1e6, "flops": total[:, 1] / 1e6}
@@ -432,16 +431,30 @@ class ChoiceSpace(SearchSpace):
         k = int(info.get("dataset_classes", info["num_classes"]))
         return {} if k == self.num_classes else {"num_classes": k}
 
-    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int]) -> None:
+    def check_image_size(self, image_size: Tuple[int, int], resolution: Optional[int],
+                         num_classes: int) -> None:
         """Images as stored must have the declared ``input_size`` (the size FLOPs and limits
-        refer to), unless ``data.resolution`` resizes them deliberately."""
-        if resolution is None and tuple(int(v) for v in image_size) != self.input_size:
-            h, w = (int(v) for v in image_size)
+        refer to), unless ``data.resolution`` resizes them deliberately; and the network must
+        run at the training size (a head fixed to the declared size does not): every layer and
+        op traced once at that size on the meta device, before any training. Each error names
+        both sizes."""
+        h, w = (int(v) for v in image_size)
+        if resolution is None and (h, w) != self.input_size:
             raise RlnasError(
                 f"the data's images are {h} x {w} px, but space {self.name} is declared for "
                 f"{self.input_size[0]} x {self.input_size[1]} px (input_size, the size its "
                 f"FLOPs and limits refer to): declare input_size={h if h == w else (h, w)}, "
                 f"or resize the images with data.resolution={self.input_size[0]}")
+        size = int(resolution or h)
+        try:
+            self._cost_table(size, int(num_classes))
+        except RlnasError as err:
+            declared = "x".join(map(str, self.input_size))
+            raise type(err)(f"space {self.name} is declared for {declared} px images "
+                            f"(input_size) but would train on {size} px ones, on which its "
+                            f"network does not run ({err}); give "
+                            f"data.resolution={self.input_size[0]} or declare the space for "
+                            f"{size} px") from err.__cause__
 
     def arch_diagram(self, arch: Arch) -> Dict:
         """A block diagram: stem, each block's chosen op (with its channels and stride; a
@@ -524,7 +537,7 @@ class ChoiceSpace(SearchSpace):
 
     def angle_multiplicity(self, archs: np.ndarray) -> np.ndarray:
         """(N, P): 1 for ``fixed`` and for the op each block uses, else 0."""
-        archs = self._check_batch(archs)
+        archs = self.genome_array(archs)
         m = np.zeros((len(archs), 1 + int(self.num_ops.sum())))
         m[:, 0] = 1.0
         m[np.arange(len(archs))[:, None], 1 + self.offsets + archs] = 1.0

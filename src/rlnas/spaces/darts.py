@@ -302,9 +302,7 @@ class DartsSpace(SearchSpace):
              image_size: Optional[int] = None, auxiliary: bool = False,
              stem_multiplier: int = 3) -> Dict[str, np.ndarray]:
         """Params (M) and FLOPs (M) per arch, analytically (see ``cost_tables``)."""
-        archs = np.asarray(archs, dtype=np.int64).reshape(-1, NUM_GENES)
-        if archs.size and (archs.min() < 0 or archs.max() >= NUM_OPS):
-            raise RlnasError(f"DARTS genes must be op indices 0..{NUM_OPS - 1}")
+        archs = self.genome_array(archs)
         t = cost_tables(network, channels, layers, num_classes, image_size, auxiliary,
                         stem_multiplier)
         genes = np.arange(NUM_GENES)

@@ -128,7 +128,7 @@ class MacroSpace(ChoiceSpace):
         return tuple(arch)
 
     def canonical_batch(self, archs) -> np.ndarray:
-        return np.array([self.canonical(a) for a in self._check_batch(archs)], dtype=np.int64)
+        return np.array([self.canonical(a) for a in self.genome_array(archs)], dtype=np.int64)
 
     # --- cost in the benchmark's convention ------------------------------------------------
     def cost(self, archs, input_size=None, num_classes=None, thop: bool = False):

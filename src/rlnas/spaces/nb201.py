@@ -125,7 +125,7 @@ class NB201Space(SearchSpace):
         """Params (M) and FLOPs (M) of the standalone NB201 network, counted as NB201 does:
         conv weights + BN affine + classifier for params; Conv2d and Linear multiply-adds
         (bias included) for FLOPs; pooling, skip and none are free."""
-        archs = np.asarray(archs, dtype=np.int64).reshape(-1, 6)
+        archs = self.genome_array(archs)
         t = cost_table(channels, cells, num_classes, image_size)
         n1 = (archs == CONV1).sum(1)
         n3 = (archs == CONV3).sum(1)

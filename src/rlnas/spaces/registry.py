@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Callable, Dict, Set
 
-from ..errors import RlnasError
+from ..errors import RlnasError, UserCodeError
 from .base import SearchSpace
 
 _SPACES: Dict[str, Callable[[], SearchSpace]] = {}
@@ -96,6 +96,16 @@ def _import_user_module(module_name: str):
     return importlib.import_module(module_name)
 
 
+def _user_code_error(where: str, err: Exception) -> RlnasError:
+    """``err``, raised by the user's module or factory, as one line saying where first: an
+    RlnasError (from rlnas's checks of a declaration) keeps its type, anything else becomes a
+    UserCodeError (the caller chains the original, whose traceback the CLI prints)."""
+    if isinstance(err, RlnasError):
+        return type(err)(f"{where}: {err}")
+    text = (str(err).strip().splitlines() or [""])[0][:200]
+    return UserCodeError(f"{where} failed: {type(err).__name__}{': ' + text if text else ''}")
+
+
 def _import_space(spec: str, **kwargs) -> SearchSpace:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -105,6 +115,9 @@ def _import_space(spec: str, **kwargs) -> SearchSpace:
         module = _import_user_module(module_name)
     except ImportError as err:
         raise RlnasError(f"search space {spec!r}: cannot import {module_name!r} ({err})") from None
+    except Exception as err:  # the module's own code failed (a declaration at its top level)
+        raise _user_code_error(f"search space {spec!r}: importing {module_name!r}", err) \
+            from (err.__cause__ if isinstance(err, RlnasError) else err)
     try:
         obj = getattr(module, attr)
     except AttributeError:
@@ -120,6 +133,9 @@ def _import_space(spec: str, **kwargs) -> SearchSpace:
             space = obj(**kwargs)
         except TypeError as err:
             raise RlnasError(f"search space {spec!r}: calling it failed ({err})") from None
+        except Exception as err:
+            raise _user_code_error(f"search space {spec!r}: its factory", err) \
+                from (err.__cause__ if isinstance(err, RlnasError) else err)
     if not isinstance(space, SearchSpace):
         raise RlnasError(f"search space {spec!r}: its factory returned "
                          f"{type(space).__name__}, not a SearchSpace")
