@@ -131,6 +131,7 @@ CLI_CASES = {
     "evaluate --eval-images -5": ["evaluate", "RUN", "--nasbench201", "t.csv",
                                   "--eval-images", "-5"],
     "evaluate --sample 0": ["evaluate", "RUN", "--nasbench201", "t.csv", "--sample", "0"],
+    "retrain --random -1": ["retrain", "RUN", "--top", "1", "--random", "-1"],
     "bench --steps -1": ["bench", "--steps", "-1"],
     "bench --batch 0": ["bench", "--batch", "0"],
 }

@@ -450,24 +450,69 @@ def test_search_by_a_proxy_or_an_ensemble_loads_the_run_images(tiny_data, tmp_pa
 
 
 def test_an_ensemble_score_is_the_mean_percentile_rank_of_its_members(capsys):
-    """a+b scores each arch by the mean over a and b of its rank among the archs scored
-    together divided by their number: in (0, 1], 1 = the best by both; `rlnas scorers` says so."""
+    """a+b scores each arch by the mean over a and b of its percentile rank in the space's
+    reference set (all 15,625 NB201 cells): in (0, 1], 1 = the best by both; `rlnas scorers`
+    says so."""
     from scipy.stats import rankdata
     from rlnas.scorers import get_scorer
     space = get_space("nb201")
-    archs = space.enumerate()[::97]
-    cost = space.cost(archs)
-    got = get_scorer("params+flops+random", seed=3)(archs)
-    rnd = get_scorer("random", seed=3)(archs)
-    want = (rankdata(cost["params"]) + rankdata(cost["flops"]) + rankdata(rnd)) / 3 / len(archs)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    every = space.enumerate()
+    cost = space.cost(every)
+    rnd = get_scorer("random", seed=3)(every)
+    want = (rankdata(cost["params"]) + rankdata(cost["flops"]) + rankdata(rnd)) / 3 / len(every)
+    got = get_scorer("params+flops+random", seed=3)(every[::97])
+    np.testing.assert_allclose(got, want[::97], rtol=0, atol=1e-12)
     assert 0 < got.min() and got.max() <= 1
-    both = get_scorer("params+flops")(archs)
+    both = get_scorer("params+flops")(every)
     assert both.max() == pytest.approx(1.0)  # the largest arch is the best by both members
     assert main(["scorers"]) == 0
     out = capsys.readouterr().out
     assert "rank ensemble a+b+...: the mean over its members of the arch's percentile rank" in out
     assert max(len(line) for line in out.splitlines()) <= 120
+
+
+@pytest.mark.parametrize("space_name", ["nb201", "darts", "nasbench-macro"])
+def test_an_ensemble_score_is_a_function_of_the_arch_alone(space_name):
+    """An evolution search scores one generation at a time and keeps the best over all of
+    them: an arch's ensemble score must not depend on the archs scored with it."""
+    from rlnas.scorers import get_scorer
+    space = get_space(space_name)
+    rng = np.random.default_rng(0)
+    archs = np.array([space.sample(rng) for _ in range(60)], dtype=np.int64)
+    scorer = get_scorer("params+random", space=space_name, seed=1)
+    whole = scorer(archs)
+    parts = np.concatenate([scorer(archs[i:i + 7]) for i in range(0, len(archs), 7)])
+    np.testing.assert_array_equal(whole, parts)
+    alone = np.array([scorer(archs[i:i + 1])[0] for i in range(len(archs))])
+    np.testing.assert_array_equal(whole, alone)
+    fresh = get_scorer("params+random", space=space_name, seed=1)(archs[::-1])[::-1]
+    np.testing.assert_array_equal(whole, fresh)  # the reference set is seeded, not drawn anew
+
+
+def test_an_ensemble_member_that_is_a_proxy_gets_a_small_reference_sample():
+    """A zero-cost proxy costs about a second an arch: its reference is a seeded sample of 100
+    archs even where the space is enumerable; a weight or size member gets the enumeration."""
+    from rlnas.scorers import REFERENCE_SAMPLE_PROXY, _reference_of, ScoreContext
+    ctx = ScoreContext(space=get_space("nb201"), seed=2)
+    proxy = _reference_of("nwot", ctx)()
+    assert 0 < len(proxy) <= REFERENCE_SAMPLE_PROXY
+    np.testing.assert_array_equal(proxy, _reference_of("nwot", ctx)())
+    assert len(_reference_of("params", ctx)()) == 15625
+
+
+def test_reference_percentile_is_the_average_rank_with_ties_and_nan_lowest():
+    from scipy.stats import rankdata
+    from rlnas.scorers import reference_percentile
+    rng = np.random.default_rng(5)
+    ref = rng.integers(0, 20, 200).astype(float)
+    ref[:5] = np.nan
+    ranks = rankdata(np.nan_to_num(ref, nan=-np.inf)) / len(ref)  # the reference itself
+    ordered = np.sort(np.nan_to_num(ref, nan=-np.inf))
+    np.testing.assert_allclose(reference_percentile(ordered, ref), ranks, rtol=0, atol=1e-12)
+    new = np.array([-5.0, 7.5, 100.0, np.nan, 3.0])  # outside the set, and tied with it
+    slow = [(np.sum(ordered < v) + (np.sum(ordered == v) + 1) / 2) / len(ordered)
+            for v in np.nan_to_num(new, nan=-np.inf)]
+    np.testing.assert_allclose(reference_percentile(ordered, new), slow, rtol=0, atol=1e-12)
 
 
 # --- optional TensorBoard logging (RLNAS_TENSORBOARD) ------------------------------------------

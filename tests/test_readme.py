@@ -75,6 +75,7 @@ BLOCKS = {
     "import os": ("python", None),
     "rlnas run nb201-cifar10-fast root=$DATA/cifar10 split_file=$DATA/nasbench201-splits/cifar-split.txt \\": ("run", TINY),
     "rlnas evaluate runs/c10-s0 runs/c10-s1 runs/c10-s2 --nasbench201 $DATA/nasbench201.csv \\": ("run", TINY),
+    "rlnas search runs/nasbench-macro-fast --max-latency 20             # ms, measured on this machine": ("run", TINY),
     "rlnas check runs/nasbench-macro-fast --archs 4 --epochs 2 --images 10000 --image-size 16 \\": ("run", TINY),
     "rlnas retrain runs/nasbench-macro-fast --top 3 --random 3 --epochs 2 --images 10000 \\": ("run", TINY),
     "rlnas train darts-cifar10 root=$DATA/cifar10 --out runs/darts  # C=16, 8 cells, 250 epochs": ("run", TINY),

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .checks import path_arg, seed_arg, str_arg
 from .data import prepare_training_data
@@ -92,10 +91,76 @@ def scorer_info(name: str) -> ScorerInfo:
 
 #: What an ensemble's score means (``rlnas scorers``, the README, result files).
 ENSEMBLE = ("rank ensemble a+b+...: the mean over its members of the arch's percentile rank "
-            "among the N archs scored together (rank / N, rank 1 = a member's lowest score, "
-            "ties share their mean rank, NaN ranks lowest); in (0, 1], 1 = the best by every "
-            "member. Comparable only within one scoring: rank and evaluate score all archs at "
-            "once, an evolution search one generation at a time")
+            "in a fixed reference set of the space's archs (every arch where the space has "
+            "at most 20,000, else a seeded sample of 1,000; a seeded sample of 100 for a "
+            "zero-cost proxy member, which costs about a second an arch): (archs of the set "
+            "below it + half of those tied with it + 1/2) / set size, NaN lowest; 1 or more "
+            "= the best by every member. A function of the arch alone, so scores from "
+            "different calls (an evolution search's generations, rank, evaluate) compare")
+
+#: Reference set of an ensemble member: every arch of an enumerable space up to
+#: REFERENCE_ENUMERATE_MAX, else a seeded sample of REFERENCE_SAMPLE archs; a zero-cost proxy
+#: member (about a second an arch on a CPU) a seeded sample of REFERENCE_SAMPLE_PROXY.
+REFERENCE_SAMPLE = 1000
+REFERENCE_SAMPLE_PROXY = 100
+REFERENCE_ENUMERATE_MAX = 20000
+
+
+def reference_archs(space, seed: int, size: int = REFERENCE_SAMPLE,
+                    enumerate_max: Optional[int] = REFERENCE_ENUMERATE_MAX) -> np.ndarray:
+    """A fixed set of archs of ``space`` (int64 ``(N, num_genes)``): all of them where the space
+    is enumerable with at most ``enumerate_max`` archs (None: any number), else ``size`` draws of ``space.sample``
+    seeded by ``seed``, duplicates removed, in notation order (the same set on every call)."""
+    archs = space.enumerate()
+    if archs is None or (enumerate_max is not None and len(archs) > enumerate_max):
+        rng = np.random.default_rng(seed)
+        seen = {space.to_str(space.sample(rng)) for _ in range(size)}
+        archs = [space.from_str(a) for a in sorted(seen)]
+    return np.asarray(archs, dtype=np.int64)
+
+
+def reference_percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's percentile rank in the sorted ``reference`` scores: (number below + (number
+    tied + 1) / 2) / len(reference), NaN as -inf. For a value of the reference itself this is
+    its average rank / N (``scipy.stats.rankdata``'s), so a batch equal to the reference
+    ranks as it would alone."""
+    v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=-np.inf)
+    below = np.searchsorted(reference, v, side="left")
+    tied = np.searchsorted(reference, v, side="right") - below
+    return (below + (tied + 1) / 2) / len(reference)
+
+
+class _Member:
+    """One member of an ensemble and its reference set, scored once on first use."""
+
+    def __init__(self, fn: ScoreFn, archs_of_reference: Callable[[], np.ndarray]):
+        self.fn, self._archs_of_reference = fn, archs_of_reference
+        self._ref = None  # (index by genome bytes, scores, sorted scores)
+
+    def percentile(self, archs: np.ndarray) -> np.ndarray:
+        if self._ref is None:
+            ref = self._archs_of_reference()
+            scores = np.nan_to_num(np.asarray(self.fn(ref), dtype=np.float64), nan=-np.inf)
+            self._ref = ({row.tobytes(): i for i, row in enumerate(ref)}, scores, np.sort(scores))
+        index, scores, ordered = self._ref
+        where = np.array([index.get(row.tobytes(), -1) for row in archs], dtype=np.int64)
+        new = where < 0
+        member = np.empty(len(archs))
+        member[~new] = scores[where[~new]]
+        if new.any():  # archs outside the reference set: score them here
+            member[new] = np.asarray(self.fn(archs[new]), dtype=np.float64)
+        return reference_percentile(ordered, member)
+
+
+class _Ensemble:
+    """The rank ensemble of score functions (:data:`ENSEMBLE`)."""
+
+    def __init__(self, members: List[_Member]):
+        self.members = members
+
+    def __call__(self, archs: np.ndarray) -> np.ndarray:
+        archs = np.asarray(archs, dtype=np.int64)
+        return np.mean([m.percentile(archs) for m in self.members], axis=0)
 
 
 def check_scorer_name(spec: str) -> List[str]:
@@ -117,28 +182,29 @@ def describe_scorer(name: str) -> str:
     parts = check_scorer_name(name)
     if len(parts) == 1:
         return scorer_info(parts[0]).description
-    return (f"mean over {', '.join(parts)} of each arch's percentile rank among the archs "
-            f"scored together (rank / N, 1 = the best by every member; see `rlnas scorers`)")
+    return (f"mean over {', '.join(parts)} of each arch's percentile rank in a fixed reference "
+            f"set of the space's archs (1 = the best by every member; see `rlnas scorers`)")
 
 
 def build_scorer(spec: str, ctx: ScoreContext) -> ScoreFn:
     """The score function of a scorer by name, or of an ensemble ``a+b+...`` (:data:`ENSEMBLE`:
     the mean of the members' percentile ranks), for the context ``ctx`` (:func:`get_scorer`
     builds the context)."""
-    fns = []
-    for name in check_scorer_name(spec):
+    fns, parts = [], check_scorer_name(spec)
+    for name in parts:
         info = scorer_info(name)
         if info.needs_run and ctx.run is None:
             raise RlnasError(f"scorer {name!r} needs a trained supernet run")
         fns.append(info.factory(ctx))
     if len(fns) == 1:
         return fns[0]
+    return _Ensemble([_Member(fn, _reference_of(part, ctx)) for fn, part in zip(fns, parts)])
 
-    def ensemble(archs: np.ndarray) -> np.ndarray:
-        # percentile ranks within the batch: meaningful when the batch is the whole candidate set
-        ranks = [rankdata(np.nan_to_num(f(archs), nan=-np.inf)) / len(archs) for f in fns]
-        return np.mean(ranks, axis=0)
-    return ensemble
+
+def _reference_of(member: str, ctx: ScoreContext) -> Callable[[], np.ndarray]:
+    if needs_data(member):  # a proxy: a small sample, never the enumeration
+        return lambda: reference_archs(ctx.space, ctx.seed, REFERENCE_SAMPLE_PROXY, 0)
+    return lambda: reference_archs(ctx.space, ctx.seed)
 
 
 def needs_data(scorer: str) -> bool:

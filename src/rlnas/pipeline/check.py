@@ -31,7 +31,7 @@ from ..errors import RlnasError
 from ..files import atomic_write_text, make_dir, write_json_atomic
 from ..loop import LoopSpec, run_loop
 from ..schema import DataSection, TrainSection
-from ..scorers import get_scorer
+from ..scorers import get_scorer, reference_archs
 from .rank import Ranking, best_first, rank, ranking_path
 from .retrain import evaluate_network
 
@@ -48,13 +48,7 @@ SHORT_RETRAIN = {"lr": 0.05, "lr_min": 0.0, "momentum": 0.9, "nesterov": True,
 def candidate_archs(run) -> np.ndarray:
     """Every arch of the run's space where it is enumerable, else a sample of SAMPLE_SIZE
     distinct archs seeded by the run's seed."""
-    space = run.space
-    archs = space.enumerate()
-    if archs is None:
-        rng = np.random.default_rng(run.config.seed)
-        seen = {space.to_str(space.sample(rng)) for _ in range(SAMPLE_SIZE)}
-        archs = np.array([space.from_str(a) for a in sorted(seen)], dtype=np.int64)
-    return np.asarray(archs, dtype=np.int64)
+    return reference_archs(run.space, run.config.seed, SAMPLE_SIZE, enumerate_max=None)
 
 
 def ranked_archs(run, scorer: str):

@@ -49,7 +49,8 @@ def ranking_csv(scorer: str, archs: Sequence[str], scores, params, flops,
     """The text of a ranking file: ``rank, arch, <scorer>, params_m, flops_m[, latency_ms]``,
     one row per arch in the order given (best first). The score column is named after the
     scorer and holds its score, bigger is better (``rlnas scorers`` says what each one is; an
-    ensemble ``a+b``'s is the mean of the members' percentile ranks, ``scorers.ENSEMBLE``);
+    ensemble ``a+b``'s is the mean of the members' percentile ranks in a reference set,
+    ``scorers.ENSEMBLE``);
     ``params_m`` / ``flops_m`` are M params / M FLOPs of the space's benchmark network."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
