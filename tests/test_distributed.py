@@ -108,6 +108,22 @@ def test_parts_partition_the_global_batch():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
+def test_a_cuda_process_of_a_torchrun_job_takes_its_local_gpu(monkeypatch):
+    """Under torchrun with CUDA, rank r's device is cuda:LOCAL_RANK (the CUDA calls stubbed, the
+    process group taken as joined): no GPU is needed to follow the path."""
+    import rlnas.distributed as distributed
+    picked = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "set_device", picked.append)
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    dist, device = distributed.init_distributed("cuda")
+    assert (dist.rank, dist.world) == (1, 2)
+    assert device == torch.device("cuda", 1) and picked == [device]
+
+
 def test_run_under_torchrun_and_a_clean_exit(tiny_data, tmp_path):
     # `rlnas run`: every process trains, rank 0 alone ranks and searches; and the gloo threads
     # are gone before exit (surviving ones intermittently aborted the interpreter's exit)

@@ -3,6 +3,7 @@ torchrun job (``Dist``), with the collective operations the training loop needs 
 all-reduce of touched gradients, global sums, the once-per-epoch same-path check)."""
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Optional
@@ -70,7 +71,9 @@ def init_distributed(device_name: str):
         # torch._dynamo (imported by the optimizer) keeps references to a process group that
         # exists when it is first imported; that group then outlives destroy_process_group and
         # its gloo threads can abort the interpreter's exit. Imported first, it holds none.
-        import torch._dynamo  # noqa: F401
+        # (Through importlib: ``import torch._dynamo`` here would make ``torch`` a local name of
+        # this function, unbound where the CUDA branch above reads it.)
+        importlib.import_module("torch._dynamo")
         tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(rank, world), device
 
