@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rlnas.throughput import SETTINGS
 from rlnas.spaces import get_space
+from rlnas.throughput import SETTINGS
 
 
 def touched_fraction(name: str, samples: int = 20):

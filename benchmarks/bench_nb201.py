@@ -14,6 +14,7 @@ it (ratio = baseline time / our time):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import platform
 import time
@@ -22,14 +23,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import contextlib
-
 from rlnas.angle import AngleScorer, angle_between
 from rlnas.data import DeviceLoader
 from rlnas.distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from rlnas.spaces import get_space
-from rlnas.spaces.nb201 import (EDGE_INDEX, NONE, PATHS, SearchCell, edge_tensor, fixed_keys,
-                                sample_urs, search_cell_ids)
+from rlnas.spaces.nb201 import (
+    EDGE_INDEX,
+    NONE,
+    PATHS,
+    SearchCell,
+    edge_tensor,
+    fixed_keys,
+    sample_urs,
+    search_cell_ids,
+)
 
 SPACE = get_space("nb201")
 

@@ -133,7 +133,7 @@ def report(args) -> None:
     results = json.loads((args.out / args.space / "map.json").read_text())
     groups = _by_setting(results)
     scorers = [s for s in SCORERS if any(s in r["scorers"] for g in groups.values() for r in g)]
-    lines = [f"| setting (seeds) | lever | train min | " + " | ".join(scorers) + " |",
+    lines = ["| setting (seeds) | lever | train min | " + " | ".join(scorers) + " |",
              "|---" * (len(scorers) + 3) + "|"]
     for name, runs in groups.items():
         lever = SETTINGS[args.space].get(name, ("?", []))[0]

@@ -57,8 +57,15 @@ from scipy.stats import kendalltau
 
 from rlnas.errors import RlnasError
 from rlnas.files import make_dir, write_json_atomic
-from rlnas.latency import (CACHE_VERSION, LatencySetting, cell_network_setup, latency_model,
-                           machine, runnable, runtime_input)
+from rlnas.latency import (
+    CACHE_VERSION,
+    LatencySetting,
+    cell_network_setup,
+    latency_model,
+    machine,
+    runnable,
+    runtime_input,
+)
 from rlnas.spaces import get_space
 from rlnas.spaces.choice import ChoiceSpace
 from rlnas.spaces.mobilenet import mobilenet_space

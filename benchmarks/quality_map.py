@@ -119,6 +119,7 @@ def shape_of(cfg) -> tuple:
 def step_seconds(shape, steps=60, warmup=3) -> float:
     import torch
     import torch.nn.functional as F
+
     from rlnas.distributed import CHANNELS_LAST
     from rlnas.spaces import get_space
     c, n, res, batch = shape
@@ -161,6 +162,7 @@ def calibrate(out: Path):
 
 def machine() -> str:
     import platform
+
     import torch
     return (f"{os.cpu_count()}-core {platform.machine()}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
@@ -171,9 +173,9 @@ def machine() -> str:
 # ----------------------------------------------------------------------------------------------
 class Truth:
     def __init__(self, table_path):
-        from rlnas.tables import load_nb201_table
         from rlnas.sizecontrol import budget_ladder
         from rlnas.spaces import get_space
+        from rlnas.tables import load_nb201_table
         self.space = get_space("nb201")
         self.archs = self.space.enumerate()
         self.strs = [self.space.to_str(tuple(a)) for a in self.archs]
@@ -185,6 +187,7 @@ class Truth:
 
     def metrics(self, score) -> dict:
         from scipy.stats import kendalltau
+
         from rlnas.sizecontrol import constrained_benchmark, within_group_tau
         s = np.asarray(score, dtype=np.float64)
         out = {f"tau_{c}": float(kendalltau(s, self.acc[c]).statistic) for c in COLUMNS}
@@ -208,6 +211,7 @@ def piece_sizes(space, state) -> np.ndarray:
     """Parameters per angle piece (0 for constant surrogates such as the pooling kernel): the
     squared norms of an all-ones state, with constant pieces found as those that cannot move."""
     import torch
+
     from rlnas.angle import piece_angles
     ones = {k: torch.ones_like(v) for k, v in state.items()}
     moved = {k: v + 1.0 for k, v in ones.items()}
@@ -249,6 +253,7 @@ TRUTH = None
 def evaluate(data: Path, out: Path):
     global TRUTH
     from scipy.stats import kendalltau
+
     from rlnas.angle import AngleScorer
     from rlnas.rundir import open_run
     TRUTH = Truth(data / "nasbench201.csv")

@@ -128,6 +128,7 @@ def main(argv=None):
 
 if __name__ == "__main__":
     import sys
+
     from rlnas.errors import RlnasError
     try:
         main()

@@ -268,8 +268,7 @@ def _ctx(run, **options):
 
 def _manual(run, recal_idx, held: ImageData, labels=None):
     """The scorer's result rebuilt by hand: checkpoint, recal images, held-out images."""
-    from rlnas.data import DeviceLoader
-    from rlnas.data import prepare_training_data
+    from rlnas.data import DeviceLoader, prepare_training_data
 
     train, _ = prepare_training_data(run.cfg)
     model = run.space.supernet(num_classes=run.info["num_classes"], **run.cfg["model"])

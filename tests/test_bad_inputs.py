@@ -343,6 +343,7 @@ def test_edited_retraining_config_is_not_taken_for_what_was_trained(half_retrain
     """The command of the recorded config resumes (config.yaml is rlnas's copy of it, written
     again) and ends with the uninterrupted retraining's weights."""
     import torch
+
     from rlnas.checkpoint import load_checkpoint
     path = copy_run(half_retrained, tmp_path)
     config = path / "config.yaml"
@@ -489,6 +490,7 @@ def user_space(tmp_path, monkeypatch):
     """A working folder holding tinyspace.py (and two broken modules), the user's own spaces;
     a process in which no user space is named yet."""
     import sys
+
     import rlnas.spaces.registry
     work = tmp_path / "work"
     work.mkdir()

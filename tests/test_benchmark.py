@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from rlnas.correlation import correlation_report
+from rlnas.errors import RlnasError
 from rlnas.files import write_json_atomic
 from rlnas.plots import scatter_plot
 from rlnas.tables import ACCURACY_COLUMNS, NB201Table, load_nb201_table
-from rlnas.errors import RlnasError
 
 OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
 

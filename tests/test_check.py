@@ -7,9 +7,9 @@ import pytest
 pytest.importorskip("sklearn")
 
 import rlnas  # noqa: E402
-from rlnas.pipeline.check import pick_archs, verdict  # noqa: E402
 from rlnas.cli import main  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
+from rlnas.pipeline.check import pick_archs, verdict  # noqa: E402
 
 TINY = {"epochs": 1, "model.channels": 4, "model.cells": 1, "data.subset": 128}
 BUDGET = dict(archs=2, epochs=1, images=128, image_size=8)

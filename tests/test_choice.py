@@ -19,8 +19,7 @@ from rlnas.errors import RlnasError
 from rlnas.searchers import Constraint, EvolutionSettings, evolution_search, random_search
 from rlnas.spaces import get_space
 from rlnas.spaces.base import SearchSpace
-from rlnas.spaces.choice import (Choice, ChoiceSpace, Identity, Op, _measure, angle_tensors,
-                                 skip)
+from rlnas.spaces.choice import Choice, ChoiceSpace, Identity, Op, _measure, angle_tensors, skip
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_npz, write_params_table
+from rlnas.advice import chance_note, weighted_op_note
 from rlnas.cli import main
 from rlnas.config import load_config
 from rlnas.errors import RlnasError
-from rlnas.advice import chance_note, weighted_op_note
-from rlnas.spaces import get_space
 from rlnas.pipeline.rank import best_first
 from rlnas.pipeline.search import search_name
-from conftest import write_npz, write_params_table
+from rlnas.spaces import get_space
 
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32", "data.nb201_half=false"]
 
@@ -239,6 +239,7 @@ def test_weak_answer_notes(tmp_path):
                                                  "top": [{"genome": convs}]}) == []
     assert darts.num_genes == 28
     from types import SimpleNamespace
+
     from rlnas.advice import weak_line
     line = weak_line(SimpleNamespace(path=tmp_path, config={"space": "darts"}, info={}), search)
     assert line.startswith("weak answer: the picked genotype") and "darts-cifar10-fast" in line
@@ -256,8 +257,8 @@ def test_weak_answer_notes(tmp_path):
 
 
 def test_weak_answer_advice_names_a_fast_preset_only_where_one_exists():
-    from rlnas.config import load_config
     from rlnas.advice import _advice
+    from rlnas.config import load_config
     assert "nb201-cifar10-fast" in _advice({"space": "nb201"})
     assert "darts-cifar10-fast" in _advice({"space": "darts"})
     assert "nasbench-macro-fast, scored by distance" in _advice(load_config("nasbench-macro"))
@@ -280,8 +281,9 @@ def test_a_measured_recipe_is_recognised_with_seeds_and_paths_free():
 
 def test_a_macro_fast_run_at_chance_is_not_flagged_but_a_darts_run_states_the_limit(tmp_path):
     from types import SimpleNamespace
-    from rlnas.config import FAST_RECIPES, load_config
+
     from rlnas.advice import weak_line
+    from rlnas.config import FAST_RECIPES, load_config
     (tmp_path / "metrics.csv").write_text("epoch,train_acc\n1,10.05\n")
     info = {"num_classes": 10, "num_images": 25000}
     fast = load_config("nasbench-macro-fast")

@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlnas.config import (NUMERIC_RANGES, PRESET_DIR, flatten, list_presets, load_config,
-                          validate)
+from rlnas.config import NUMERIC_RANGES, PRESET_DIR, flatten, list_presets, load_config, validate
 from rlnas.errors import RlnasError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,16 @@ import yaml
 from rlnas.cli import main
 from rlnas.config import PRESET_DIR, flatten, list_presets, load_config
 from rlnas.loop import LoopSpec
-from rlnas.schema import (BY_PATH, KEYS, OPEN_SECTIONS, SECTION_TYPES, Config, TrainSection,
-                          annotate, describe_schema)
+from rlnas.schema import (
+    BY_PATH,
+    KEYS,
+    OPEN_SECTIONS,
+    SECTION_TYPES,
+    Config,
+    TrainSection,
+    annotate,
+    describe_schema,
+)
 from rlnas.spaces import get_space, list_spaces
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rlnas"

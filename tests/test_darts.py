@@ -284,7 +284,7 @@ def reference_vector(state, genome, reduction_layers, imagenet):
 
 
 def reference_parts(state0, stateT, genome, reduction_layers, imagenet):
-    return [(l, c, x0, xT) for (l, c, x0), (_, _, xT) in zip(
+    return [(label, c, x0, xT) for (label, c, x0), (_, _, xT) in zip(
         reference_labelled(state0, genome, reduction_layers, imagenet),
         reference_labelled(stateT, genome, reduction_layers, imagenet))]
 

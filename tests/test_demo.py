@@ -45,6 +45,7 @@ def test_the_bar_callback_never_cuts_a_retraining_short():
     """retrain_cell trains every epoch whatever the per-epoch callback (the demo's bar update)
     returns: tqdm.update returns True when it redraws, which would stop training early."""
     from types import SimpleNamespace
+
     from rlnas.spaces import get_space
     rng = np.random.default_rng(0)
     data = SimpleNamespace(x=rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8),

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_npz
 from rlnas.checkpoint import load_checkpoint
 from rlnas.data import DeviceLoader
-from conftest import write_npz
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="torch.distributed not available")

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_npz
 from rlnas.checkpoint import load_checkpoint, save_checkpoint
 from rlnas.cli import main
 from rlnas.config import load_config
+from rlnas.errors import RlnasError
 from rlnas.pipeline.train import train_supernet
 from rlnas.rundir import open_run
-from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
-from conftest import write_npz
 
 
 @pytest.fixture(scope="module")
@@ -454,6 +454,7 @@ def test_an_ensemble_score_is_the_mean_percentile_rank_of_its_members(capsys):
     reference set (all 15,625 NB201 cells): in (0, 1], 1 = the best by both; `rlnas scorers`
     says so."""
     from scipy.stats import rankdata
+
     from rlnas.scorers import get_scorer
     space = get_space("nb201")
     every = space.enumerate()
@@ -492,7 +493,7 @@ def test_an_ensemble_score_is_a_function_of_the_arch_alone(space_name):
 def test_an_ensemble_member_that_is_a_proxy_gets_a_small_reference_sample():
     """A zero-cost proxy costs about a second an arch: its reference is a seeded sample of 100
     archs even where the space is enumerable; a weight or size member gets the enumeration."""
-    from rlnas.scorers import REFERENCE_SAMPLE_PROXY, _reference_of, ScoreContext
+    from rlnas.scorers import REFERENCE_SAMPLE_PROXY, ScoreContext, _reference_of
     ctx = ScoreContext(space=get_space("nb201"), seed=2)
     proxy = _reference_of("nwot", ctx)()
     assert 0 < len(proxy) <= REFERENCE_SAMPLE_PROXY
@@ -502,6 +503,7 @@ def test_an_ensemble_member_that_is_a_proxy_gets_a_small_reference_sample():
 
 def test_reference_percentile_is_the_average_rank_with_ties_and_nan_lowest():
     from scipy.stats import rankdata
+
     from rlnas.scorers import reference_percentile
     rng = np.random.default_rng(5)
     ref = rng.integers(0, 20, 200).astype(float)

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from rlnas.errors import RlnasError
-from rlnas.searchers import (SEARCHERS, Constraint, EvolutionSettings, SearchResult,
-                             evolution_search, exhaustive_search, random_search, run_search)
+from rlnas.searchers import (
+    SEARCHERS,
+    Constraint,
+    EvolutionSettings,
+    SearchResult,
+    evolution_search,
+    exhaustive_search,
+    random_search,
+    run_search,
+)
 
 try:
     from rlnas.spaces.base import SearchSpace
@@ -239,7 +247,9 @@ def test_constraint_validation():
 
 def test_exhaustive_equals_brute_force():
     space = ToySpace()
-    fn = lambda a: (a[:, 0] * 3 - a[:, 2]).astype(float)   # many ties: checks stability
+    def fn(a):  # many ties: checks stability
+        return (a[:, 0] * 3 - a[:, 2]).astype(float)
+
     res = exhaustive_search(space, fn, batch_size=100)
     enum = space.enumerate()
     order = sorted(range(len(enum)), key=lambda i: -fn(enum[i:i + 1])[0])   # python sort is stable

@@ -28,8 +28,8 @@ import rlnas.loop as loop
 from rlnas.checkpoint import load_checkpoint
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.pipeline.train import train_supernet
 from rlnas.errors import RlnasError
+from rlnas.pipeline.train import train_supernet
 
 TINY = ["device=cpu", "channels=4", "subset=128", "batch=32", "epochs=3",
         "train.ckpt_every_steps=1"]

@@ -13,8 +13,8 @@ import torch
 
 import rlnas.loop as loop
 from rlnas.checkpoint import load_checkpoint
-from rlnas.pipeline.train import train_supernet
 from rlnas.cli import main
+from rlnas.pipeline.train import train_supernet
 from test_faults import assert_same_run, metrics, reference, train  # noqa: F401 (a fixture)
 from test_hardening import npz_root  # noqa: F401 (a fixture: 64 train, 40 test images)
 

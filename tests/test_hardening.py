@@ -17,14 +17,13 @@ import pytest
 import torch
 
 import rlnas.cli
+from conftest import write_npz, write_params_table
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.data import load_dataset
-from rlnas.data import prepare_training_data
+from rlnas.data import load_dataset, prepare_training_data
 from rlnas.errors import RlnasError
 from rlnas.files import LOCK_NAME
 from rlnas.pipeline.retrain import check_test_data
-from conftest import write_npz, write_params_table
 
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32"]
@@ -622,8 +621,9 @@ def test_atomic_write_temp_names_are_recognisable(tmp_path, monkeypatch):
 
 def test_two_threads_on_one_run_refused_as_two_processes(tmp_path):
     import threading
+
     from rlnas.files import run_lock
-    inside, release, errors = threading.Event(), threading.Event(), []
+    inside, release = threading.Event(), threading.Event()
 
     def hold():
         with run_lock(tmp_path, "train"):

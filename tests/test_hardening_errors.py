@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from rlnas.cli import main
 from conftest import write_npz
+from rlnas.cli import main
 
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32"]
 

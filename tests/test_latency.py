@@ -12,8 +12,16 @@ import torch.nn as nn
 
 import rlnas.latency as latency
 from rlnas.errors import RlnasError
-from rlnas.latency import (CellLatency, ChainLatency, LatencySetting, LoadMeter, TableLatency,
-                           latency_model, measured_here, pareto_front)
+from rlnas.latency import (
+    CellLatency,
+    ChainLatency,
+    LatencySetting,
+    LoadMeter,
+    TableLatency,
+    latency_model,
+    measured_here,
+    pareto_front,
+)
 from rlnas.spaces import get_space
 from rlnas.spaces.choice import Choice, ChoiceSpace, Op, skip
 
@@ -510,6 +518,7 @@ def tiny_run(tmp_path_factory):
 
 def test_search_under_a_device_latency_limit(tiny_run, capsys):
     import csv
+
     from rlnas.cli import main
     run, table, _ = tiny_run
     code = main(["search", str(run), "--method", "exhaustive", "--max-latency", "50",

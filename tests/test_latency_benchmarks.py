@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.stats import kendalltau
 
 from rlnas.spaces import get_space
 
@@ -63,8 +62,8 @@ def test_alone_table_sums_its_entries_and_times_every_op_once_per_shape():
 
 
 def test_table_array_is_the_product_table_in_the_baseline_layout(tmp_path):
-    from test_latency import FAST, SPACE
     from rlnas.latency import ChainLatency
+    from test_latency import FAST, SPACE
     model = ChainLatency(SPACE, FAST, folder=tmp_path)
     table = accuracy.table_array(model.table(), SPACE)
     archs = SPACE.enumerate()

@@ -32,9 +32,9 @@ import collections
 import csv
 import fractions
 import itertools
+import json
 import os
 import pickle
-import json
 import sys
 import types
 from pathlib import Path
@@ -44,8 +44,8 @@ import pytest
 import torch
 
 from rlnas import nb201convert as nc
-from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 from rlnas.errors import RlnasError
+from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 DATASETS = ("cifar10-valid", "cifar10", "cifar100", "ImageNet16-120")

@@ -2,13 +2,23 @@
 import numpy as np
 import pytest
 
-from rlnas.plots import (scatter_figure, scatter_plot, score_label, tau_over_training_figure,
-                         tau_over_training_plot)
-from rlnas.spaces.nb201 import nb201_conv_free, nb201_disconnected
 from rlnas.errors import RlnasError
-from rlnas.sizecontrol import (budget_ladder, constrained_benchmark, constrained_figure,
-                               format_constrained, plot_constrained)
+from rlnas.plots import (
+    scatter_figure,
+    scatter_plot,
+    score_label,
+    tau_over_training_figure,
+    tau_over_training_plot,
+)
+from rlnas.sizecontrol import (
+    budget_ladder,
+    constrained_benchmark,
+    constrained_figure,
+    format_constrained,
+    plot_constrained,
+)
 from rlnas.spaces import get_space
+from rlnas.spaces.nb201 import nb201_conv_free, nb201_disconnected
 
 SPACE = get_space("nb201")
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -11,8 +11,17 @@ import torch.nn.functional as F
 
 from rlnas.data import ImageData
 from rlnas.errors import RlnasError
-from rlnas.proxies import (PROXIES, PROXY_NAMES, fisher, grad_norm, jacov, nwot, score_all, snip,
-                           synflow)
+from rlnas.proxies import (
+    PROXIES,
+    PROXY_NAMES,
+    fisher,
+    grad_norm,
+    jacov,
+    nwot,
+    score_all,
+    snip,
+    synflow,
+)
 from rlnas.scorers import ScoreContext, build_scorer, list_scorers
 from rlnas.spaces import get_space
 

@@ -4,14 +4,14 @@ import json
 import numpy as np
 import pytest
 
+from conftest import write_npz, write_params_table
 from rlnas.cli import main
 from rlnas.config import load_config
-from rlnas.pipeline.train import train_supernet
-from rlnas.rundir import open_run
 from rlnas.errors import RlnasError
 from rlnas.pipeline.evaluate import evaluate_runs, topk_list
+from rlnas.pipeline.train import train_supernet
+from rlnas.rundir import open_run
 from rlnas.spaces import get_space
-from conftest import write_npz, write_params_table
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +211,8 @@ def test_weak_line_warns_only_about_the_scorer_that_picked_the_answer(tmp_path):
 
 
 def test_weak_line_does_not_advise_the_scorer_the_run_already_uses(tmp_path):
-    from rlnas.config import CROSS_SPACE_SCORER
     from rlnas.advice import weak_line
+    from rlnas.config import CROSS_SPACE_SCORER
     run = _weak_run(tmp_path, CROSS_SPACE_SCORER)
     line = weak_line(run, evaluation=_evaluation({CROSS_SPACE_SCORER: 0.1, "params": 0.3}))
     assert "To improve:" in line and "score by" not in line and "train.epochs" in line

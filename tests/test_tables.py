@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from conftest import write_npz
 from rlnas.cli import main
 from rlnas.errors import RlnasError
 from rlnas.spaces import get_space
 from rlnas.tables import load_benchmark_table, size_groups
-from conftest import write_npz
 
 
 @pytest.fixture(scope="module")

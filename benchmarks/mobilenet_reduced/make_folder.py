@@ -2,6 +2,7 @@
 val/<class>/*.png (test_exact1k.npz)."""
 import sys
 from pathlib import Path
+
 import numpy as np
 from PIL import Image
 

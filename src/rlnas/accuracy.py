@@ -41,8 +41,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .data import (DeviceLoader, ImageData, align_test_split, load_dataset, load_nb201_split,
-                   nb201_train_half, prepare_training_data)
+from .data import (
+    DeviceLoader,
+    ImageData,
+    align_test_split,
+    load_dataset,
+    load_nb201_split,
+    nb201_train_half,
+    prepare_training_data,
+)
 from .distributed import CHANNELS_LAST, autocast_dtype, resolve_device
 from .errors import RlnasError
 from .schema import Config

@@ -11,8 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .config import (CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe,
-                     search_scorer)
+from .config import CROSS_SPACE_SCORER, fast_recipe, load_config, measured_recipe, search_scorer
 from .correlation import binomial_se
 from .errors import RlnasError
 from .loop import read_epoch_log

@@ -17,16 +17,27 @@ prints). Heavy modules (torch) are imported on first use, not by ``import rlnas`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import (TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
-                    Optional, Sequence, Union)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Union,
+)
 
 from .checks import int_arg, names_arg, path_arg, str_arg
 from .errors import RlnasError
 
 if TYPE_CHECKING:  # the names below load torch: imported on first use (``__getattr__``)
     from .pipeline.rank import Ranking
-    from .rundir import Run
-    from .scorers import Scorer
+    from .rundir import Run, open_run
+    from .scorers import Scorer, get_scorer
 
 PathLike = Union[str, Path]
 Overrides = Union[Mapping[str, Any], Iterable[str], None]

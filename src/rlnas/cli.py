@@ -38,7 +38,6 @@ from .checks import SEED_MAX
 from .errors import RlnasError, UserCodeError
 from .files import os_error_text
 
-
 TRAIN_EPILOG = """\
 Continue a run: `rlnas train RUN` (RUN a run directory, with its config.yaml) resumes it from
 its saved config; no override needs retyping, and --out defaults to RUN. Overrides given then
@@ -479,6 +478,7 @@ def _add_cost_args(p):
 
 def _cost(args):
     import numpy as np
+
     from .spaces import get_space
     space = get_space(args.space)
     arch = space.from_str(args.arch)
@@ -564,6 +564,7 @@ def _add_sample_args(p):
 
 def _sample(args):
     import numpy as np
+
     from .spaces import get_space
     name = args.space
     if args.old_space is not None:  # the form of earlier releases, kept for one release

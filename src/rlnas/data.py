@@ -440,6 +440,7 @@ def _load_user_folder(root: Path, split: str) -> ImageData:
     or ``root/test/<class>/*``, as ``imagenet``) decoded once into memory, like CIFAR; every
     image of one size (which sets the input size), one class per sub-folder."""
     from PIL import Image, UnidentifiedImageError
+
     from .imagenet import load_image_folder
     listed = load_image_folder(root, split)
     images, first = [], None

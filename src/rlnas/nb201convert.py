@@ -67,11 +67,15 @@ import time
 import warnings
 from pathlib import Path
 
-from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
-from rlnas.data import (DATA_PICKLE_GLOBALS, NUMPY_PICKLE_GLOBALS, RestrictedUnpickler,
-                        UnsafePickleError)
-from rlnas.files import atomic_write, finite_or_none, write_json_atomic
+from rlnas.data import (
+    DATA_PICKLE_GLOBALS,
+    NUMPY_PICKLE_GLOBALS,
+    RestrictedUnpickler,
+    UnsafePickleError,
+)
 from rlnas.errors import RlnasError
+from rlnas.files import atomic_write, finite_or_none, write_json_atomic
+from rlnas.tables import ACCURACY_COLUMNS, load_nb201_table
 
 __all__ = ["convert", "KINDS", "COLUMN_SOURCES", "NUM_ARCHS", "meta_path_for", "detect_kind"]
 

@@ -14,7 +14,6 @@ from .errors import RlnasError
 from .files import atomic_write, finite_or_none, make_dir
 from .spaces.nb201 import nb201_conv_free, nb201_disconnected
 
-
 #: Marker styles of the highlighted cells in :func:`scatter_plot`, in the order given: a filled
 #: star, then outlines of growing size around it, so that marks on the same cell all show.
 _MARK_STYLES = (

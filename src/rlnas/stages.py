@@ -2,10 +2,9 @@
 ``rlnas.pipeline.search``; its scorer helpers are ``rlnas.get_scorer`` (``rlnas.scorers``) and
 ``Run.cost_kwargs`` / ``Run.scorer`` now."""
 from .deprecation import renamed_keyword, warn_moved
-from .pipeline.rank import Ranking, best_first, check_scores, rank, ranking_path  # noqa: F401
-from .pipeline.search import (check_search_name, search, search_name,  # noqa: F401
-                              size_summary)
-from .scorers import ScoreContext, check_checkpoint_name, get_scorer, needs_data  # noqa: F401
+from .pipeline.rank import Ranking, best_first, check_scores, rank, ranking_path
+from .pipeline.search import check_search_name, search, search_name, size_summary
+from .scorers import ScoreContext, check_checkpoint_name, get_scorer, needs_data
 
 
 def cost_kwargs(run):

@@ -23,14 +23,27 @@ from ..angle import AngleScorer
 from ..correlation import correlation_report
 from ..data import prepare_training_data
 from ..errors import RlnasError
-from ..files import (atomic_write_text, claim_output_folder, is_run_folder, make_dir, run_lock,
-                     slug, write_json_atomic)
+from ..files import (
+    atomic_write_text,
+    claim_output_folder,
+    is_run_folder,
+    make_dir,
+    run_lock,
+    slug,
+    write_json_atomic,
+)
 from ..plots import scatter_plot, score_label, tau_over_training_plot
 from ..rundir import Run
 from ..scorers import get_scorer, needs_data, scorer_info
-from ..sizecontrol import (budget_ladder, constrained_benchmark, format_constrained,
-                           format_size_report, plot_constrained, rank_alike,
-                           size_controlled_report)
+from ..sizecontrol import (
+    budget_ladder,
+    constrained_benchmark,
+    format_constrained,
+    format_size_report,
+    plot_constrained,
+    rank_alike,
+    size_controlled_report,
+)
 from ..spaces.nb201 import nb201_disconnected
 from ..tables import BenchmarkTable, load_benchmark_table, load_nb201_table, size_groups
 from .train import training_variant

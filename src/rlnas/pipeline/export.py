@@ -14,11 +14,16 @@ import torch
 from .. import config as config_mod
 from ..checkpoint import load_checkpoint, load_model_state
 from ..errors import RlnasError
-from ..files import (atomic_write, atomic_write_text, claim_output_folder, make_dir,
-                     os_error_text, run_lock)
+from ..files import (
+    atomic_write,
+    atomic_write_text,
+    claim_output_folder,
+    make_dir,
+    os_error_text,
+    run_lock,
+)
 from ..rundir import recorded_config
 from ..spaces import recorded_space
-
 
 # what a retraining's checkpoint and an exported model.pt record of the network, beside "model"
 NETWORK_FIELDS = ("space", "arch", "model_config", "num_classes")

@@ -23,7 +23,6 @@ from ..rundir import check_run_dir
 from ..schema import Config, DataSection
 from ..spaces import recorded_space
 
-
 EVAL_COLUMNS = ("epoch", "top1", "top5")  # eval.csv: the test evaluations of a retraining
 
 

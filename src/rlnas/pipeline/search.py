@@ -14,12 +14,11 @@ from typing import Any, Dict, Optional
 import numpy as np
 from scipy.stats import kendalltau
 
+from ..archplot import arch_title, write_arch_picture
 from ..config import search_scorer
 from ..deprecation import renamed_keyword
 from ..errors import RlnasError
-from ..files import (atomic_write_text, finite_or_none, make_dir, run_lock, slug,
-                     write_json_atomic)
-from ..archplot import arch_title, write_arch_picture
+from ..files import atomic_write_text, finite_or_none, make_dir, run_lock, slug, write_json_atomic
 from ..plots import scatter_plot, score_label
 from ..rundir import Run
 from ..schema import Config

@@ -4,13 +4,16 @@ the shared building blocks (:mod:`rlnas.spaces.ops`), the declarative chain spac
 (:mod:`rlnas.spaces.choice`) and the built-in spaces, registered on import: ``nb201``, ``darts``,
 ``mobilenet`` and ``nasbench-macro``.
 """
+from . import darts, macro, mobilenet, nb201  # noqa: F401  (the built-in spaces register on import)
 from .base import Arch, SearchSpace
-from .registry import (allow_space, get_space, list_spaces, recorded_space, register_space,
-                       space_factory)
-from . import nb201  # noqa: E402,F401  (registers 'nb201')
-from . import darts  # noqa: E402,F401  (registers 'darts')
-from . import mobilenet  # noqa: E402,F401  (registers 'mobilenet')
-from . import macro  # noqa: E402,F401  (registers 'nasbench-macro')
+from .registry import (
+    allow_space,
+    get_space,
+    list_spaces,
+    recorded_space,
+    register_space,
+    space_factory,
+)
 
 __all__ = ["Arch", "SearchSpace", "allow_space", "get_space", "list_spaces", "recorded_space",
            "register_space", "space_factory"]

@@ -51,10 +51,9 @@ import torch.nn.functional as F
 
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
-from .registry import register_space
 from .base import Arch, SearchSpace, refuse_model_options
-from .ops import Identity
-from .ops import ReLUConvBN as SharedReLUConvBN
+from .ops import Identity, ReLUConvBN as SharedReLUConvBN
+from .registry import register_space
 
 OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")

@@ -37,9 +37,9 @@ import numpy as np
 import torch.nn as nn
 
 from ..errors import RlnasError
-from .registry import register_space
 from .choice import Choice, ChoiceSpace, Op, angle_tensors, identity_angle
 from .ops import InvertedResidual, conv_bn_act
+from .registry import register_space
 
 STAGES = (2, 3, 3)  # layers per stage; the first of each has stride 2 and doubles the channels
 STEM_CHANNELS = 32

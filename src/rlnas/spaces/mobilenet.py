@@ -25,9 +25,9 @@ from typing import List
 
 import torch.nn as nn
 
-from .registry import register_space
 from .choice import Choice, ChoiceSpace, Op, skip, weights_only
 from .ops import InvertedResidual, conv_bn_act
+from .registry import register_space
 
 STAGES = ((32, 4, 2), (56, 4, 2), (112, 4, 2), (128, 4, 1), (256, 4, 2), (432, 1, 1))
 KERNELS_EXPANSIONS = ((3, 3), (3, 6), (5, 3), (5, 6), (7, 3), (7, 6))  # op codes 0..5

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from ..angle import STATS, vector_stats
 from ..errors import RlnasError
-from .registry import register_space
 from .base import Arch, SearchSpace, refuse_model_options
 from .ops import ReLUConvBN
+from .registry import register_space
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NONE, SKIP, CONV1, CONV3, POOL = range(5)
