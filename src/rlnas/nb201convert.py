@@ -492,6 +492,175 @@ def _write_csv(path: Path, header, rows) -> None:
         w.writerows(rows)
 
 
+def _check_request(source, out, kind, hp) -> tuple:
+    """(source, out, kind, hp, meta path) of a conversion, refused in one line before any
+    archive is read."""
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise RlnasError(f"unknown benchmark kind {kind!r}; known: {', '.join(KINDS)}")
+    hp = str(hp)
+    if hp not in _HP_EPOCHS:
+        raise RlnasError(f"hp must be '200' or '12', got {hp!r}")
+    source = Path(source)
+    out = Path(out)
+    if not source.exists():
+        raise RlnasError(f"benchmark file {source} does not exist")
+    if kind == "auto":
+        kind = detect_kind(source)
+    _check_out(out, source)
+    meta_path = meta_path_for(out)
+    if meta_path.is_dir():
+        raise RlnasError(f"cannot write {meta_path}: it is a folder")
+
+    if kind == "nb201" and source.is_dir():
+        raise RlnasError(
+            f"{source} is a folder; a NAS-Bench-201 benchmark is one .pth file "
+            "(NAS-Bench-201-v1_1-096897.pth); for a NATS-tss folder use kind='nats-tss'"
+        )
+    return source, out, kind, hp, meta_path
+
+
+def _count_archs(api, source: Path, allow_partial: bool) -> int:
+    try:
+        n_total = len(api)
+    except Exception as exc:
+        raise RlnasError(
+            f"cannot count the architectures in {source} ({_one_line(exc)})") from None
+    if n_total > NUM_ARCHS:
+        raise RlnasError(
+            f"{source} has {n_total} architectures; the NB201 topology space has {NUM_ARCHS} "
+            "(is it the right benchmark?)"
+        )
+    if n_total < NUM_ARCHS and not allow_partial:
+        raise RlnasError(
+            f"{source} has {n_total} architectures, not {NUM_ARCHS}; pass allow_partial=True "
+            "to convert it anyway"
+        )
+    if n_total == 0:
+        raise RlnasError(f"{source} has no architectures")
+    return n_total
+
+
+def _read_arch(api, i: int, source: Path, seen: dict) -> str:
+    """The arch string of index ``i``, checked to be an NB201 cell seen at no other index."""
+    try:
+        arch = api.arch(i)
+    except Exception as exc:
+        raise RlnasError(
+            f"{source}: cannot read the arch string of index {i} ({_one_line(exc)})"
+        ) from None
+    if not isinstance(arch, str) or not _ARCH_RE.match(arch):
+        raise RlnasError(
+            f"{source}: index {i} has arch {str(arch)[:80]!r}, not a NAS-Bench-201 "
+            "cell string (is it the topology benchmark?)"
+        )
+    if arch in seen:
+        raise RlnasError(
+            f"{source}: arch {arch} appears at index {seen[arch]} and {i}"
+        )
+    seen[arch] = i
+    return arch
+
+
+def _read_rows(api, source: Path, n_total: int, hp: str, allow_partial: bool,
+               progress: bool) -> tuple:
+    """(rows, skipped, costs_ok, costs_reason): one CSV row per architecture with complete
+    results (costs appended while every one so far has them), ``[index, reason]`` of each one
+    skipped, and why the costs were given up (None while they were not)."""
+    rows = []
+    skipped = []  # [index, reason]
+    costs_ok = True
+    costs_reason = None
+    seen = {}
+    t_loop = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(n_total):
+            if progress and i and i % _PROGRESS_EVERY == 0:
+                el = time.monotonic() - t_loop
+                _say(progress, f"{i}/{n_total} archs read ({el:.0f} s, about "
+                               f"{el / i * (n_total - i):.0f} s left)")
+            arch = _read_arch(api, i, source, seen)
+            try:
+                acc = _read_accuracies(api, i, hp)
+            except LookupError as exc:
+                if not allow_partial:
+                    raise RlnasError(
+                        f"{source}: architecture {i} is incomplete: {exc}; pass "
+                        "allow_partial=True to skip such architectures"
+                    ) from None
+                skipped.append([i, str(exc)])
+                _drop_weights(api, i)
+                continue
+            _drop_weights(api, i)
+            row = [str(i), arch] + [_fmt(acc[c]) for c in COLUMN_SOURCES]
+            if costs_ok:
+                c = _read_costs(api, i, hp)
+                if isinstance(c, tuple):
+                    row += [_fmt(c[0]), _fmt(c[1])]
+                else:
+                    costs_ok = False
+                    costs_reason = f"index {i}: {c}"
+            rows.append(row)
+    return rows, skipped, costs_ok, costs_reason
+
+
+def _read_archive(source: Path, kind: str, hp: str, progress: bool, allow_partial: bool,
+                  trust_pickle: bool) -> tuple:
+    """(api_info, n_total, rows, skipped, costs_ok, costs_reason) of the archive: its reader's
+    description, its number of architectures and what :func:`_read_rows` reads of them."""
+    mod = _import_api(kind, source)
+    with contextlib.ExitStack() as reads:  # all archive reads, the lazy ones too
+        if kind == "nats-tss" and not trust_pickle:
+            reads.enter_context(_restricted_nats_pickles(mod))
+        if kind == "nb201":
+            api, api_info = _open_nb201(source, mod, progress, trust_pickle)
+        else:
+            api, api_info = _open_nats(source, mod, progress)
+        n_total = _count_archs(api, source, allow_partial)
+        _say(progress, f"{n_total} architectures; reading hp={hp!r} results (is_random=False)")
+        return (api_info, n_total) + _read_rows(api, source, n_total, hp, allow_partial,
+                                                progress)
+
+
+def _table_meta(out: Path, source: Path, kind: str, hp: str, api_info: dict, n_total: int,
+                rows: list, skipped: list, costs_ok: bool, costs_reason) -> dict:
+    """What ``<out>.meta.json`` records: the archive, the query and each column's semantics."""
+    columns_meta = _column_meta(hp)
+    if costs_ok:
+        columns_meta.update({k: dict(v) for k, v in _COST_META.items()})
+    return {
+        "format": "rlnas NB201 compact table, v1",
+        "table": out.name,
+        "comment": (
+            "Column semantics of the CSV beside this file (kept here because "
+            "rlnas.tables.load_nb201_table does not skip '#' comment lines)."
+        ),
+        "source": source.name,
+        "source_path": str(source.resolve()),
+        "kind": kind,
+        "api": api_info["api"],
+        "api_version": api_info["api_version"],
+        "package": api_info["package"],
+        "package_version": api_info["package_version"],
+        "fast_mode": api_info["fast_mode"],
+        "hp": hp,
+        "epochs": _HP_EPOCHS[hp],
+        "iepoch": None,
+        "is_random": False,
+        "query": "api.get_more_info(index, dataset, iepoch=None, hp=hp, is_random=False)",
+        "archs_in_archive": n_total,
+        "rows": len(rows),
+        "skipped": skipped,
+        "costs": (
+            "api.get_cost_info(index, 'cifar10-valid' or 'cifar10'), CIFAR-10 network"
+            if costs_ok else f"left out: {costs_reason}"
+        ),
+        "columns": columns_meta,
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
 # --------------------------------------------------------------------------------------
 # The conversion
 # --------------------------------------------------------------------------------------
@@ -526,105 +695,9 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
         ``trust_pickle``, incomplete archive without ``allow_partial``, unwritable output.
     """
     t0 = time.monotonic()
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise RlnasError(f"unknown benchmark kind {kind!r}; known: {', '.join(KINDS)}")
-    hp = str(hp)
-    if hp not in _HP_EPOCHS:
-        raise RlnasError(f"hp must be '200' or '12', got {hp!r}")
-    source = Path(source)
-    out = Path(out)
-    if not source.exists():
-        raise RlnasError(f"benchmark file {source} does not exist")
-    if kind == "auto":
-        kind = detect_kind(source)
-    _check_out(out, source)
-    meta_path = meta_path_for(out)
-    if meta_path.is_dir():
-        raise RlnasError(f"cannot write {meta_path}: it is a folder")
-
-    if kind == "nb201" and source.is_dir():
-        raise RlnasError(
-            f"{source} is a folder; a NAS-Bench-201 benchmark is one .pth file "
-            "(NAS-Bench-201-v1_1-096897.pth); for a NATS-tss folder use kind='nats-tss'"
-        )
-    mod = _import_api(kind, source)
-    with contextlib.ExitStack() as reads:  # all archive reads, the lazy ones too
-        if kind == "nats-tss" and not trust_pickle:
-            reads.enter_context(_restricted_nats_pickles(mod))
-        if kind == "nb201":
-            api, api_info = _open_nb201(source, mod, progress, trust_pickle)
-        else:
-            api, api_info = _open_nats(source, mod, progress)
-
-        try:
-            n_total = len(api)
-        except Exception as exc:
-            raise RlnasError(
-                f"cannot count the architectures in {source} ({_one_line(exc)})") from None
-        if n_total > NUM_ARCHS:
-            raise RlnasError(
-                f"{source} has {n_total} architectures; the NB201 topology space has {NUM_ARCHS} "
-                "(is it the right benchmark?)"
-            )
-        if n_total < NUM_ARCHS and not allow_partial:
-            raise RlnasError(
-                f"{source} has {n_total} architectures, not {NUM_ARCHS}; pass allow_partial=True "
-                "to convert it anyway"
-            )
-        if n_total == 0:
-            raise RlnasError(f"{source} has no architectures")
-        _say(progress, f"{n_total} architectures; reading hp={hp!r} results (is_random=False)")
-
-        rows = []
-        skipped = []  # [index, reason]
-        costs_ok = True
-        costs_reason = None
-        seen = {}
-        t_loop = time.monotonic()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i in range(n_total):
-                if progress and i and i % _PROGRESS_EVERY == 0:
-                    el = time.monotonic() - t_loop
-                    _say(progress, f"{i}/{n_total} archs read ({el:.0f} s, about "
-                                   f"{el / i * (n_total - i):.0f} s left)")
-                try:
-                    arch = api.arch(i)
-                except Exception as exc:
-                    raise RlnasError(
-                        f"{source}: cannot read the arch string of index {i} ({_one_line(exc)})"
-                    ) from None
-                if not isinstance(arch, str) or not _ARCH_RE.match(arch):
-                    raise RlnasError(
-                        f"{source}: index {i} has arch {str(arch)[:80]!r}, not a NAS-Bench-201 "
-                        "cell string (is it the topology benchmark?)"
-                    )
-                if arch in seen:
-                    raise RlnasError(
-                        f"{source}: arch {arch} appears at index {seen[arch]} and {i}"
-                    )
-                seen[arch] = i
-                try:
-                    acc = _read_accuracies(api, i, hp)
-                except LookupError as exc:
-                    if not allow_partial:
-                        raise RlnasError(
-                            f"{source}: architecture {i} is incomplete: {exc}; pass "
-                            "allow_partial=True to skip such architectures"
-                        ) from None
-                    skipped.append([i, str(exc)])
-                    _drop_weights(api, i)
-                    continue
-                _drop_weights(api, i)
-                row = [str(i), arch] + [_fmt(acc[c]) for c in COLUMN_SOURCES]
-                if costs_ok:
-                    c = _read_costs(api, i, hp)
-                    if isinstance(c, tuple):
-                        row += [_fmt(c[0]), _fmt(c[1])]
-                    else:
-                        costs_ok = False
-                        costs_reason = f"index {i}: {c}"
-                rows.append(row)
+    source, out, kind, hp, meta_path = _check_request(source, out, kind, hp)
+    api_info, n_total, rows, skipped, costs_ok, costs_reason = _read_archive(
+        source, kind, hp, progress, allow_partial, trust_pickle)
 
     if not rows:
         why = f" (first: index {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
@@ -636,40 +709,8 @@ def convert(source, out, kind: str = "auto", hp: str = "200", progress: bool = T
     else:
         rows = [r[: len(header)] for r in rows]
         _say(progress, f"params_m/flops_m left out: {costs_reason}")
-
-    columns_meta = _column_meta(hp)
-    if costs_ok:
-        columns_meta.update({k: dict(v) for k, v in _COST_META.items()})
-    meta = {
-        "format": "rlnas NB201 compact table, v1",
-        "table": out.name,
-        "comment": (
-            "Column semantics of the CSV beside this file (kept here because "
-            "rlnas.tables.load_nb201_table does not skip '#' comment lines)."
-        ),
-        "source": source.name,
-        "source_path": str(source.resolve()),
-        "kind": kind,
-        "api": api_info["api"],
-        "api_version": api_info["api_version"],
-        "package": api_info["package"],
-        "package_version": api_info["package_version"],
-        "fast_mode": api_info["fast_mode"],
-        "hp": hp,
-        "epochs": _HP_EPOCHS[hp],
-        "iepoch": None,
-        "is_random": False,
-        "query": "api.get_more_info(index, dataset, iepoch=None, hp=hp, is_random=False)",
-        "archs_in_archive": n_total,
-        "rows": len(rows),
-        "skipped": skipped,
-        "costs": (
-            "api.get_cost_info(index, 'cifar10-valid' or 'cifar10'), CIFAR-10 network"
-            if costs_ok else f"left out: {costs_reason}"
-        ),
-        "columns": columns_meta,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+    meta = _table_meta(out, source, kind, hp, api_info, n_total, rows, skipped, costs_ok,
+                       costs_reason)
 
     def write(tmp):
         _write_csv(tmp, header, rows)
