@@ -181,24 +181,19 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
     written from that step on, so ``ckpt/last.pt`` stays the last finite state."""
     model, loader, dev, dist = spec.model, spec.loader, spec.device, spec.dist
     optimizer = optimizer or make_optimizer(spec)
-    net = model
-    if dist.world > 1 and spec.grad_sync == "ddp":
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=True, broadcast_buffers=False)
+    net = _ddp_wrapped(spec) if dist.world > 1 and spec.grad_sync == "ddp" else model
     amp = autocast_dtype(spec.precision, dev)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
     spe = loader.steps_per_epoch
     total = spe * spec.epochs
-    parts = dist.world * spec.accumulate
     # TensorBoard first: a missing package fails before a progress bar is drawn
     board = open_tensorboard(spec, start_step // spe + 1) if dist.main else None
     bar = _progress(spe, start_step, spec) if dist.main else None
     last: Dict[str, float] = {}
     stats = [float(v) for v in (epoch_stats or (0.0, 0.0, 0))] if dist.main else [0.0, 0.0, 0]
-    loss_sum = torch.tensor(stats[0], device=dev)
-    correct = torch.tensor(stats[1], device=dev)
-    seen = torch.tensor(float(stats[2]), device=dev)
+    # the running sums of the epoch: loss x images, correct, images
+    running = (torch.tensor(stats[0], device=dev), torch.tensor(stats[1], device=dev),
+               torch.tensor(float(stats[2]), device=dev))
     t0, digest = time.time(), int(path_digest)
     guard = _Guard(spec, start_step)
     model.train()
@@ -207,54 +202,10 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
             if stop_at_step is not None and step == stop_at_step:
                 raise KeyboardInterrupt(f"stopped at step {step}")
             epoch = step // spe
-            lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
-                               spec.warmup_epochs)
-            guard.begin(lr)
-            if spec.before_epoch and (step % spe == 0 or step == start_step):
-                spec.before_epoch(epoch)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            path = spec.path_fn(step) if spec.path_fn else None
+            lr, path = _begin_step(spec, optimizer, guard, step, start_step)
             if path is not None:
                 digest = zlib.crc32(np.ascontiguousarray(path).tobytes(), digest)
-            n_global = loader.part_slice(step).stop
-            optimizer.zero_grad(set_to_none=True)
-            for m in range(spec.accumulate):
-                x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
-                ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
-                sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
-                        else contextlib.nullcontext())
-                with ctx, sync:
-                    out = net(x, path) if path is not None else net(x)
-                    if isinstance(out, tuple):  # (logits, auxiliary logits)
-                        out, aux = out
-                    else:
-                        aux = None
-                    loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
-                    if aux is not None:
-                        loss = loss + spec.aux_weight * F.cross_entropy(
-                            aux, y, label_smoothing=spec.label_smoothing)
-                    # weight by the part's share; DDP averages over ranks, so undo that
-                    share = y.shape[0] / n_global * (dist.world if net is not model else 1)
-                    (scaler.scale(loss * share) if scaler else loss * share).backward()
-                if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
-                    guard.add(loss)
-                    loss_sum += loss.detach().float() * y.shape[0]
-                    correct += (out.detach().argmax(1) == y).sum()
-                    seen += y.shape[0]
-            if dist.world > 1 and net is model:
-                allreduce_grads(model)
-            if scaler:
-                scaler.unscale_(optimizer)
-            if spec.grad_clip_norm:
-                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
-            if spec.grad_clip_value:
-                nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            _train_step(spec, net, optimizer, scaler, amp, step, path, guard, running)
             if bar is not None:
                 bar.update(1)
             done = step + 1
@@ -265,52 +216,19 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
                 # the losses so far, and the weights before a row or a checkpoint is written
                 guard.check(done, optimizer if end or save else None)
             if end:
-                ep = epoch + 1
-                check_same_paths(dist, digest, ep)
-                totals = global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
-                secs = time.time() - t0
-                n = max(float(totals[2]), 1.0)
-                last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
-                        "train_acc": 100.0 * float(totals[1]) / n,
-                        "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
-                        "path_digest": f"{digest:08x}"}
-                if bar is not None:
-                    bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
-                                    acc=f"{last['train_acc']:.1f}")
-                # the epoch's log rows, by file: appended once its checkpoint is on disk, and
-                # carried in it (a kill between the two leaves them to the resume: sync_logs)
-                rows = {spec.metrics_path.name: metrics_row(last)} if spec.metrics_path else {}
-                extra: Dict[str, Any] = {}
-                stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
-                scalars = extra.pop("scalars", None) or {}
-                rows.update(extra.pop("log_rows", None) or {})
-                if board is not None:
-                    board.epoch(ep, last, scalars)
-                if stop:
-                    extra["finished"] = True
-                    # early only before the schedule's end: stable at the last epoch is the end
-                    last["stopped_early"] = done < total
-                if dist.main and spec.ckpt_dir:
-                    extra["log_rows"] = rows
-                    guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
-                    if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
-                        guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
-                                   extra=extra)
-                if dist.main:
-                    logs = {path.name: path for path in _logs(spec)}
-                    for name, row in rows.items():
-                        append_csv_row(logs[name], row, row.values())
+                last, stop = _end_epoch(spec, optimizer, guard, board, bar, epoch + 1, done,
+                                        total, lr, running, t0, digest)
                 if stop:
                     break
                 if bar is not None and spec.may_stop_early and done < total:
                     bar.reset(total=spe)  # the next epoch's bar: its own ETA
-                    bar.set_description(progress_desc(spec, ep))
-                loss_sum.zero_()
-                correct.zero_()
-                seen.zero_()
+                    bar.set_description(progress_desc(spec, epoch + 1))
+                for value in running:
+                    value.zero_()
                 t0, digest = time.time(), 0
             elif save:
-                totals = global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+                totals = global_sum(dist, torch.stack([running[0], running[1].float(),
+                                                       running[2]]))
                 if dist.main:
                     guard.save(optimizer, done, epoch, [float(v) for v in totals], digest)
     finally:  # a divergence, full disk or Ctrl-C leaves no half-drawn bar before its message
@@ -320,6 +238,124 @@ def run_loop(spec: LoopSpec, optimizer=None, start_step: int = 0,
             board.close()
     dist.barrier()
     return last
+
+
+def _ddp_wrapped(spec: LoopSpec) -> nn.Module:
+    """The model in DDP's bucketed reducer (``grad_sync='ddp'``), for paths that leave some
+    parameters without gradients."""
+    dev = spec.device
+    return nn.parallel.DistributedDataParallel(
+        spec.model, device_ids=[dev.index] if dev.type == "cuda" else None,
+        find_unused_parameters=True, broadcast_buffers=False)
+
+
+def _begin_step(spec: LoopSpec, optimizer, guard: _Guard, step: int, start_step: int):
+    """(learning rate, path) of ``step``: the rate set in the optimizer and told to the guard,
+    the epoch's hook called at its first step (or the first step run), the path sampled."""
+    spe = spec.loader.steps_per_epoch
+    lr = learning_rate(spec.lr_schedule, step, spe, spec.epochs, spec.lr, spec.lr_min,
+                       spec.warmup_epochs)
+    guard.begin(lr)
+    if spec.before_epoch and (step % spe == 0 or step == start_step):
+        spec.before_epoch(step // spe)
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    path = spec.path_fn(step) if spec.path_fn else None
+    return lr, path
+
+
+def _train_step(spec: LoopSpec, net: nn.Module, optimizer, scaler, amp, step: int, path,
+                guard: _Guard, running) -> None:
+    """One update on the global batch of ``step``: its ``world x accumulate`` parts forward and
+    backward (each loss weighted by its part's share), the gradients summed over processes,
+    clipped, and the optimizer's step. Adds each part's loss, correct count and images to
+    ``running``."""
+    model, loader, dev, dist = spec.model, spec.loader, spec.device, spec.dist
+    loss_sum, correct, seen = running
+    parts = dist.world * spec.accumulate
+    n_global = loader.part_slice(step).stop
+    optimizer.zero_grad(set_to_none=True)
+    for m in range(spec.accumulate):
+        x, y = loader.batch(step, dist.rank * spec.accumulate + m, parts)
+        ctx = torch.autocast(dev.type, dtype=amp) if amp else contextlib.nullcontext()
+        sync = (net.no_sync() if net is not model and m < spec.accumulate - 1
+                else contextlib.nullcontext())
+        with ctx, sync:
+            out = net(x, path) if path is not None else net(x)
+            if isinstance(out, tuple):  # (logits, auxiliary logits)
+                out, aux = out
+            else:
+                aux = None
+            loss = F.cross_entropy(out, y, label_smoothing=spec.label_smoothing)
+            if aux is not None:
+                loss = loss + spec.aux_weight * F.cross_entropy(
+                    aux, y, label_smoothing=spec.label_smoothing)
+            # weight by the part's share; DDP averages over ranks, so undo that
+            share = y.shape[0] / n_global * (dist.world if net is not model else 1)
+            (scaler.scale(loss * share) if scaler else loss * share).backward()
+        if y.shape[0]:  # an empty part (short last batch) has a NaN mean loss
+            guard.add(loss)
+            loss_sum += loss.detach().float() * y.shape[0]
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+    if dist.world > 1 and net is model:
+        allreduce_grads(model)
+    if scaler:
+        scaler.unscale_(optimizer)
+    if spec.grad_clip_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip_norm)
+    if spec.grad_clip_value:
+        nn.utils.clip_grad_value_(model.parameters(), spec.grad_clip_value)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _end_epoch(spec: LoopSpec, optimizer, guard: _Guard, board, bar, ep: int, done: int,
+               total: int, lr: float, running, t0: float,
+               digest: int) -> Tuple[Dict[str, Any], bool]:
+    """(the epoch's metrics, whether training stops) at the end of epoch ``ep`` (1-based), whose
+    last step is ``done``: the metrics summed over processes, the epoch callback, TensorBoard,
+    the checkpoints, then the log rows (appended once their checkpoint is on disk)."""
+    dist = spec.dist
+    check_same_paths(dist, digest, ep)
+    loss_sum, correct, seen = running
+    totals = global_sum(dist, torch.stack([loss_sum, correct.float(), seen]))
+    secs = time.time() - t0
+    n = max(float(totals[2]), 1.0)
+    last = {"epoch": ep, "step": done, "lr": lr, "loss": float(totals[0]) / n,
+            "train_acc": 100.0 * float(totals[1]) / n,
+            "images_per_s": float(totals[2]) / max(secs, 1e-9), "seconds": secs,
+            "path_digest": f"{digest:08x}"}
+    if bar is not None:
+        bar.set_postfix(epoch=ep, loss=f"{last['loss']:.3f}",
+                        acc=f"{last['train_acc']:.1f}")
+    # the epoch's log rows, by file: appended once its checkpoint is on disk, and
+    # carried in it (a kill between the two leaves them to the resume: sync_logs)
+    rows = {spec.metrics_path.name: metrics_row(last)} if spec.metrics_path else {}
+    extra: Dict[str, Any] = {}
+    stop = bool(spec.epoch_callback and spec.epoch_callback(ep, extra))
+    scalars = extra.pop("scalars", None) or {}
+    rows.update(extra.pop("log_rows", None) or {})
+    if board is not None:
+        board.epoch(ep, last, scalars)
+    if stop:
+        extra["finished"] = True
+        # early only before the schedule's end: stable at the last epoch is the end
+        last["stopped_early"] = done < total
+    if dist.main and spec.ckpt_dir:
+        extra["log_rows"] = rows
+        guard.save(optimizer, done, ep, (0.0, 0.0, 0), extra=extra)
+        if spec.keep_every_epochs and (ep % spec.keep_every_epochs == 0 or stop):
+            guard.save(optimizer, done, ep, (0.0, 0.0, 0), name=f"epoch_{ep}.pt",
+                       extra=extra)
+    if dist.main:
+        logs = {path.name: path for path in _logs(spec)}
+        for name, row in rows.items():
+            append_csv_row(logs[name], row, row.values())
+    return last, stop
 
 
 def metrics_row(last: Dict[str, Any]) -> Dict[str, str]:
