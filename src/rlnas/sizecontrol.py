@@ -30,10 +30,11 @@ Scores are "higher is better". NaN scores are dropped (correlations) or never pi
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
@@ -128,6 +129,24 @@ def _group_value(v) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+def _group_keys(groups, n: int, accuracy: np.ndarray) -> np.ndarray:
+    """``groups`` as a flat array of ``n`` numbers or strings (objects as their text), no NaN."""
+    if isinstance(groups, (str, bytes)):
+        raise RlnasError("groups must be a list of group keys, got a string")
+    g = np.asarray(groups)
+    if g.ndim != 1:
+        raise RlnasError(f"groups must be a flat list, got shape {g.shape}")
+    _same_length(n, accuracy=accuracy, groups=g)
+    if g.dtype.kind == "f" and np.isnan(g).any():
+        raise RlnasError(f"groups has {int(np.isnan(g).sum())} NaN value(s)")
+    if g.dtype.kind == "O":
+        try:
+            g = g.astype(str)
+        except (TypeError, ValueError):
+            raise RlnasError("groups must be numbers or strings") from None
+    return g
+
+
 def within_group_tau(scores, accuracy, groups, min_size: int = 10) -> dict:
     """Kendall tau-b of ``scores`` vs ``accuracy`` inside each group of equal ``groups`` value.
 
@@ -150,19 +169,7 @@ def within_group_tau(scores, accuracy, groups, min_size: int = 10) -> dict:
     min_size = _check_min_size(min_size)
     s = _vector(scores, "scores")
     a = _vector(accuracy, "accuracy", finite=True)
-    if isinstance(groups, (str, bytes)):
-        raise RlnasError("groups must be a list of group keys, got a string")
-    g = np.asarray(groups)
-    if g.ndim != 1:
-        raise RlnasError(f"groups must be a flat list, got shape {g.shape}")
-    _same_length(len(s), accuracy=a, groups=g)
-    if g.dtype.kind == "f" and np.isnan(g).any():
-        raise RlnasError(f"groups has {int(np.isnan(g).sum())} NaN value(s)")
-    if g.dtype.kind == "O":
-        try:
-            g = g.astype(str)
-        except (TypeError, ValueError):
-            raise RlnasError("groups must be numbers or strings") from None
+    g = _group_keys(groups, len(s), a)
 
     keep = ~np.isnan(s)
     n_dropped = int((~keep).sum())
@@ -384,13 +391,7 @@ def size_controlled_report(
     if flops is not None:
         f = _vector(flops, "flops", finite=True)
         _same_length(n_all, flops=f)
-    scorers = {}
-    for name, sc in scores_by_name.items():
-        if not isinstance(name, str) or not name:
-            raise RlnasError(f"scorer names must be non-empty strings, got {name!r}")
-        arr = _vector(sc, f"scores of {name!r}")
-        _same_length(n_all, **{f"scores of {name!r}": arr})
-        scorers[name] = arr
+    scorers = _scorer_vectors(scores_by_name, n_all)
     if n_all < 3:
         raise RlnasError(f"need at least 3 archs, got {n_all}")
 
@@ -399,20 +400,9 @@ def size_controlled_report(
     f_groups = (np.round(f, int(decimals)) if flops_groups is None else
                 _vector(flops_groups, "flops groups")) if f is not None else None
     _same_length(n_all, **{"params groups": p_groups})
-    controls: Dict[str, Any] = {}
-    for cname, cvals, cgroups in (("params", p, p_groups), ("flops", f, f_groups)):
-        if cvals is None:
-            controls[cname] = None
-            continue
-        _, counts = np.unique(cgroups, return_counts=True)
-        big = counts >= min_size
-        controls[cname] = {
-            "n_groups": int(len(counts)),
-            "n_groups_eligible": int(big.sum()),
-            "n_cells_eligible": int(counts[big].sum()),
-            "kendall_tau_with_accuracy": finite_or_none(_quiet_kendall(cvals, acc)),
-            "spearman_rho_with_accuracy": finite_or_none(_quiet_spearman(cvals, acc)),
-        }
+    controls: Dict[str, Any] = {
+        cname: None if cvals is None else _control_summary(cvals, cgroups, acc, min_size)
+        for cname, cvals, cgroups in (("params", p, p_groups), ("flops", f, f_groups))}
 
     report: dict = {
         "n": n_all,
@@ -423,61 +413,111 @@ def size_controlled_report(
         "scorers": {},
     }
     for name, s in scorers.items():
-        keep = ~np.isnan(s)
-        x, y = s[keep], acc[keep]
-        zp = p[keep]
-        zf = f[keep] if f is not None else None
-        notes: List[str] = []
-        entry: dict = {"n": int(keep.sum()), "n_dropped_nan": int((~keep).sum())}
-        if entry["n"] < 3:
-            raise RlnasError(f"scorer {name!r} has {entry['n']} non-NaN scores; need at least 3")
-        entry["kendall_tau"] = finite_or_none(_quiet_kendall(x, y))
-        entry["spearman_rho"] = finite_or_none(_quiet_spearman(x, y))
-
-        for cname, groups in (("params", p_groups), ("flops", f_groups)):
-            if groups is None:
-                entry[f"within_{cname}_tau"] = None
-                entry[f"within_{cname}_groups"] = None
-                entry[f"within_{cname}_cells"] = None
-                continue
-            w = within_group_tau(x, y, groups[keep], min_size=min_size)
-            tau = w["tau"]
-            if w["score_constant_within_groups"] and w["n_groups_undefined"] > 0:
-                tau = 0.0
-                notes.append(f"within-{cname} tau: {_BY_CONSTRUCTION} (score is constant "
-                             f"inside every {cname} group)")
-            entry[f"within_{cname}_tau"] = tau
-            entry[f"within_{cname}_groups"] = w["n_groups"]
-            entry[f"within_{cname}_cells"] = w["n_cells"]
-
-        for label, what, zmat in (
-            ("params", "params", zp[:, None]),
-            ("flops", "flops", zf[:, None] if zf is not None else None),
-            ("both", "params and flops", np.column_stack([zp, zf]) if zf is not None else None),
-        ):
-            key = f"partial_spearman_{label}"
-            if zmat is None:
-                entry[key] = None
-                continue
-            val, why = _partial_rank(x, y, zmat)
-            if why == "score":
-                entry[key] = 0.0
-                notes.append(f"partial Spearman given {label}: {_BY_CONSTRUCTION} (score ranks "
-                             f"are a linear function of the {what} ranks)")
-            else:
-                entry[key] = finite_or_none(val)
-
-        t_xz = _quiet_kendall(x, zp)
-        t_yz = _quiet_kendall(y, zp)
-        pk = _partial_tau_from(_quiet_kendall(x, y), t_xz, t_yz)
-        if math.isfinite(t_xz) and abs(t_xz) >= 1 - _TAU_ATOL:
-            pk = 0.0
-            notes.append(f"partial Kendall given params: {_BY_CONSTRUCTION} (score is "
-                         f"perfectly concordant with params, |tau| = 1)")
-        entry["partial_kendall_params"] = finite_or_none(pk)
-        entry["notes"] = notes
-        report["scorers"][name] = entry
+        report["scorers"][name] = _scorer_entry(name, s, acc, p, f, p_groups, f_groups, min_size)
     return report
+
+
+def _scorer_vectors(scores_by_name: Mapping, n_all: int,
+                    reserved: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+    """Each scorer's scores as a float vector of ``n_all``; names are non-empty strings, none of
+    them ``reserved`` (the baselines' names)."""
+    scorers = {}
+    for name, sc in scores_by_name.items():
+        if not isinstance(name, str) or not name:
+            raise RlnasError(f"scorer names must be non-empty strings, got {name!r}")
+        if name in reserved:
+            raise RlnasError(f"scorer name {name!r} is reserved for a baseline; rename it")
+        arr = _vector(sc, f"scores of {name!r}")
+        _same_length(n_all, **{f"scores of {name!r}": arr})
+        scorers[name] = arr
+    return scorers
+
+
+def _control_summary(cvals: np.ndarray, cgroups: np.ndarray, acc: np.ndarray,
+                     min_size: int) -> dict:
+    """A size control's groups (all, and those of ``min_size`` archs or more) and its own
+    correlation with the accuracy."""
+    _, counts = np.unique(cgroups, return_counts=True)
+    big = counts >= min_size
+    return {
+        "n_groups": int(len(counts)),
+        "n_groups_eligible": int(big.sum()),
+        "n_cells_eligible": int(counts[big].sum()),
+        "kendall_tau_with_accuracy": finite_or_none(_quiet_kendall(cvals, acc)),
+        "spearman_rho_with_accuracy": finite_or_none(_quiet_spearman(cvals, acc)),
+    }
+
+
+def _scorer_entry(name: str, s: np.ndarray, acc: np.ndarray, p: np.ndarray,
+                  f: Optional[np.ndarray], p_groups: np.ndarray, f_groups: Optional[np.ndarray],
+                  min_size: int) -> dict:
+    """One scorer's line of :func:`size_controlled_report` (its NaN scores dropped)."""
+    keep = ~np.isnan(s)
+    x, y = s[keep], acc[keep]
+    zp = p[keep]
+    zf = f[keep] if f is not None else None
+    notes: List[str] = []
+    entry: dict = {"n": int(keep.sum()), "n_dropped_nan": int((~keep).sum())}
+    if entry["n"] < 3:
+        raise RlnasError(f"scorer {name!r} has {entry['n']} non-NaN scores; need at least 3")
+    entry["kendall_tau"] = finite_or_none(_quiet_kendall(x, y))
+    entry["spearman_rho"] = finite_or_none(_quiet_spearman(x, y))
+    for cname, groups in (("params", p_groups), ("flops", f_groups)):
+        entry.update(_within_columns(cname, x, y, None if groups is None else groups[keep],
+                                     min_size, notes))
+    entry.update(_partial_columns(x, y, zp, zf, notes))
+    entry["notes"] = notes
+    return entry
+
+
+def _within_columns(cname: str, x: np.ndarray, y: np.ndarray, groups: Optional[np.ndarray],
+                    min_size: int, notes: List[str]) -> dict:
+    """``within_<cname>_{tau,groups,cells}`` of one scorer (None without the control); the
+    note of a tau that is 0 by construction is appended to ``notes``."""
+    if groups is None:
+        return {f"within_{cname}_tau": None, f"within_{cname}_groups": None,
+                f"within_{cname}_cells": None}
+    w = within_group_tau(x, y, groups, min_size=min_size)
+    tau = w["tau"]
+    if w["score_constant_within_groups"] and w["n_groups_undefined"] > 0:
+        tau = 0.0
+        notes.append(f"within-{cname} tau: {_BY_CONSTRUCTION} (score is constant "
+                     f"inside every {cname} group)")
+    return {f"within_{cname}_tau": tau, f"within_{cname}_groups": w["n_groups"],
+            f"within_{cname}_cells": w["n_cells"]}
+
+
+def _partial_columns(x: np.ndarray, y: np.ndarray, zp: np.ndarray, zf: Optional[np.ndarray],
+                     notes: List[str]) -> dict:
+    """``partial_spearman_{params,flops,both}`` and ``partial_kendall_params`` of one scorer;
+    the notes of values that are 0 by construction are appended to ``notes``."""
+    entry: dict = {}
+    for label, what, zmat in (
+        ("params", "params", zp[:, None]),
+        ("flops", "flops", zf[:, None] if zf is not None else None),
+        ("both", "params and flops", np.column_stack([zp, zf]) if zf is not None else None),
+    ):
+        key = f"partial_spearman_{label}"
+        if zmat is None:
+            entry[key] = None
+            continue
+        val, why = _partial_rank(x, y, zmat)
+        if why == "score":
+            entry[key] = 0.0
+            notes.append(f"partial Spearman given {label}: {_BY_CONSTRUCTION} (score ranks "
+                         f"are a linear function of the {what} ranks)")
+        else:
+            entry[key] = finite_or_none(val)
+
+    t_xz = _quiet_kendall(x, zp)
+    t_yz = _quiet_kendall(y, zp)
+    pk = _partial_tau_from(_quiet_kendall(x, y), t_xz, t_yz)
+    if math.isfinite(t_xz) and abs(t_xz) >= 1 - _TAU_ATOL:
+        pk = 0.0
+        notes.append(f"partial Kendall given params: {_BY_CONSTRUCTION} (score is "
+                     f"perfectly concordant with params, |tau| = 1)")
+    entry["partial_kendall_params"] = finite_or_none(pk)
+    return entry
 
 
 def _f(x, spec: str = ".3f") -> str:
@@ -507,7 +547,8 @@ def format_size_report(report: dict, flops: bool = True) -> str:
             "pSpearman: params+flops", "pKendall: params"]
     keep = [i for i, h in enumerate(head) if flops or "flops" not in h]
     lines = [
-        f"Rank correlation with {report.get('accuracy', 'accuracy')} ({report.get('n', '?')} archs); "
+        f"Rank correlation with {report.get('accuracy', 'accuracy')} "
+        f"({report.get('n', '?')} archs); "
         f"within-group tau over size groups of >= {report.get('min_group_size', '?')} archs, "
         f"size-weighted; pSpearman/pKendall = partial correlation given the control(s).",
         "",
@@ -608,8 +649,7 @@ def constrained_benchmark(
       given order; NaN scores are never picked (no scored eligible arch -> arch/accuracy None);
     * ``largest``: the eligible connected arch with the largest cost; ties -> the first in the
       given order (the "just take the biggest network that fits" baseline). Because the
-      tie-break is arbitrary
-      where many archs share a cost, ``largest`` also carries ``n_tied`` and
+      tie-break is arbitrary where many archs share a cost, ``largest`` also carries ``n_tied`` and
       ``tied_mean_accuracy``: the number and mean accuracy of all (connected) archs at that
       largest cost (the expected accuracy of the baseline with ties broken at random);
     * ``oracle``: the eligible arch with the best accuracy; ties -> the first in the given
@@ -634,35 +674,10 @@ def constrained_benchmark(
     RlnasError on length mismatches, non-finite accuracy / cost / budgets, a scorer named
     like a baseline, or a budget that admits no arch.
     """
-    if isinstance(arch_strs, str):
-        raise RlnasError("expected a list of arch strings, got a single string")
-    archs = [str(a) for a in arch_strs]
+    archs, acc, c, scorers, b = _constrained_inputs(arch_strs, scores_by_name, accuracy, cost,
+                                                    budgets)
     n = len(archs)
-    if n == 0:
-        raise RlnasError("constrained_benchmark: no archs")
-    acc = _vector(accuracy, "accuracy", finite=True)
-    c = _vector(cost, "cost", finite=True)
-    _same_length(n, accuracy=acc, cost=c)
-    if not isinstance(scores_by_name, Mapping):
-        raise RlnasError("scores_by_name must be a dict of name -> scores")
-    scorers = {}
-    for name, sc in scores_by_name.items():
-        if not isinstance(name, str) or not name:
-            raise RlnasError(f"scorer names must be non-empty strings, got {name!r}")
-        if name in BASELINES:
-            raise RlnasError(f"scorer name {name!r} is reserved for a baseline; rename it")
-        arr = _vector(sc, f"scores of {name!r}")
-        _same_length(n, **{f"scores of {name!r}": arr})
-        scorers[name] = arr
-    b = _vector(budgets, "budgets", finite=True)
-    if b.size == 0:
-        raise RlnasError("constrained_benchmark: no budgets")
-
-    by_cost = np.argsort(c, kind="stable")
-    n_eligible = np.searchsorted(c[by_cost], b, side="right")
-    if (n_eligible == 0).any():
-        bad = float(b[np.argmax(n_eligible == 0)])
-        raise RlnasError(f"budget {bad:g} admits no arch: the smallest cost is {float(c.min()):g}")
+    by_cost, n_eligible = _eligible_counts(c, b)
     last = n_eligible - 1                       # last eligible position in cost order
 
     def picks(rank: np.ndarray, best_first: np.ndarray) -> np.ndarray:
@@ -675,51 +690,16 @@ def constrained_benchmark(
     oracle_idx = picks(*_priority(acc, n))
     largest_idx = picks(*_priority(c, n, invalid=dead if dead.any() else None))
     largest_ok = ~dead[largest_idx]  # False only where every eligible cell is disconnected
-    oracle_acc = acc[oracle_idx]
-
-    def summary(idx: np.ndarray, valid: Optional[np.ndarray] = None) -> dict:
-        valid = np.ones(len(idx), dtype=bool) if valid is None else valid
-        accs = [float(acc[i]) if ok else None for i, ok in zip(idx, valid)]
-        got = np.array([a for a in accs if a is not None], dtype=np.float64)
-        gaps = oracle_acc[valid] - acc[idx[valid]]
-        return {
-            "index": [int(i) if ok else None for i, ok in zip(idx, valid)],
-            "arch": [archs[i] if ok else None for i, ok in zip(idx, valid)],
-            "accuracy": accs,
-            "cost": [float(c[i]) if ok else None for i, ok in zip(idx, valid)],
-            "mean_accuracy": float(got.mean()) if got.size else None,
-            "mean_gap_to_oracle": float(gaps.mean()) if gaps.size else None,
-        }
-
+    summary = functools.partial(_pick_summary, archs=archs, acc=acc, c=c,
+                                oracle_acc=acc[oracle_idx])
     largest = summary(largest_idx, largest_ok)
-    # The first-in-order tie-break is arbitrary where many archs share a cost (NB201: hundreds
-    # per parameter count): also give the mean accuracy over all (connected) archs tied at that
-    # cost, the expected accuracy of "the largest that fits" with ties broken at random.
-    _, cost_group = np.unique(c, return_inverse=True)
-    cost_group = cost_group.reshape(-1)
-    live = (~dead).astype(np.float64)
-    cost_counts = np.bincount(cost_group, weights=live)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        group_mean = np.bincount(cost_group, weights=acc * live) / cost_counts
-    largest["n_tied"] = [int(cost_counts[cost_group[i]]) if ok else None
-                         for i, ok in zip(largest_idx, largest_ok)]
-    largest["tied_mean_accuracy"] = [float(group_mean[cost_group[i]]) if ok else None
-                                     for i, ok in zip(largest_idx, largest_ok)]
-    tied_ok = [v for v in largest["tied_mean_accuracy"] if v is not None]
-    largest["mean_tied_mean_accuracy"] = float(np.mean(tied_ok)) if tied_ok else None
-    largest["skipped_disconnected"] = int(dead.sum())
+    largest.update(_tie_columns(largest_idx, largest_ok, acc, c, dead))
     methods: Dict[str, dict] = {}
     for name, s in scorers.items():
         nan = np.isnan(s)
         idx = picks(*_priority(s, n, invalid=nan | dead))  # NaN or disconnected: never picked
-        valid = ~(nan | dead)[idx]
-        entry = summary(idx, valid)
-        entry["score"] = [float(s[i]) if ok else None for i, ok in zip(idx, valid)]
-        both = valid & largest_ok
-        diff = acc[idx[both]] - acc[largest_idx[both]]
-        entry["wins_vs_largest"] = int((diff > 0).sum())
-        entry["losses_vs_largest"] = int((diff < 0).sum())
-        methods[name] = entry
+        methods[name] = _method_entry(s, idx, ~(nan | dead)[idx], summary, acc, largest_idx,
+                                      largest_ok)
     return {
         "n": n,
         "budgets": [float(x) for x in b],
@@ -727,11 +707,99 @@ def constrained_benchmark(
         "methods": methods,
         "largest": largest,
         "oracle": summary(oracle_idx),
-        "tie_break": ("scorer: highest score, ties -> first in the given order, NaN scores never "
-                      "picked; largest: largest cost, ties -> first in the given order; both "
-                      "among the connected cells (NB201 cells with no input-output path are "
-                      "never picked); oracle: best accuracy, ties -> first in the given order"),
+        "tie_break": _TIE_BREAK,
     }
+
+
+_TIE_BREAK = ("scorer: highest score, ties -> first in the given order, NaN scores never "
+              "picked; largest: largest cost, ties -> first in the given order; both "
+              "among the connected cells (NB201 cells with no input-output path are "
+              "never picked); oracle: best accuracy, ties -> first in the given order")
+
+
+def _constrained_inputs(arch_strs, scores_by_name, accuracy, cost, budgets) -> tuple:
+    """(archs, accuracy, cost, scorers, budgets) of :func:`constrained_benchmark`, checked."""
+    if isinstance(arch_strs, str):
+        raise RlnasError("expected a list of arch strings, got a single string")
+    archs = [str(a) for a in arch_strs]
+    n = len(archs)
+    if n == 0:
+        raise RlnasError("constrained_benchmark: no archs")
+    acc = _vector(accuracy, "accuracy", finite=True)
+    c = _vector(cost, "cost", finite=True)
+    _same_length(n, accuracy=acc, cost=c)
+    if not isinstance(scores_by_name, Mapping):
+        raise RlnasError("scores_by_name must be a dict of name -> scores")
+    scorers = _scorer_vectors(scores_by_name, n, reserved=BASELINES)
+    b = _vector(budgets, "budgets", finite=True)
+    if b.size == 0:
+        raise RlnasError("constrained_benchmark: no budgets")
+    return archs, acc, c, scorers, b
+
+
+def _eligible_counts(c: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(archs in the order of their cost, how many of them each budget admits); a budget that
+    admits none is refused."""
+    by_cost = np.argsort(c, kind="stable")
+    n_eligible = np.searchsorted(c[by_cost], b, side="right")
+    if (n_eligible == 0).any():
+        bad = float(b[np.argmax(n_eligible == 0)])
+        raise RlnasError(f"budget {bad:g} admits no arch: the smallest cost is {float(c.min()):g}")
+    return by_cost, n_eligible
+
+
+def _method_entry(s: np.ndarray, idx: np.ndarray, valid: np.ndarray, summary: Callable,
+                  acc: np.ndarray, largest_idx: np.ndarray, largest_ok: np.ndarray) -> dict:
+    """A scorer's picks (``summary``) with their scores, and the budgets where its pick is more
+    (wins) or less (losses) accurate than the largest arch that fits, where both picked one."""
+    entry = summary(idx, valid)
+    entry["score"] = [float(s[i]) if ok else None for i, ok in zip(idx, valid)]
+    both = valid & largest_ok
+    diff = acc[idx[both]] - acc[largest_idx[both]]
+    entry["wins_vs_largest"] = int((diff > 0).sum())
+    entry["losses_vs_largest"] = int((diff < 0).sum())
+    return entry
+
+
+def _pick_summary(idx: np.ndarray, valid: Optional[np.ndarray] = None, *, archs: List[str],
+                  acc: np.ndarray, c: np.ndarray, oracle_acc: np.ndarray) -> dict:
+    """A method's picks (arch indices ``idx`` per budget; None where not ``valid``) with their
+    arch, accuracy and cost, and their means over the budgets."""
+    valid = np.ones(len(idx), dtype=bool) if valid is None else valid
+    accs = [float(acc[i]) if ok else None for i, ok in zip(idx, valid)]
+    got = np.array([a for a in accs if a is not None], dtype=np.float64)
+    gaps = oracle_acc[valid] - acc[idx[valid]]
+    return {
+        "index": [int(i) if ok else None for i, ok in zip(idx, valid)],
+        "arch": [archs[i] if ok else None for i, ok in zip(idx, valid)],
+        "accuracy": accs,
+        "cost": [float(c[i]) if ok else None for i, ok in zip(idx, valid)],
+        "mean_accuracy": float(got.mean()) if got.size else None,
+        "mean_gap_to_oracle": float(gaps.mean()) if gaps.size else None,
+    }
+
+
+def _tie_columns(largest_idx: np.ndarray, largest_ok: np.ndarray, acc: np.ndarray,
+                 c: np.ndarray, dead: np.ndarray) -> dict:
+    """The ``largest`` baseline's ties. The first-in-order tie-break is arbitrary where many
+    archs share a cost (NB201: hundreds per parameter count): also give the mean accuracy over
+    all (connected) archs tied at that cost, the expected accuracy of "the largest that fits"
+    with ties broken at random."""
+    _, cost_group = np.unique(c, return_inverse=True)
+    cost_group = cost_group.reshape(-1)
+    live = (~dead).astype(np.float64)
+    cost_counts = np.bincount(cost_group, weights=live)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        group_mean = np.bincount(cost_group, weights=acc * live) / cost_counts
+    ties: dict = {}
+    ties["n_tied"] = [int(cost_counts[cost_group[i]]) if ok else None
+                      for i, ok in zip(largest_idx, largest_ok)]
+    ties["tied_mean_accuracy"] = [float(group_mean[cost_group[i]]) if ok else None
+                                  for i, ok in zip(largest_idx, largest_ok)]
+    tied_ok = [v for v in ties["tied_mean_accuracy"] if v is not None]
+    ties["mean_tied_mean_accuracy"] = float(np.mean(tied_ok)) if tied_ok else None
+    ties["skipped_disconnected"] = int(dead.sum())
+    return ties
 
 
 def _check_result(result) -> None:
