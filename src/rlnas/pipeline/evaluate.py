@@ -13,6 +13,7 @@ import contextlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -176,9 +177,82 @@ def latency_ladder(strs: Sequence[str], scores: Dict[str, np.ndarray], accuracy:
     return res
 
 
+@dataclass
+class _Cells:
+    """What every run of one evaluation is compared on: the scored cells, their ground truth
+    (accuracy per column) and costs, the size groups, and the options of the comparison."""
+
+    table: Any
+    table_path: Any
+    archs: np.ndarray
+    strs: List[str]
+    cols: List[str]
+    acc: Dict[str, np.ndarray]
+    cost: Dict[str, np.ndarray]
+    groups: Dict[str, Any]
+    notes: List[str]
+    ks: List[int]
+    alike: bool  # NB201: FLOPs order the cells exactly as params do
+    latency: Dict[str, Any]
+    benchmark: Any
+    budgets: int
+    progress: bool
+
+    @property
+    def primary(self) -> str:
+        return _primary(self.cols)
+
+
 def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: Path, plots,
                    progress, budgets, result_file=None, benchmark=None, latency_table=None,
                    latency_devices=None) -> Dict[str, Any]:
+    cells = _cells(runs, table_path, scorers, columns, sample, benchmark, latency_table,
+                   latency_devices, budgets, progress)
+    found = _searched(runs[0], cells.table, cells.cols, result_file)
+    if found and benchmark is not None and found["found"][0][cells.cols[0]] is None:
+        cells.notes.append(f"the searched arch {found['found'][0]['arch']} is not in the table: "
+                           f"no searched-arch accuracy")
+        found = None
+    # the output folders first: a bad --out fails before minutes of scoring
+    make_dir(out_dir, "output folder")
+    if plots:
+        make_dir(out_dir / "plots", "plot folder")
+    proxy = dict(proxy or {})
+
+    per_run: List[Dict[str, Any]] = []
+    run_free: Dict[tuple, tuple] = {}  # scorers that ignore the supernet: once per seed
+    for run in runs:
+        scores, seconds = _score_run(run, scorers, cells.archs, proxy, progress, run_free)
+        entry = _run_entry(cells, run, scorers, scores, seconds)
+        per_run.append(entry)
+        if plots and run is runs[0]:
+            _plot_run(cells, run, entry, scorers, scores, found, out_dir / "plots")
+    cols = cells.cols
+    if plots:  # the headline column, as the summary's
+        plot_over_training(per_run, [_primary(cols)] + [c for c in cols if c != _primary(cols)],
+                           out_dir / "plots" / "tau_vs_epoch.png")
+
+    result = {"table": str(cells.table_path), "columns": cols, "num_archs": len(cells.strs),
+              "sample": sample, "topk": cells.ks, "scorers": list(scorers),
+              "flops_ranks_as_params": cells.alike,
+              "runs": [r["run"] for r in per_run], "per_run": per_run,
+              "summary": summarise(per_run, scorers, cols, cells.ks)}
+    if benchmark is not None:
+        result.update(benchmark=cells.table.kind, space=runs[0].config.space,
+                      title=cells.table.title, notes=cells.notes)
+    if cells.latency:
+        result["latency_table"] = str(latency_table)
+    if found:
+        result["search"] = found
+    write_json_atomic(result, out_dir / "evaluation.json")
+    atomic_write_text(out_dir / "evaluation.md", format_markdown(result))
+    return result
+
+
+def _cells(runs, table_path, scorers, columns, sample, benchmark, latency_table,
+           latency_devices, budgets, progress) -> _Cells:
+    """The cells to score and what they are compared on, every input checked before any
+    scoring (unknown scorer names, table columns, the sample size, the latency table)."""
     for name in scorers:
         for part in name.split("+"):
             scorer_info(part)  # unknown names fail before any work
@@ -205,116 +279,104 @@ def _evaluate_runs(runs, table_path, scorers, columns, sample, proxy, out_dir: P
         groups = {k: size_groups(cost[k])[0] for k in ("params", "flops")}
         bin_note = size_groups(cost["params"])[1]
         notes = list(table.notes) + ([bin_note] if bin_note else [])
-    ks = topk_list(len(archs))
-    # NB201: FLOPs order the cells exactly as params do; their ladder and controls repeat
-    alike = rank_alike(cost["params"], cost["flops"])
-    found = _searched(runs[0], table, cols, result_file)
-    if found and benchmark is not None and found["found"][0][cols[0]] is None:
-        notes.append(f"the searched arch {found['found'][0]['arch']} is not in the table: "
-                     f"no searched-arch accuracy")
-        found = None
-    # the output folders first: a bad --out fails before minutes of scoring
-    make_dir(out_dir, "output folder")
-    if plots:
-        make_dir(out_dir / "plots", "plot folder")
-    proxy = dict(proxy or {})
+    return _Cells(table=table, table_path=table_path, archs=archs, strs=strs, cols=cols,
+                  acc=acc, cost=cost, groups=groups, notes=notes, ks=topk_list(len(archs)),
+                  alike=rank_alike(cost["params"], cost["flops"]), latency=latency,
+                  benchmark=benchmark, budgets=budgets, progress=progress)
 
-    per_run: List[Dict[str, Any]] = []
-    run_free: Dict[tuple, tuple] = {}  # scorers that ignore the supernet: once per seed
-    for run in runs:
-        scores, seconds = {}, {}
-        data = None
-        for name in scorers:
-            key = (name, run.config.seed)
-            if key in run_free:
-                scores[name], seconds[name] = run_free[key]
-                continue
-            options = dict(proxy)
-            if needs_data(name):
-                if data is None:
-                    data = prepare_training_data(run.config)[0]
-                options["data"] = data
-            options.setdefault("progress", progress)
-            t0 = time.perf_counter()
-            fn = get_scorer(name, run, **options).fn
-            scores[name] = np.asarray(fn(archs), dtype=np.float64)
-            seconds[name] = time.perf_counter() - t0
-            if not any(scorer_info(part).needs_run for part in name.split("+")):
-                run_free[key] = (scores[name], seconds[name])
-        entry = {"run": str(run.path), "seed": run.config.seed, "labels": run.config.labels.kind,
-                 "seconds": seconds, "correlation": {}, "size_control": {}}
-        for name in scorers:
-            entry["correlation"][name] = correlation_report(strs, scores[name], table,
-                                                            columns=cols, topk=ks)
-            if benchmark is not None:
-                for c in cols:
-                    entry["correlation"][name]["columns"][c].update(
-                        _pick_quality(scores[name], acc[c]))
-        with_size = dict(scores, params=cost["params"], flops=cost["flops"])
-        for c in cols:
-            entry["size_control"][c] = size_controlled_report(
-                with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c,
-                params_groups=groups["params"], flops_groups=groups["flops"])
-        entry["over_training"] = angle_over_training(
-            run, table, cols, progress=progress, archs=None if benchmark is None else archs)
-        # constrained search on the primary column: each scorer's pick under a ladder of limits
-        primary = _primary(cols)
-        entry["constrained"] = {
-            kind: constrained_benchmark(strs, scores, acc[primary], cost[kind],
-                                        budget_ladder(cost[kind], n=budgets))
-            for kind in ("params", "flops")}
-        if latency:
-            entry["constrained_latency"] = {
-                column: latency_ladder(strs, scores, acc[primary], ms, model, budgets)
-                for column, (ms, model) in latency.items()}
-        per_run.append(entry)
-        if plots and run is runs[0]:
-            plot_dir = out_dir / "plots"
-            marks = {}
-            if found:
-                marks[f"searched cell ({found['method']}, {found['scorer']})"] = \
-                    found["found"][0]["arch"]
-            live = np.where(nb201_disconnected(strs), -np.inf, cost["params"])
-            marks["params baseline's pick"] = strs[int(np.argmax(live))]
+
+def _score_run(run: Run, scorers, archs: np.ndarray, proxy: dict, progress,
+               run_free: Dict[tuple, tuple]) -> tuple:
+    """({scorer: scores of ``archs``}, {scorer: seconds}) of one run. A scorer that ignores the
+    supernet is computed once per seed (``run_free``) and reused."""
+    scores, seconds = {}, {}
+    data = None
+    for name in scorers:
+        key = (name, run.config.seed)
+        if key in run_free:
+            scores[name], seconds[name] = run_free[key]
+            continue
+        options = dict(proxy)
+        if needs_data(name):
+            if data is None:
+                data = prepare_training_data(run.config)[0]
+            options["data"] = data
+        options.setdefault("progress", progress)
+        t0 = time.perf_counter()
+        fn = get_scorer(name, run, **options).fn
+        scores[name] = np.asarray(fn(archs), dtype=np.float64)
+        seconds[name] = time.perf_counter() - t0
+        if not any(scorer_info(part).needs_run for part in name.split("+")):
+            run_free[key] = (scores[name], seconds[name])
+    return scores, seconds
+
+
+def _run_entry(cells: _Cells, run: Run, scorers, scores: Dict[str, np.ndarray],
+               seconds: Dict[str, float]) -> Dict[str, Any]:
+    """One run's line of evaluation.json: each scorer's correlations, size-controlled report,
+    the angle over training, and its picks under a ladder of cost (and latency) limits."""
+    strs, cols, acc, cost, groups = cells.strs, cells.cols, cells.acc, cells.cost, cells.groups
+    entry = {"run": str(run.path), "seed": run.config.seed, "labels": run.config.labels.kind,
+             "seconds": seconds, "correlation": {}, "size_control": {}}
+    for name in scorers:
+        entry["correlation"][name] = correlation_report(strs, scores[name], cells.table,
+                                                        columns=cols, topk=cells.ks)
+        if cells.benchmark is not None:
             for c in cols:
-                col_marks = dict(marks, **{"best cell (oracle)": strs[int(np.argmax(acc[c]))]})
-                for name in scorers:
-                    scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
-                                 title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
-                                 xlabel=score_label(name), ylabel=f"{c} (%)", archs=strs,
-                                 marks=col_marks)
-            for kind, unit in (("params", "params"), ("flops", "FLOPs"))[:1 if alike else 2]:
-                plot_constrained(entry["constrained"][kind],
-                                 plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
-                                 title=f"pick under a {unit} limit ({_primary(cols)})"
-                                       + (" (FLOPs: the same picks)" if alike else ""),
-                                 xlabel=f"{unit} limit (M)", ylabel=f"{_primary(cols)} (%)")
-            for column, ladder in entry.get("constrained_latency", {}).items():
-                plot_constrained(ladder, plot_dir / f"constrained_latency_{slug(column)}_"
-                                                    f"{_primary(cols)}.png",
-                                 title=f"pick under a latency limit on {column} "
-                                       f"({_primary(cols)})",
-                                 xlabel=f"latency limit (ms, {column})",
-                                 ylabel=f"{_primary(cols)} (%)")
-    if plots:  # the headline column, as the summary's
-        plot_over_training(per_run, [_primary(cols)] + [c for c in cols if c != _primary(cols)],
-                           out_dir / "plots" / "tau_vs_epoch.png")
+                entry["correlation"][name]["columns"][c].update(
+                    _pick_quality(scores[name], acc[c]))
+    with_size = dict(scores, params=cost["params"], flops=cost["flops"])
+    for c in cols:
+        entry["size_control"][c] = size_controlled_report(
+            with_size, acc[c], cost["params"], cost["flops"], accuracy_name=c,
+            params_groups=groups["params"], flops_groups=groups["flops"])
+    entry["over_training"] = angle_over_training(
+        run, cells.table, cols, progress=cells.progress,
+        archs=None if cells.benchmark is None else cells.archs)
+    # constrained search on the primary column: each scorer's pick under a ladder of limits
+    primary = cells.primary
+    entry["constrained"] = {
+        kind: constrained_benchmark(strs, scores, acc[primary], cost[kind],
+                                    budget_ladder(cost[kind], n=cells.budgets))
+        for kind in ("params", "flops")}
+    if cells.latency:
+        entry["constrained_latency"] = {
+            column: latency_ladder(strs, scores, acc[primary], ms, model, cells.budgets)
+            for column, (ms, model) in cells.latency.items()}
+    return entry
 
-    result = {"table": str(table_path), "columns": cols, "num_archs": len(strs),
-              "sample": sample, "topk": ks, "scorers": list(scorers),
-              "flops_ranks_as_params": alike,
-              "runs": [r["run"] for r in per_run], "per_run": per_run,
-              "summary": summarise(per_run, scorers, cols, ks)}
-    if benchmark is not None:
-        result.update(benchmark=table.kind, space=runs[0].config.space, title=table.title,
-                      notes=notes)
-    if latency:
-        result["latency_table"] = str(latency_table)
+
+def _plot_run(cells: _Cells, run: Run, entry: Dict[str, Any], scorers,
+              scores: Dict[str, np.ndarray], found, plot_dir: Path) -> None:
+    """The first run's plots: each scorer against each column (the searched cell, the params
+    baseline's pick and the best cell marked) and the picks under each limit."""
+    strs, cols, acc, alike = cells.strs, cells.cols, cells.acc, cells.alike
+    marks = {}
     if found:
-        result["search"] = found
-    write_json_atomic(result, out_dir / "evaluation.json")
-    atomic_write_text(out_dir / "evaluation.md", format_markdown(result))
-    return result
+        marks[f"searched cell ({found['method']}, {found['scorer']})"] = \
+            found["found"][0]["arch"]
+    live = np.where(nb201_disconnected(strs), -np.inf, cells.cost["params"])
+    marks["params baseline's pick"] = strs[int(np.argmax(live))]
+    for c in cols:
+        col_marks = dict(marks, **{"best cell (oracle)": strs[int(np.argmax(acc[c]))]})
+        for name in scorers:
+            scatter_plot(scores[name], acc[c], plot_dir / f"{slug(name)}_vs_{c}.png",
+                         title=f"{name} vs {c} ({len(strs)} cells, {run.path.name})",
+                         xlabel=score_label(name), ylabel=f"{c} (%)", archs=strs,
+                         marks=col_marks)
+    for kind, unit in (("params", "params"), ("flops", "FLOPs"))[:1 if alike else 2]:
+        plot_constrained(entry["constrained"][kind],
+                         plot_dir / f"constrained_{kind}_{_primary(cols)}.png",
+                         title=f"pick under a {unit} limit ({_primary(cols)})"
+                               + (" (FLOPs: the same picks)" if alike else ""),
+                         xlabel=f"{unit} limit (M)", ylabel=f"{_primary(cols)} (%)")
+    for column, ladder in entry.get("constrained_latency", {}).items():
+        plot_constrained(ladder, plot_dir / f"constrained_latency_{slug(column)}_"
+                                            f"{_primary(cols)}.png",
+                         title=f"pick under a latency limit on {column} "
+                               f"({_primary(cols)})",
+                         xlabel=f"latency limit (ms, {column})",
+                         ylabel=f"{_primary(cols)} (%)")
 
 
 def _primary(cols: Sequence[str]) -> str:
@@ -445,21 +507,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
     n = result["num_archs"]
     tcols = topk_columns(n)
     picks = bool(result.get("benchmark"))  # a benchmark table: pick percentile, top-10 mean
-    lines = [f"# Scorer comparison on {result.get('title', 'NAS-Bench-201')}",
-             "",
-             f"Table `{result['table']}`; {n} cells"
-             f"{' (seeded sample)' if result['sample'] else ''}; {len(result['runs'])} run(s): "
-             + ", ".join(f"`{r}`" for r in result["runs"]) + ". Mean ± std over runs.", "",
-             "Columns: tau = Kendall tau and rho = Spearman rho of the score with the accuracy "
-             "(-1 to 1); top-1 acc = accuracy of the scorer's best cell (%); P@k = share of the "
-             "k best cells by accuracy among the scorer's k best (0 to 1), with "
-             + ", ".join(f"{label} = top {k}" for label, k in tcols if k is not None)
-             + (" (" + ", ".join(label for label, k in tcols if k is None)
-                + f": more than the {n} cells)" if any(k is None for _, k in tcols) else "")
-             + "; within-params tau = tau inside groups of equal params; time in seconds "
-               "(scoring all cells)"
-             + ("; top-1 pct = percentile of the top pick among the scored archs; top-10 mean "
-                "= mean accuracy of the 10 best-scored archs (%)" if picks else "") + ".", ""]
+    lines = _md_intro(result, tcols, picks)
     if result.get("search"):
         lines += [_search_line(result), ""]
     if result.get("flops_ranks_as_params"):
@@ -469,25 +517,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
                   "for params (the `flops` scorer's own rows stay).", ""]
     notes_seen: List[str] = []
     for c in result["columns"]:
-        lines += [f"## {c}", ""]
-        head = (["scorer", "tau", "rho", "top-1 acc (%)"]
-                + (["top-1 pct", "top-10 mean (%)"] if picks else [])
-                + [label for label, _ in tcols]
-                + ["within-params tau", "partial rho given params", "time (s)"])
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        for name in result["scorers"]:
-            s = result["summary"][name][c]
-            row = [name, _fmt(s["kendall_tau"]), _fmt(s["spearman_rho"]),
-                   _fmt(s["top1_accuracy"], ".2f")]
-            if picks:
-                row += [_fmt(s["top1_percentile"], ".1f"), _fmt(s["mean_top10_accuracy"], ".2f")]
-            row += [_fmt(s.get(f"precision_at_{k}", _NA), ".2f") if k is not None else "n/a"
-                    for _, k in tcols]
-            row += [_fmt(s["within_params_tau"]), _fmt(s["partial_spearman_params"]),
-                    _fmt(result["summary"][name]["seconds"], ".2f")]
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
+        lines += _md_column_table(result, c, tcols, picks)
     primary = _primary(result["columns"])
     alike = bool(result.get("flops_ranks_as_params"))
     size = result["per_run"][0]["size_control"].get(primary)
@@ -499,6 +529,69 @@ def format_markdown(result: Dict[str, Any]) -> str:
                   "statistics of the other columns are in evaluation.json "
                   "(`per_run[].size_control`). The notes marked \\* are at the end."
                   + (" FLOPs: the same as params (above)." if alike else ""), "", table, ""]
+    lines += _md_constrained(result, primary, alike)
+    lines += _md_over_training(result)
+    if result.get("search"):
+        s = result["search"]
+        best = s["found"][0]
+        lines += [f"## Searched cell ({s['method']}, {s['scorer']}, {s['constraint']})", "",
+                  _search_line(result), "",
+                  f"`{best['arch']}`: " + ", ".join(f"{c} {best[c]:.2f} %"
+                                                    for c in result["columns"]), ""]
+    notes_seen = [f"\\* {nt}" for nt in result.get("notes", [])] + notes_seen
+    if notes_seen:
+        lines += ["## Notes", ""] + notes_seen + [""]
+    return "\n".join(lines)
+
+
+def _md_intro(result: Dict[str, Any], tcols: List[tuple], picks: bool) -> List[str]:
+    """evaluation.md's title and the paragraph that says what was compared and each column."""
+    n = result["num_archs"]
+    return [f"# Scorer comparison on {result.get('title', 'NAS-Bench-201')}",
+           "",
+           f"Table `{result['table']}`; {n} cells"
+           f"{' (seeded sample)' if result['sample'] else ''}; {len(result['runs'])} run(s): "
+           + ", ".join(f"`{r}`" for r in result["runs"]) + ". Mean ± std over runs.", "",
+           "Columns: tau = Kendall tau and rho = Spearman rho of the score with the accuracy "
+           "(-1 to 1); top-1 acc = accuracy of the scorer's best cell (%); P@k = share of the "
+           "k best cells by accuracy among the scorer's k best (0 to 1), with "
+           + ", ".join(f"{label} = top {k}" for label, k in tcols if k is not None)
+           + (" (" + ", ".join(label for label, k in tcols if k is None)
+              + f": more than the {n} cells)" if any(k is None for _, k in tcols) else "")
+           + "; within-params tau = tau inside groups of equal params; time in seconds "
+             "(scoring all cells)"
+           + ("; top-1 pct = percentile of the top pick among the scored archs; top-10 mean "
+              "= mean accuracy of the 10 best-scored archs (%)" if picks else "") + ".", ""]
+
+
+def _md_column_table(result: Dict[str, Any], c: str, tcols: List[tuple],
+                     picks: bool) -> List[str]:
+    """The section of one accuracy column: a row per scorer, mean ± std over the runs."""
+    lines = [f"## {c}", ""]
+    head = (["scorer", "tau", "rho", "top-1 acc (%)"]
+            + (["top-1 pct", "top-10 mean (%)"] if picks else [])
+            + [label for label, _ in tcols]
+            + ["within-params tau", "partial rho given params", "time (s)"])
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for name in result["scorers"]:
+        s = result["summary"][name][c]
+        row = [name, _fmt(s["kendall_tau"]), _fmt(s["spearman_rho"]),
+               _fmt(s["top1_accuracy"], ".2f")]
+        if picks:
+            row += [_fmt(s["top1_percentile"], ".1f"), _fmt(s["mean_top10_accuracy"], ".2f")]
+        row += [_fmt(s.get(f"precision_at_{k}", _NA), ".2f") if k is not None else "n/a"
+                for _, k in tcols]
+        row += [_fmt(s["within_params_tau"]), _fmt(s["partial_spearman_params"]),
+                _fmt(result["summary"][name]["seconds"], ".2f")]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
+def _md_constrained(result: Dict[str, Any], primary: str, alike: bool) -> List[str]:
+    """The sections of the first run's picks under a params, FLOPs or latency limit."""
+    lines: List[str] = []
     for kind in ("params", "flops")[:1 if alike else 2]:
         cons = result["per_run"][0].get("constrained", {}).get(kind)
         if not cons:
@@ -519,6 +612,12 @@ def format_markdown(result: Dict[str, Any]) -> str:
                   + ". Each scorer's best cell under the limit, next to the slowest cell under "
                     "it (largest) and the best one (oracle); accuracies of the picks in %.", "",
                   _units_constrained(format_constrained(cons), f"ms, {column}"), ""]
+    return lines
+
+
+def _md_over_training(result: Dict[str, Any]) -> List[str]:
+    """The section of the first run's ranking tau over its checkpoints (none without them)."""
+    lines: List[str] = []
     over = result["per_run"][0].get("over_training") or []
     if over:
         lines += [f"## {over[0].get('scorer', 'angle')} ranking over training (first run)", "",
@@ -530,17 +629,7 @@ def format_markdown(result: Dict[str, Any]) -> str:
             lines.append(f"| {r['checkpoint']} | {r['epoch']} | {prev} | " + " | ".join(
                 f"{r['tau'][c]:.3f}" for c in result["columns"]) + " |")
         lines.append("")
-    if result.get("search"):
-        s = result["search"]
-        best = s["found"][0]
-        lines += [f"## Searched cell ({s['method']}, {s['scorer']}, {s['constraint']})", "",
-                  _search_line(result), "",
-                  f"`{best['arch']}`: " + ", ".join(f"{c} {best[c]:.2f} %"
-                                                    for c in result["columns"]), ""]
-    notes_seen = [f"\\* {nt}" for nt in result.get("notes", [])] + notes_seen
-    if notes_seen:
-        lines += ["## Notes", ""] + notes_seen + [""]
-    return "\n".join(lines)
+    return lines
 
 
 _NA = {"mean": None, "std": None, "n": 0}
