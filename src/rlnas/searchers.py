@@ -486,9 +486,6 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
         if progress is not None:
             progress(generation, best)
 
-    def random_arch() -> Arch:
-        return _as_tuple(space.sample(rng))
-
     # initial population: uniform random archs
     need = settings.population
     pending = _draw_legal(space, legality, rng, need, _INIT_RETRY_FACTOR * need, need)
@@ -499,37 +496,8 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
     evaluate(pending, 0)
 
     for generation in range(1, settings.generations + 1):
-        parents = [a for a, _ in top]
-        pending = {}
-
-        def mutant() -> Arch:
-            parent = parents[int(rng.integers(len(parents)))]
-            return _as_tuple(space.mutate(parent, rng, settings.mutation_prob))
-
-        def child() -> Arch:
-            p1 = parents[int(rng.integers(len(parents)))]
-            p2 = parents[int(rng.integers(len(parents)))]
-            return _as_tuple(space.crossover(p1, p2, rng))
-
-        if settings.crossover_first:
-            _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
-                     visited, pending)
-            n_cross = len(pending)
-            need = settings.population - n_cross
-            _collect(mutant, need, _RETRY_FACTOR * need, legality, visited, pending)
-            n_mut = len(pending) - n_cross
-        else:
-            before = len(pending)
-            _collect(mutant, settings.mutations, _RETRY_FACTOR * settings.mutations, legality,
-                     visited, pending)
-            n_mut = len(pending) - before
-            _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
-                     visited, pending)
-            n_cross = len(pending) - before - n_mut
-        need = settings.population - len(pending)
-        _collect(random_arch, need, _RETRY_FACTOR * max(need, 1), legality, visited, pending)
-        if len(pending) < settings.population:
-            _fill_from_enumeration(legality, settings.population - len(pending), visited, pending, rng)
+        pending, n_mut, n_cross = _offspring(space, settings, [a for a, _ in top], rng, legality,
+                                             visited)
         if not pending:                         # an enumerable space fully visited: nothing left
             history.append({"generation": generation, "best_score": top[0][1],
                             "mean_topk_score": float(np.mean([s for _, s in top])),
@@ -542,6 +510,49 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
                             "random": len(pending) - n_mut - n_cross})
 
     return _finish("evolution", visited, top, history, scorer, start, G)
+
+
+def _offspring(space: "SearchSpace", settings: EvolutionSettings, parents: List[Arch],
+               rng: np.random.Generator, legality: _Legality,
+               visited: Dict[Arch, float]) -> Tuple[Dict[Arch, None], int, int]:
+    """(candidates, mutations, crossovers) of one generation: legal archs not visited before,
+    crossovers and mutations of ``parents`` (in the order ``settings`` say), then random archs,
+    then, where those fall short, unvisited archs of the enumeration."""
+    pending: Dict[Arch, None] = {}
+
+    def mutant() -> Arch:
+        parent = parents[int(rng.integers(len(parents)))]
+        return _as_tuple(space.mutate(parent, rng, settings.mutation_prob))
+
+    def child() -> Arch:
+        p1 = parents[int(rng.integers(len(parents)))]
+        p2 = parents[int(rng.integers(len(parents)))]
+        return _as_tuple(space.crossover(p1, p2, rng))
+
+    def random_arch() -> Arch:
+        return _as_tuple(space.sample(rng))
+
+    if settings.crossover_first:
+        _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
+                 visited, pending)
+        n_cross = len(pending)
+        need = settings.population - n_cross
+        _collect(mutant, need, _RETRY_FACTOR * need, legality, visited, pending)
+        n_mut = len(pending) - n_cross
+    else:
+        before = len(pending)
+        _collect(mutant, settings.mutations, _RETRY_FACTOR * settings.mutations, legality,
+                 visited, pending)
+        n_mut = len(pending) - before
+        _collect(child, settings.crossovers, _RETRY_FACTOR * settings.crossovers, legality,
+                 visited, pending)
+        n_cross = len(pending) - before - n_mut
+    need = settings.population - len(pending)
+    _collect(random_arch, need, _RETRY_FACTOR * max(need, 1), legality, visited, pending)
+    if len(pending) < settings.population:
+        _fill_from_enumeration(legality, settings.population - len(pending), visited, pending,
+                               rng)
+    return pending, n_mut, n_cross
 
 
 def _score_all(method: str, space: "SearchSpace", score_fn: ScoreFn, archs: np.ndarray,
