@@ -58,38 +58,12 @@ def correlation_report(
     accuracies) are ``None``. ``best_in_top{k}`` / ``precision_at_{k}`` appear only for
     k <= n. Score ties rank by given order; accuracy ties rank by table order.
     """
-    if isinstance(arch_strs, str):
-        raise RlnasError("expected a list of arch strings, got a single string")
-    arch_strs = list(arch_strs)
-    try:
-        scores_arr = np.asarray(list(scores), dtype=np.float64)
-    except (TypeError, ValueError):
-        raise RlnasError("scores must be numbers") from None
-    if scores_arr.ndim != 1:
-        raise RlnasError(f"scores must be a flat list, got shape {scores_arr.shape}")
-    if len(arch_strs) != len(scores_arr):
-        raise RlnasError(f"got {len(arch_strs)} archs but {len(scores_arr)} scores")
-    if not arch_strs:
-        raise RlnasError("no archs to evaluate")
+    arch_strs, scores_arr = _check_scores(arch_strs, scores)
     rows_all = table.rows(arch_strs)  # every arch must be in the table
 
     # a BenchmarkTable (rlnas.tables) names its own accuracy columns
     semantics = getattr(table, "semantics", ACCURACY_COLUMNS)
-    if columns is None:
-        columns = list(table.accuracy_columns)
-    else:
-        if isinstance(columns, str):
-            columns = [columns]
-        columns = list(columns)
-        for c in columns:
-            if c not in semantics:
-                raise RlnasError(
-                    f"unknown accuracy column {c!r}; known: {', '.join(semantics)}"
-                )
-            if c not in table.columns:
-                raise RlnasError(f"accuracy column {c!r} is not in table {table.path}")
-        if not columns:
-            raise RlnasError("no accuracy columns requested")
+    columns = _check_columns(columns, table, semantics)
     ks = _check_topk(topk)
 
     keep = ~np.isnan(scores_arr)
@@ -115,31 +89,75 @@ def correlation_report(
         "columns": {},
     }
     for col in columns:
-        acc = table.columns[col][rows]
-        # Order by accuracy, descending; ties by table row, then given position.
-        by_acc = np.lexsort((np.arange(n), rows, -acc))
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # constant input: reported as None below
-            tau = stats.kendalltau(s, acc).statistic  # tau-b
-            rho = stats.spearmanr(s, acc).statistic
-        top1 = int(by_score[0])
-        oracle = int(by_acc[0])
-        entry: dict = {
-            "semantics": semantics[col],
-            "n": n,
-            "kendall_tau": finite_or_none(tau),
-            "spearman_rho": finite_or_none(rho),
-            "top1_arch": kept_archs[top1],
-            "top1_accuracy": float(acc[top1]),
-        }
-        for k in ks:
-            if k > n:
-                continue
-            top_s = by_score[:k]
-            top_a = by_acc[:k]
-            entry[f"best_in_top{k}"] = float(acc[top_s].max())
-            entry[f"precision_at_{k}"] = float(len(set(top_s.tolist()) & set(top_a.tolist())) / k)
-        entry["oracle_arch"] = kept_archs[oracle]
-        entry["oracle_accuracy"] = float(acc[oracle])
-        report["columns"][col] = entry
+        report["columns"][col] = _column_entry(semantics[col], s, table.columns[col][rows], rows,
+                                               by_score, kept_archs, ks)
     return report
+
+
+def _check_scores(arch_strs, scores) -> tuple:
+    """(arch strings, scores as a float vector) of as many archs as scores, at least one."""
+    if isinstance(arch_strs, str):
+        raise RlnasError("expected a list of arch strings, got a single string")
+    arch_strs = list(arch_strs)
+    try:
+        scores_arr = np.asarray(list(scores), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RlnasError("scores must be numbers") from None
+    if scores_arr.ndim != 1:
+        raise RlnasError(f"scores must be a flat list, got shape {scores_arr.shape}")
+    if len(arch_strs) != len(scores_arr):
+        raise RlnasError(f"got {len(arch_strs)} archs but {len(scores_arr)} scores")
+    if not arch_strs:
+        raise RlnasError("no archs to evaluate")
+    return arch_strs, scores_arr
+
+
+def _check_columns(columns, table, semantics) -> list:
+    """The accuracy columns to report (default: all of the table's), each known and in it."""
+    if columns is None:
+        return list(table.accuracy_columns)
+    if isinstance(columns, str):
+        columns = [columns]
+    columns = list(columns)
+    for c in columns:
+        if c not in semantics:
+            raise RlnasError(
+                f"unknown accuracy column {c!r}; known: {', '.join(semantics)}"
+            )
+        if c not in table.columns:
+            raise RlnasError(f"accuracy column {c!r} is not in table {table.path}")
+    if not columns:
+        raise RlnasError("no accuracy columns requested")
+    return columns
+
+
+def _column_entry(semantics: str, s: np.ndarray, acc: np.ndarray, rows: np.ndarray,
+                  by_score: np.ndarray, kept_archs: list, ks: list) -> dict:
+    """One accuracy column's line of the report (``acc``: the column at the scored archs)."""
+    n = len(s)
+    # Order by accuracy, descending; ties by table row, then given position.
+    by_acc = np.lexsort((np.arange(n), rows, -acc))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant input: reported as None below
+        tau = stats.kendalltau(s, acc).statistic  # tau-b
+        rho = stats.spearmanr(s, acc).statistic
+    top1 = int(by_score[0])
+    oracle = int(by_acc[0])
+    entry: dict = {
+        "semantics": semantics,
+        "n": n,
+        "kendall_tau": finite_or_none(tau),
+        "spearman_rho": finite_or_none(rho),
+        "top1_arch": kept_archs[top1],
+        "top1_accuracy": float(acc[top1]),
+    }
+    for k in ks:
+        if k > n:
+            continue
+        top_s = by_score[:k]
+        top_a = by_acc[:k]
+        entry[f"best_in_top{k}"] = float(acc[top_s].max())
+        entry[f"precision_at_{k}"] = float(len(set(top_s.tolist()) & set(top_a.tolist())) / k)
+    entry["oracle_arch"] = kept_archs[oracle]
+    entry["oracle_accuracy"] = float(acc[oracle])
+    return entry
