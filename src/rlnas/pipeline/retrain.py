@@ -152,32 +152,15 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         # again under the lock: another process may have started this run meanwhile
         resume = _check_retrain_dir(cfg, run_dir, arch_str)
         if dist.main:
-            atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
-            atomic_write_text(run_dir / "arch.json", json.dumps(
-                {"space": space.name, "arch": arch_str, "genome": [int(g) for g in arch],
-                 "source": source}, indent=2) + "\n")
-            atomic_write_text(run_dir / "run.json", json.dumps(
-                {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
-                 "test": test.source, "test_images_in_training": shared,
-                 "labels": "true labels", "num_images": int(len(data.y)),
-                 "num_classes": int(data.num_classes),
-                 "image_size": int(d.resolution or data.image_size[0]),
-                 # the input normalisation (export.json tells a user's program)
-                 "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
-                 "device": str(device), "processes": dist.world,
-                 "config": cfg.tree()}, indent=2) + "\n")  # what the checkpoints are trained with
+            _write_run_files(cfg, run_dir, space, arch, source, data, data_desc, test, shared,
+                             device, dist)
         dist.barrier()
         torch.manual_seed(cfg.seed)
         model = space.network(arch, num_classes=data.num_classes, **m).to(device)
         channels_last = CHANNELS_LAST
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        loader = make_loader(data, data.y, train.batch_size, device=device, seed=cfg.seed,
-                             augment=d.augment, channels_last=channels_last,
-                             cutout=int(d.cutout or 0), resolution=d.resolution,
-                             transform=d.transform)
-        test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
-                                  eval_mode=True, resolution=d.resolution, transform=d.transform)
+        loader, test_loader = _loaders(cfg, data, test, device, channels_last)
 
         def before_epoch(epoch):  # DARTS: drop-path probability grows linearly over training
             if hasattr(model, "drop_path_prob"):
@@ -211,16 +194,56 @@ def train_network(cfg: Dict[str, Any], arch_spec: str, run_dir, progress: bool =
         if start < total:
             run_loop(spec, optimizer, start_step=start, stop_at_step=stop_at_step,
                      epoch_stats=ckpt.get("epoch_stats"))
-        rows = _read(run_dir / "eval.csv", train.epochs)
-        if not rows:
-            raise RlnasError(f"{run_dir}: no evaluation was recorded")
-        best = max(rows, key=lambda r: r["top1"])
-        summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
-                                                     if p.requires_grad) / 1e6,
-                   "last": rows[-1], "best": best, "epochs": train.epochs}
-        if dist.main:
-            atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
-        return summary
+        return _summary(run_dir, arch_str, model, train.epochs, dist)
+
+
+def _write_run_files(cfg: Config, run_dir: Path, space, arch, source: str, data, data_desc,
+                     test, shared, device, dist) -> None:
+    """config.yaml, arch.json and run.json of a retraining: what its checkpoints are trained
+    with."""
+    d = cfg.data
+    arch_str = space.to_str(arch)
+    atomic_write_text(run_dir / "config.yaml", config_mod.dump(cfg))
+    atomic_write_text(run_dir / "arch.json", json.dumps(
+        {"space": space.name, "arch": arch_str, "genome": [int(g) for g in arch],
+         "source": source}, indent=2) + "\n")
+    atomic_write_text(run_dir / "run.json", json.dumps(
+        {"space": space.name, "kind": "retrain", "dataset": data.name, "data": data_desc,
+         "test": test.source, "test_images_in_training": shared,
+         "labels": "true labels", "num_images": int(len(data.y)),
+         "num_classes": int(data.num_classes),
+         "image_size": int(d.resolution or data.image_size[0]),
+         # the input normalisation (export.json tells a user's program)
+         "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
+         "device": str(device), "processes": dist.world,
+         "config": cfg.tree()}, indent=2) + "\n")  # what the checkpoints are trained with
+
+
+def _loaders(cfg: Config, data, test, device, channels_last: bool) -> tuple:
+    """(training loader, test loader) of a retraining: true labels, the config's augmentation
+    for training; the test set in evaluation mode, 500 images a batch."""
+    d = cfg.data
+    loader = make_loader(data, data.y, cfg.train.batch_size, device=device, seed=cfg.seed,
+                         augment=d.augment, channels_last=channels_last,
+                         cutout=int(d.cutout or 0), resolution=d.resolution,
+                         transform=d.transform)
+    test_loader = make_loader(test, test.y, 500, device=device, channels_last=channels_last,
+                              eval_mode=True, resolution=d.resolution, transform=d.transform)
+    return loader, test_loader
+
+
+def _summary(run_dir: Path, arch_str: str, model, epochs: int, dist) -> Dict[str, Any]:
+    """retrain.json (written by the main process): the last and the best evaluation row."""
+    rows = _read(run_dir / "eval.csv", epochs)
+    if not rows:
+        raise RlnasError(f"{run_dir}: no evaluation was recorded")
+    best = max(rows, key=lambda r: r["top1"])
+    summary = {"arch": arch_str, "params_m": sum(p.numel() for p in model.parameters()
+                                                 if p.requires_grad) / 1e6,
+               "last": rows[-1], "best": best, "epochs": epochs}
+    if dist.main:
+        atomic_write_text(run_dir / "retrain.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def _read(path: Path, epochs: int):
