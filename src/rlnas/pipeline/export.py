@@ -7,7 +7,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -266,7 +266,7 @@ def _onnx(model, x, ep) -> Tuple[bytes, Dict[str, Any]]:
     one), the legacy TorchScript-based exporter only where that fails; checked with
     onnxruntime where it is installed."""
     try:
-        import onnx as onnx_mod  # noqa: F401  (both exporters need it)
+        import onnx as onnx_mod  # both exporters need it
     except ImportError:
         raise RlnasError("ONNX export needs the onnx extra: pip install 'rlnas[onnx]'") from None
     entry: Dict[str, Any] = {"load": "sess = onnxruntime.InferenceSession('model.onnx'); "
@@ -344,16 +344,7 @@ def training_progress(run_dir: Path, cfg: Dict[str, Any], epochs_done: int) -> D
 def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
     meta = dict(meta)
     epochs_done = meta.pop("epochs_done", 0)
-    try:
-        recorded = json.loads((run_dir / "run.json").read_text())
-        size = image_size or int(recorded["image_size"])
-    except (ValueError, KeyError, TypeError):
-        raise RlnasError(f"{run_dir / 'run.json'} is corrupt (no image_size)") from None
-    try:  # the raw saved config: only its data section is read
-        cfg = config_mod.load_yaml(run_dir / "config.yaml")
-        cfg = cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
-    except Exception:
-        cfg = {}
+    recorded, size, cfg = _recorded(run_dir, image_size)
     why = "the run has no readable config.yaml"
     try:
         spec = input_spec(cfg, size, recorded) if cfg else None
@@ -365,17 +356,7 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
               f"epochs (stopped half-way); exporting those weights, export.json says so "
               f"(complete: false)", file=sys.stderr)
     make_dir(out_dir, "output folder")
-    retrained = None
-    if (run_dir / "retrain.json").exists():
-        try:
-            r = json.loads((run_dir / "retrain.json").read_text())
-            retrained = {"top1_last": r["last"]["top1"], "top5_last": r["last"]["top5"],
-                         "epoch_last": r["last"]["epoch"], "epochs": r["epochs"],
-                         "top1_best": r["best"]["top1"], "epoch_best": r["best"]["epoch"],
-                         "note": "the exported weights are those of the last epoch "
-                                 "(ckpt/last.pt); top-1/top-5 in % on the test split"}
-        except (ValueError, KeyError, TypeError):
-            retrained = None
+    retrained = _retraining_summary(run_dir)
     # everything is built and checked in memory before any file is touched: a failure then
     # leaves an earlier export intact, and a full disk is an OSError of the write (torch's
     # stream writer reports it as an obscure RuntimeError, "basic_ios::clear")
@@ -409,11 +390,50 @@ def _export(run_dir: Path, out_dir: Path, onnx: bool, model, meta, image_size):
         "versions": {"rlnas": _version("rlnas"), "torch": torch.__version__,
                      "onnx": _version("onnx") if onnx else None},
     }
+    return _write_export(out_dir, buf, prog_name, prog_bytes, onnx_bytes if onnx else None,
+                         manifest)
+
+
+def _recorded(run_dir: Path, image_size) -> tuple:
+    """(run.json, the export's image size, the raw saved config or {}) of a retraining: only
+    the config's data section is read, and an unreadable config is {}."""
+    try:
+        recorded = json.loads((run_dir / "run.json").read_text())
+        size = image_size or int(recorded["image_size"])
+    except (ValueError, KeyError, TypeError):
+        raise RlnasError(f"{run_dir / 'run.json'} is corrupt (no image_size)") from None
+    try:  # the raw saved config: only its data section is read
+        cfg = config_mod.load_yaml(run_dir / "config.yaml")
+        cfg = cfg if isinstance(cfg, dict) and isinstance(cfg.get("data"), dict) else {}
+    except Exception:
+        cfg = {}
+    return recorded, size, cfg
+
+
+def _retraining_summary(run_dir: Path) -> Optional[Dict[str, Any]]:
+    """export.json's ``retraining``: the test accuracy of retrain.json (None without one)."""
+    if not (run_dir / "retrain.json").exists():
+        return None
+    try:
+        r = json.loads((run_dir / "retrain.json").read_text())
+        return {"top1_last": r["last"]["top1"], "top5_last": r["last"]["top5"],
+                "epoch_last": r["last"]["epoch"], "epochs": r["epochs"],
+                "top1_best": r["best"]["top1"], "epoch_best": r["best"]["epoch"],
+                "note": "the exported weights are those of the last epoch "
+                        "(ckpt/last.pt); top-1/top-5 in % on the test split"}
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_export(out_dir: Path, buf: io.BytesIO, prog_name: str, prog_bytes: bytes,
+                  onnx_bytes: Optional[bytes], manifest: Dict[str, Any]) -> List[str]:
+    """The export's files, each written atomically (export.json last), and the stale program of
+    the other kind removed; the paths written."""
     atomic_write(out_dir / "model.pt", lambda tmp: Path(tmp).write_bytes(buf.getbuffer()))
     written = [str(out_dir / "model.pt")]
     atomic_write(out_dir / prog_name, lambda tmp: Path(tmp).write_bytes(prog_bytes))
     written.append(str(out_dir / prog_name))
-    if onnx:
+    if onnx_bytes is not None:
         atomic_write(out_dir / "model.onnx", lambda tmp: Path(tmp).write_bytes(onnx_bytes),
                      suffix=".onnx")
         written.append(str(out_dir / "model.onnx"))
