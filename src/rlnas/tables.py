@@ -32,7 +32,7 @@ import json
 import math
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -165,70 +165,13 @@ def load_nb201_table(path) -> NB201Table:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or not any(h.strip() for h in header):
-                raise RlnasError(f"NB201 table {path} is empty (no header line)")
-            header = [h.strip() for h in header]
-            seen = set()
-            for h in header:
-                if h in seen:
-                    raise RlnasError(f"NB201 table {path}: column {h!r} appears twice in the header")
-                seen.add(h)
-            if "arch" not in header:
-                raise RlnasError(
-                    f"NB201 table {path} has no 'arch' column (header: {', '.join(header)})"
-                )
-            acc_cols = [c for c in ACCURACY_COLUMNS if c in header]
-            if not acc_cols:
-                raise RlnasError(
-                    f"NB201 table {path} has none of the accuracy columns "
-                    f"{', '.join(ACCURACY_COLUMNS)}"
-                )
-            used = acc_cols + [c for c in EXTRA_COLUMNS if c in header]
-            arch_pos = header.index("arch")
-            used_pos = [(c, header.index(c)) for c in used]
-            n_fields = len(header)
-
-            archs: list = []
-            values = {c: [] for c in used}
-            first_row_of: dict = {}
-            for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
-                line = reader.line_num
-                if len(row) != n_fields:
-                    raise RlnasError(
-                        f"NB201 table {path}, line {line}: {len(row)} fields, header has {n_fields}"
-                    )
-                arch = row[arch_pos].strip()
-                if not arch:
-                    raise RlnasError(f"NB201 table {path}, line {line}: empty 'arch' value")
-                if arch in first_row_of:
-                    raise RlnasError(
-                        f"NB201 table {path}, line {line}: duplicate arch {arch!r} "
-                        f"(first seen on line {first_row_of[arch]})"
-                    )
-                first_row_of[arch] = line
-                archs.append(arch)
-                for c, pos in used_pos:
-                    text = row[pos].strip()
-                    if not text:
-                        raise RlnasError(f"NB201 table {path}, line {line}: missing value in column {c!r}")
-                    try:
-                        v = float(text)
-                    except ValueError:
-                        raise RlnasError(
-                            f"NB201 table {path}, line {line}: non-numeric value {text!r} in column {c!r}"
-                        ) from None
-                    if not math.isfinite(v):
-                        raise RlnasError(
-                            f"NB201 table {path}, line {line}: non-finite value {text!r} in column {c!r}"
-                        )
-                    values[c].append(v)
+            header, used = _nb201_header(path, next(reader, None))
+            archs, values = _nb201_rows(path, reader, header, used)
     except RlnasError:
         raise
     except UnicodeDecodeError as exc:
-        raise RlnasError(f"NB201 table {path} is not a readable UTF-8 CSV file ({exc.reason})") from None
+        raise RlnasError(f"NB201 table {path} is not a readable UTF-8 CSV file "
+                         f"({exc.reason})") from None
     except csv.Error as exc:
         raise RlnasError(f"NB201 table {path} is not a readable CSV file ({exc})") from None
     except OSError as exc:
@@ -237,6 +180,76 @@ def load_nb201_table(path) -> NB201Table:
         raise RlnasError(f"NB201 table {path} has a header but no data rows")
     columns = {c: np.asarray(values[c], dtype=np.float64) for c in used}
     return NB201Table(path, archs, columns)
+
+
+def _nb201_header(path: Path, header: Optional[List[str]]) -> Tuple[List[str], List[str]]:
+    """(the header's names, the columns read: the accuracy columns, then the extra ones) of an
+    NB201 table; its header must name ``arch`` and at least one accuracy column, each once."""
+    if header is None or not any(h.strip() for h in header):
+        raise RlnasError(f"NB201 table {path} is empty (no header line)")
+    header = [h.strip() for h in header]
+    seen = set()
+    for h in header:
+        if h in seen:
+            raise RlnasError(f"NB201 table {path}: column {h!r} appears twice in the header")
+        seen.add(h)
+    if "arch" not in header:
+        raise RlnasError(
+            f"NB201 table {path} has no 'arch' column (header: {', '.join(header)})"
+        )
+    acc_cols = [c for c in ACCURACY_COLUMNS if c in header]
+    if not acc_cols:
+        raise RlnasError(
+            f"NB201 table {path} has none of the accuracy columns "
+            f"{', '.join(ACCURACY_COLUMNS)}"
+        )
+    return header, acc_cols + [c for c in EXTRA_COLUMNS if c in header]
+
+
+def _nb201_rows(path: Path, reader, header: List[str],
+                used: List[str]) -> Tuple[list, Dict[str, list]]:
+    """(archs, {column: values}) of the data rows of an NB201 table (blank lines skipped): every
+    row as long as the header, its arch non-empty and seen once, its values finite numbers."""
+    arch_pos = header.index("arch")
+    used_pos = [(c, header.index(c)) for c in used]
+    n_fields = len(header)
+    archs: list = []
+    values: Dict[str, list] = {c: [] for c in used}
+    first_row_of: dict = {}
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # blank line
+        line = reader.line_num
+        if len(row) != n_fields:
+            raise RlnasError(
+                f"NB201 table {path}, line {line}: {len(row)} fields, header has {n_fields}"
+            )
+        arch = row[arch_pos].strip()
+        if not arch:
+            raise RlnasError(f"NB201 table {path}, line {line}: empty 'arch' value")
+        if arch in first_row_of:
+            raise RlnasError(
+                f"NB201 table {path}, line {line}: duplicate arch {arch!r} "
+                f"(first seen on line {first_row_of[arch]})"
+            )
+        first_row_of[arch] = line
+        archs.append(arch)
+        for c, pos in used_pos:
+            values[c].append(_nb201_value(path, line, c, row[pos].strip()))
+    return archs, values
+
+
+def _nb201_value(path: Path, line: int, column: str, text: str) -> float:
+    where = f"NB201 table {path}, line {line}"
+    if not text:
+        raise RlnasError(f"{where}: missing value in column {column!r}")
+    try:
+        v = float(text)
+    except ValueError:
+        raise RlnasError(f"{where}: non-numeric value {text!r} in column {column!r}") from None
+    if not math.isfinite(v):
+        raise RlnasError(f"{where}: non-finite value {text!r} in column {column!r}")
+    return v
 
 
 # --------------------------------------------------------------------------------------
