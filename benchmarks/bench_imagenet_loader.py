@@ -9,7 +9,8 @@ training augmentation at 224 px:
    free (simulated by a sleep, which is what an asynchronous GPU step looks like from the host),
    without and with prefetching the next batch. The ratio is measured in the same run.
 
-    python benchmarks/bench_imagenet_loader.py [--images 256] [--batch 64] [--step-ms 150] [--device cuda]
+    python benchmarks/bench_imagenet_loader.py [--images 256] [--batch 64] [--step-ms 150]
+                                               [--device cuda]
 """
 from __future__ import annotations
 

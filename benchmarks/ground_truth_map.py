@@ -3,9 +3,11 @@ NAS-Bench-Macro (3,969 distinct networks) and 214 fully trained DARTS cells. Tra
 the settings below with `rlnas train`, scores the table's archs with every scorer through
 `rlnas evaluate RUN --benchmark TABLE`, and reports mean ± std over seeds.
 
-    python benchmarks/ground_truth_map.py train    DATA OUT --space macro [--settings a,b] [--seeds 0,1,2]
+    python benchmarks/ground_truth_map.py train    DATA OUT --space macro [--settings a,b]
+                                                   [--seeds 0,1,2]
     python benchmarks/ground_truth_map.py evaluate DATA OUT --space macro [--scorers a,b]
-    python benchmarks/ground_truth_map.py report   OUT --space macro    # OUT/<space>/map.md, map.png
+    python benchmarks/ground_truth_map.py report   OUT --space macro
+        # OUT/<space>/map.md, map.png
 
 DATA is the shared data folder (cifar10/, nasbench-macro/, darts-cifar10-trained/). Every step
 skips what exists, so the script resumes. Runs train one after the other with all threads; the

@@ -63,7 +63,8 @@ def mean_std(values: List[float]) -> Dict[str, Any]:
 
 def pick(run, scorer: str, **limits) -> str:
     """The best arch (string) of the product's exhaustive search under ``limits``."""
-    return search(run, method="exhaustive", scorer=scorer, progress=False, **limits)["top"][0]["arch"]
+    found = search(run, method="exhaustive", scorer=scorer, progress=False, **limits)
+    return found["top"][0]["arch"]
 
 
 def main(argv=None):

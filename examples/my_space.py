@@ -67,7 +67,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="CIFAR-10 folder (train_*.npz / cifar-10-batches-py)")
+    p.add_argument("--data", required=True,
+                   help="CIFAR-10 folder (train_*.npz / cifar-10-batches-py)")
     p.add_argument("--test", help="test file or folder (default: DATA/test_exact1k.npz if present)")
     p.add_argument("--out", default="runs/my_space")
     p.add_argument("--max-flops", type=float, help="FLOPs limit in M (default: the config's)")

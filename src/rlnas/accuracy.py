@@ -144,7 +144,8 @@ def _as_archs(archs) -> np.ndarray:
 
 def supernet_accuracy(model: nn.Module, archs, recal_x: torch.Tensor, heldout_x: torch.Tensor,
                       heldout_y: torch.Tensor, recal_batch: int = 512, eval_batch: int = 1000,
-                      progress: bool = False, amp_dtype: Optional[torch.dtype] = None) -> np.ndarray:
+                      progress: bool = False,
+                      amp_dtype: Optional[torch.dtype] = None) -> np.ndarray:
     """Top-1 (%) of the supernet path of every arch (rows of ``archs``; a 1-D array is one arch)
     on ``heldout_x``/``heldout_y`` after recomputing the BN statistics on ``recal_x``.
 
@@ -153,7 +154,8 @@ def supernet_accuracy(model: nn.Module, archs, recal_x: torch.Tensor, heldout_x:
     flags are restored afterwards."""
     archs = _as_archs(archs)
     if int(recal_batch) < 1 or int(eval_batch) < 1:
-        raise RlnasError(f"recal_batch and eval_batch must be >= 1, got {recal_batch} and {eval_batch}")
+        raise RlnasError(f"recal_batch and eval_batch must be >= 1, got {recal_batch} and "
+                         f"{eval_batch}")
     if len(recal_x) < 1:
         raise RlnasError("BN recalibration needs at least one image")
     if len(heldout_x) < 1:

@@ -71,7 +71,8 @@ def _advice(cfg: Dict[str, Any], scorer: Optional[str] = None,
     recipe = fast_recipe(Config.of(cfg).space)
     if recipe is not None and measured_recipe(cfg) is None:
         recipe_scorer = load_config(recipe.preset).search.scorer
-        return f"use the measured fast recipe (the preset {recipe.preset}, scored by {recipe_scorer})"
+        return (f"use the measured fast recipe (the preset {recipe.preset}, scored by "
+                f"{recipe_scorer})")
     retrain = "retrain the top archs with the true labels before trusting the pick (rlnas retrain)"
     if recipe is not None:
         return retrain
@@ -175,9 +176,10 @@ def _latest_search(run) -> Optional[Dict[str, Any]]:
 def weak_notes(run, search: Optional[Dict[str, Any]] = None,
                evaluation: Optional[Dict[str, Any]] = None) -> List[str]:
     """Every sign of a weak answer that the run's own numbers show (``run`` an ``engine.Run``):
-    the scorer that picked the answer below the params baseline (``evaluation``), a DARTS pick with no weighted op
-    (``search``, default the run's result.json), a supernet at chance on its random labels, and
-    the measured limit of the space's best recipe (``config.FastRecipe.limit``)."""
+    the scorer that picked the answer below the params baseline (``evaluation``), a DARTS pick
+    with no weighted op (``search``, default the run's result.json), a supernet at chance on its
+    random labels, and the measured limit of the space's best recipe
+    (``config.FastRecipe.limit``)."""
     notes: List[str] = []
     search = _latest_search(run) if search is None else search
     if evaluation:

@@ -4,7 +4,8 @@ theta(a) = arccos(<v_a(W0), v_a(WT)> / (|v_a(W0)| |v_a(WT)|)), where v_a concate
 tensors arch ``a`` uses (spec section 4). The dot product and squared norms of a concatenation
 are sums over its parts, so each space splits v_a into pieces p with per-run statistics
 (d_p, n0_p, nT_p, and the squared distance moved) and per-arch multiplicities m_p(a); scoring N
-archs is one (N x P) @ (P x 4) product in float64. An arch with an empty vector (every path dropped) scores 0.
+archs is one (N x P) @ (P x 4) product in float64. An arch with an empty vector (every path
+dropped) scores 0.
 
 The same pieces define variants that look at each piece's own angle
 theta_p = arccos(d_p / sqrt(n0_p nT_p)) (0 for a constant surrogate such as NB201's pooling

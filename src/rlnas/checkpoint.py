@@ -29,8 +29,8 @@ def load_checkpoint(path, expect: Dict[str, Any] | None = None) -> Dict[str, Any
         raise RlnasError(f"cannot read checkpoint {path}: {os_error_text(exc)}") from None
     except Exception as err:  # truncated zip, garbage bytes, foreign pickle
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RlnasError(f"checkpoint {path} is corrupt or not an rlnas checkpoint ({first[:120]})") \
-            from None
+        raise RlnasError(f"checkpoint {path} is corrupt or not an rlnas checkpoint "
+                         f"({first[:120]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise RlnasError(f"{path} is not an rlnas checkpoint")
     for key, want in (expect or {}).items():

@@ -14,7 +14,8 @@
     rlnas retrain PRESET ARCH|RESULT|RUN [key=value]   standalone network, true labels
     rlnas retrain RUN --top K [--random R]             the K best found archs, the largest and
                                                        R random ones, side by side
-    rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch only), model.pt, export.json (+ ONNX)
+    rlnas export RUN [--onnx]                          retrained network: model.pt2 (torch
+                                                       only), model.pt, export.json (+ ONNX)
     rlnas bench | cost [--space S] ARCH | sample [--space S] [-n N] | scorers | presets
     rlnas config --show [PRESET|RUN [key=value ...]]   the resolved config, each key's doc
     rlnas nasbench201 convert FILE --out TABLE         official benchmark -> compact table
@@ -250,11 +251,13 @@ def _add_evaluate_args(p):
                             "or a CSV arch,<accuracy columns>[,params_m,flops_m] in the run's "
                             "space notation; the archs scored are the table's")
     p.add_argument("--scorers", default="angle",
-                   help="comma-separated scorers / ensembles, e.g. angle,params,synflow,angle+synflow")
+                   help="comma-separated scorers / ensembles, e.g. "
+                        "angle,params,synflow,angle+synflow")
     p.add_argument("--columns", nargs="*", help="accuracy columns (default: all in the table)")
     p.add_argument("--sample", type=positive_int,
                    help="score a seeded sample of N cells (slow scorers)")
-    p.add_argument("--proxy-channels", type=positive_int, help="proxy network C, NB201/DARTS (default: the space's network, NB201 16)")
+    p.add_argument("--proxy-channels", type=positive_int,
+                   help="proxy network C, NB201/DARTS (default: the space's network, NB201 16)")
     p.add_argument("--proxy-cells", type=positive_int,
                    help="proxy network cells per stage, NB201 (default 5)")
     p.add_argument("--proxy-batch", type=positive_int, help="proxy mini-batch size (default 64)")
@@ -456,7 +459,8 @@ def _add_export_args(p):
     p.add_argument("run", help="retraining directory")
     p.add_argument("--out", help="output folder (default RUN/export)")
     _add_space_arg(p)
-    p.add_argument("--onnx", action="store_true", help="also write model.onnx (torch's dynamo exporter; needs rlnas[onnx])")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (torch's dynamo exporter; needs rlnas[onnx])")
 
 
 def _export(args):

@@ -34,7 +34,8 @@ ALIASES = {
     "lr": "train.lr", "channels": "model.channels", "layers": "model.layers",
     "root": "data.root", "data": "data.root", "dataset": "data.dataset", "subset": "data.subset",
     "test_root": "data.test_root", "resolution": "data.resolution",
-    "split_file": "data.split_file", "labels": "labels.kind", "num_label_classes": "labels.num_classes",
+    "split_file": "data.split_file", "labels": "labels.kind",
+    "num_label_classes": "labels.num_classes",
     "label_seed": "labels.seed", "nasbench201": "evaluate.nasbench201", "method": "search.method",
     "max_params": "search.max_params", "max_flops": "search.max_flops",
     "scorer": "search.scorer",
@@ -169,7 +170,8 @@ def load_yaml(path) -> Dict[str, Any]:
     except FileNotFoundError:
         raise RlnasError(f"config file {path} not found") from None
     except yaml.YAMLError as err:
-        raise RlnasError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise RlnasError(f"config file {path} is not valid YAML: "
+                         f"{str(err).splitlines()[0]}") from None
     except UnicodeDecodeError:  # binary junk in place of the file
         raise RlnasError(f"config file {path} is not UTF-8 text (damaged?)") from None
     if not isinstance(cfg, dict):

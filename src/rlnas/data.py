@@ -71,7 +71,8 @@ class ImageData:
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
-                raise RlnasError(f"boolean subset mask has shape {idx.shape}, expected ({len(self)},)")
+                raise RlnasError(f"boolean subset mask has shape {idx.shape}, "
+                                 f"expected ({len(self)},)")
             idx = np.flatnonzero(idx)
         if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
             raise RlnasError("subset indices must be a 1-D array of integers")
@@ -163,7 +164,8 @@ def _check_labels(y, n: int, path, lo: int = 0, hi: Optional[int] = None) -> np.
     except Exception:
         raise RlnasError(f"{path}: labels are not an array of integers") from None
     if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
-        raise RlnasError(f"{path}: labels must be a 1-D integer array, got shape {y.shape} dtype {y.dtype}")
+        raise RlnasError(f"{path}: labels must be a 1-D integer array, got shape {y.shape} "
+                         f"dtype {y.dtype}")
     if y.shape[0] != n:
         raise RlnasError(f"{path}: {y.shape[0]} labels for {n} images")
     y = y.astype(np.int64)
@@ -302,7 +304,8 @@ def _load_cifar(name: str, root: Path, split: str) -> ImageData:
 
     raise RlnasError(
         f"no {spec['title']} data found in {root}: expected the folder '{spec['folder']}' "
-        f"(files {', '.join(pickle_names)}) or {split}*.npz files holding x (uint8 N x 32 x 32 x 3) and y")
+        f"(files {', '.join(pickle_names)}) or {split}*.npz files holding x "
+        f"(uint8 N x 32 x 32 x 3) and y")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,7 +343,8 @@ def _load_imagenet16(root: Path, split: str) -> ImageData:
     return ImageData(
         x=np.concatenate(xs), y=np.concatenate(ys), num_classes=120, mean=IMAGENET16_MEAN,
         std=IMAGENET16_STD, name="imagenet16-120",
-        source=f"ImageNet16-120 {split}: {', '.join(names) if len(names) < 3 else names[0] + ' .. ' + names[-1]} "
+        source=f"ImageNet16-120 {split}: "
+               f"{', '.join(names) if len(names) < 3 else names[0] + ' .. ' + names[-1]} "
                f"in {folder}, classes 1..120 kept")
 
 
@@ -386,7 +390,8 @@ def _load_digits(split: str) -> ImageData:
         x=np.ascontiguousarray(x_all[idx]), y=y[idx], num_classes=10, mean=(m, m, m), std=(s, s, s),
         name="digits",
         source=(f"scikit-learn load_digits (8x8 upsampled bilinearly to 16x16, 3 channels), "
-                f"{split} part of a seeded (seed {DIGITS_SEED}) stratified {len(tr)}/{len(te)} split"))
+                f"{split} part of a seeded (seed {DIGITS_SEED}) stratified "
+                f"{len(tr)}/{len(te)} split"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -507,7 +512,8 @@ def load_dataset(name: str, root: Optional[PathLike] = None, split: str = "train
     if name == "imagenet":
         from .imagenet import load_image_folder
         if root is None:
-            raise RlnasError("imagenet needs data.root: a folder with train/<class>/ and val/<class>/")
+            raise RlnasError("imagenet needs data.root: a folder with train/<class>/ and "
+                             "val/<class>/")
         return load_image_folder(root, split)
     key = str(name).strip().lower()
     if key not in KNOWN_DATASETS:
@@ -551,21 +557,24 @@ def load_nb201_split(path: PathLike) -> Dict[str, np.ndarray]:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RlnasError(f"malformed NB201 split file {path}: {exc}") from None
     if not isinstance(obj, dict) or not obj:
-        raise RlnasError(f"malformed NB201 split file {path}: expected a JSON object of index lists")
+        raise RlnasError(f"malformed NB201 split file {path}: expected a JSON object of index "
+                         f"lists")
     out: Dict[str, np.ndarray] = {}
     for key, val in obj.items():
         values = val
         if (isinstance(val, list) and len(val) == 2 and isinstance(val[0], str)
                 and isinstance(val[1], list)):
             if val[0] != "int":
-                raise RlnasError(f"malformed NB201 split file {path}: '{key}' has type '{val[0]}', expected 'int'")
+                raise RlnasError(f"malformed NB201 split file {path}: '{key}' has type "
+                                 f"'{val[0]}', expected 'int'")
             values = val[1]
         if not isinstance(values, list):
             raise RlnasError(f"malformed NB201 split file {path}: '{key}' is not an index list")
         try:
             arr = np.array([int(v) for v in values], dtype=np.int64)
         except (TypeError, ValueError):
-            raise RlnasError(f"malformed NB201 split file {path}: '{key}' holds a non-integer") from None
+            raise RlnasError(f"malformed NB201 split file {path}: '{key}' holds a "
+                             f"non-integer") from None
         if arr.size and arr.min() < 0:
             raise RlnasError(f"malformed NB201 split file {path}: '{key}' holds a negative index")
         out[str(key)] = arr
@@ -580,7 +589,8 @@ def nb201_train_half(data: ImageData, split_file: Optional[PathLike] = None,
     if split_file is not None:
         split = load_nb201_split(split_file)
         if "train" not in split:
-            raise RlnasError(f"NB201 split file {split_file} has no 'train' list (keys: {sorted(split)})")
+            raise RlnasError(f"NB201 split file {split_file} has no 'train' list "
+                             f"(keys: {sorted(split)})")
         idx = split["train"]
         if idx.size == 0:
             raise RlnasError(f"NB201 split file {split_file}: the 'train' list is empty")
@@ -659,13 +669,15 @@ class DeviceLoader:
         x = x_uint8_nhwc if torch.is_tensor(x_uint8_nhwc) else np.asarray(x_uint8_nhwc)
         is_u8 = x.dtype == torch.uint8 if torch.is_tensor(x) else x.dtype == np.uint8
         if len(x.shape) != 4 or int(x.shape[3]) != 3 or not is_u8:
-            raise RlnasError(f"DeviceLoader needs uint8 images N x H x W x 3, got {tuple(x.shape)} {x.dtype}")
+            raise RlnasError(f"DeviceLoader needs uint8 images N x H x W x 3, got "
+                             f"{tuple(x.shape)} {x.dtype}")
         n = int(x.shape[0])
         if n == 0:
             raise RlnasError("DeviceLoader got an empty dataset")
         y = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-            raise RlnasError(f"DeviceLoader needs {n} integer labels, got shape {y.shape} dtype {y.dtype}")
+            raise RlnasError(f"DeviceLoader needs {n} integer labels, got shape {y.shape} "
+                             f"dtype {y.dtype}")
         if int(batch_size) < 1:
             raise RlnasError(f"batch size must be >= 1, got {batch_size}")
         if len(mean) != 3 or len(std) != 3 or min(float(s) for s in std) <= 0:

@@ -72,8 +72,8 @@ def load_image_folder(root, split: str = "train") -> FolderData:
     if sub is None:
         raise RlnasError(f"unknown split {split!r} (train or test)")
     if not root.is_dir():
-        raise RlnasError(f"ImageNet root {root} does not exist; expected {root}/train/<class>/*.JPEG "
-                         f"and {root}/val/<class>/*.JPEG")
+        raise RlnasError(f"ImageNet root {root} does not exist; expected "
+                         f"{root}/train/<class>/*.JPEG and {root}/val/<class>/*.JPEG")
     folder = next((root / s for s in sub if (root / s).is_dir()), None)
     if folder is None:
         raise RlnasError(f"{root} has no {' or '.join(sub)} folder (ImageFolder layout: "

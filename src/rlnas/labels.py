@@ -19,7 +19,8 @@ LABEL_KINDS = ("random", "true")
 
 
 def random_labels(n: int, num_classes: int, seed: int) -> np.ndarray:
-    """``n`` labels drawn uniformly from 0..num_classes-1: ``RandomState(seed).randint(0, K, n)``."""
+    """``n`` labels drawn uniformly from 0..num_classes-1:
+    ``RandomState(seed).randint(0, K, n)``."""
     if int(n) != n or int(n) < 1:
         raise RlnasError(f"random labels need n >= 1 images, got {n}")
     if int(num_classes) != num_classes or int(num_classes) < 2:
@@ -51,7 +52,8 @@ def save_labels(path: PathLike, labels: np.ndarray, meta: dict) -> None:
     path = Path(path)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise RlnasError(f"labels must be a 1-D integer array, got shape {labels.shape} dtype {labels.dtype}")
+        raise RlnasError(f"labels must be a 1-D integer array, got shape {labels.shape} "
+                         f"dtype {labels.dtype}")
     try:
         meta_json = json.dumps(meta if meta is not None else {}, sort_keys=True)
     except (TypeError, ValueError) as exc:
@@ -72,13 +74,15 @@ def load_labels(path: PathLike) -> Tuple[np.ndarray, dict]:
     try:
         with np.load(path, allow_pickle=False) as z:
             if "labels" not in z.files or "meta" not in z.files:
-                raise RlnasError(f"labels file {path} lacks 'labels' or 'meta' (found {sorted(z.files)})")
+                raise RlnasError(f"labels file {path} lacks 'labels' or 'meta' "
+                                 f"(found {sorted(z.files)})")
             labels = z["labels"]
             meta = json.loads(str(z["meta"][()]))
     except RlnasError:
         raise
     except Exception as exc:  # truncated zip, bad JSON, pickled object arrays, ...
-        raise RlnasError(f"labels file {path} is corrupt or unreadable: {type(exc).__name__}: {exc}") from None
+        raise RlnasError(f"labels file {path} is corrupt or unreadable: "
+                         f"{type(exc).__name__}: {exc}") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise RlnasError(f"labels file {path}: 'labels' must be a 1-D integer array")
     if not isinstance(meta, dict):

@@ -59,7 +59,8 @@ from .files import make_dir, os_error_text, write_json_atomic
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 RUNTIMES = ("torch", "onnxruntime")
-CACHE_VERSION = 2  # 2: chain entries timed inside running chains; declaration and machine in the key
+# 2: chain entries timed inside running chains; declaration and machine in the key
+CACHE_VERSION = 2
 CHAIN_ROUNDS = 3   # a chain table runs every (block, op) in at least this many paths
 LOAD_RATIO = 1.2   # wall / CPU time over a table above this: measured under load, not cached
 # cell spaces: the line announcing a long measurement comes after this many networks are timed

@@ -317,7 +317,8 @@ def _open_nb201(source: Path, mod, progress: bool, trust_pickle: bool):
         ) from None
     keys = ("meta_archs", "arch2infos", "evaluated_indexes")
     if not isinstance(data, dict) or any(k not in data for k in keys):
-        found = ", ".join(map(str, list(data)[:6])) if isinstance(data, dict) else type(data).__name__
+        found = (", ".join(map(str, list(data)[:6])) if isinstance(data, dict)
+                 else type(data).__name__)
         raise RlnasError(
             f"{source} is not a NAS-Bench-201 benchmark file: expected the keys "
             f"{', '.join(keys)}, found {found or 'nothing'}"
@@ -343,7 +344,8 @@ def _open_nb201(source: Path, mod, progress: bool, trust_pickle: bool):
 
 def _open_nats(source: Path, mod, progress: bool):
     fast = source.is_dir()
-    _say(progress, f"opening {source.name} ({'folder, fast_mode=True' if fast else 'file, fast_mode=False'})")
+    _say(progress, f"opening {source.name} "
+                   f"({'folder, fast_mode=True' if fast else 'file, fast_mode=False'})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -445,7 +447,8 @@ def _column_meta(hp: str) -> dict:
     epochs = _HP_EPOCHS[hp]
     cols = {
         "index": {"semantics": "official NAS-Bench-201 / NATS-tss architecture index (0..15624)."},
-        "arch": {"semantics": "NAS-Bench-201 arch string, e.g. |nor_conv_3x3~0|+|...|, as api.arch(index)."},
+        "arch": {"semantics": "NAS-Bench-201 arch string, e.g. |nor_conv_3x3~0|+|...|, as "
+                              "api.arch(index)."},
     }
     for col, (ds, split, key) in COLUMN_SOURCES.items():
         cols[col] = {

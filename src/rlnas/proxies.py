@@ -17,9 +17,10 @@ the scorers turn non-finite values into NaN.
 Scorers read ``ctx.options``: ``data`` (an :class:`~rlnas.data.ImageData`, required),
 ``proxy_model`` (keywords of the space's ``network``, default none: the space's own network at
 its defaults, the one its costs describe -- NB201 C=16, N=5; DARTS its reporting network; a
-``ChoiceSpace`` its only network; ``num_classes`` defaults to the data's), ``batch_size`` (64), ``num_batches`` (1), ``device`` (``ctx.device``),
-``progress`` (True: a tqdm bar over the archs on stderr, shown once a call has run for
-``PROGRESS_DELAY`` seconds, so a short call draws nothing).
+``ChoiceSpace`` its only network; ``num_classes`` defaults to the data's), ``batch_size`` (64),
+``num_batches`` (1), ``device`` (``ctx.device``), ``progress`` (True: a tqdm bar over the archs
+on stderr, shown once a call has run for ``PROGRESS_DELAY`` seconds, so a short call draws
+nothing).
 Every arch's network is built under ``torch.manual_seed(ctx.seed)`` (so all archs share one
 init seed, without touching the global RNG) and scored on the same batches 0..num_batches-1 of
 an un-augmented ``DeviceLoader`` seeded with ``ctx.seed``; the score is the mean over batches.
@@ -40,8 +41,8 @@ import torch.nn.functional as F
 from .errors import RlnasError
 from .scorers import ScoreContext, ScoreFn, register_scorer
 
-__all__ = ["PROXIES", "PROXY_NAMES", "DEFAULT_PROXY_MODEL", "grad_norm", "snip", "synflow", "fisher",
-           "jacov", "nwot", "score_all", "weight_layers"]
+__all__ = ["PROXIES", "PROXY_NAMES", "DEFAULT_PROXY_MODEL", "grad_norm", "snip", "synflow",
+           "fisher", "jacov", "nwot", "score_all", "weight_layers"]
 
 # No keywords: each space's ``network`` defaults (NB201's are C=16, N=5). Size keywords are the
 # space's own, so a default naming NB201's would be refused by every other space.
@@ -114,7 +115,8 @@ def grad_norm(model: nn.Module, x, y) -> float:
     ws = [m.weight for m in weight_layers(model)]
     with _preserved(model, train=True):
         gs = _grads(_loss(model, x, y), ws)
-    return float(sum((g.detach().double().norm() for g in gs), torch.zeros((), dtype=torch.float64)))
+    return float(sum((g.detach().double().norm() for g in gs),
+                     torch.zeros((), dtype=torch.float64)))
 
 
 def snip(model: nn.Module, x, y) -> float:
@@ -124,7 +126,8 @@ def snip(model: nn.Module, x, y) -> float:
     ws = [m.weight for m in weight_layers(model)]
     with _preserved(model, train=True):
         gs = _grads(_loss(model, x, y), ws)
-    return float(sum(((w.detach().double() * g.detach().double()).abs().sum() for w, g in zip(ws, gs)),
+    return float(sum(((w.detach().double() * g.detach().double()).abs().sum()
+                      for w, g in zip(ws, gs)),
                      torch.zeros((), dtype=torch.float64)))
 
 
@@ -234,8 +237,9 @@ def nwot(model: nn.Module, x, y=None) -> float:
     """NASWOT (Mellor et al. 2021 v2), train mode, no gradients.
 
     For each image n, c[n] is the binary code (input > 0) of every call of every ``nn.ReLU`` and
-    ``nn.ReLU6`` module (MobileNet's blocks use ReLU6, which is not an ``nn.ReLU``), flattened and concatenated over all calls (N x D). K = c cᵀ + (1-c)(1-c)ᵀ (N x N; K[i, j]
-    = number of units on which images i and j agree, D - Hamming distance), computed in float64;
+    ``nn.ReLU6`` module (MobileNet's blocks use ReLU6, which is not an ``nn.ReLU``), flattened
+    and concatenated over all calls (N x D). K = c cᵀ + (1-c)(1-c)ᵀ (N x N; K[i, j] = number of
+    units on which images i and j agree, D - Hamming distance), computed in float64;
     score = log|det K| (``slogdet``); -inf when K is singular. ``y`` is ignored.
     """
     x, _ = _inputs(model, x)
@@ -286,10 +290,12 @@ class _Runner:
         pm = opts.get("proxy_model")
         pm = dict(DEFAULT_PROXY_MODEL if pm is None else pm)
         if not isinstance(pm, dict):
-            raise RlnasError(f"proxy {who}: proxy_model must be a dict of network kwargs, got {pm!r}")
+            raise RlnasError(f"proxy {who}: proxy_model must be a dict of network kwargs, "
+                             f"got {pm!r}")
         pm.setdefault("num_classes", int(data.num_classes))
         try:
-            batch_size, num_batches = int(opts.get("batch_size", 64)), int(opts.get("num_batches", 1))
+            batch_size = int(opts.get("batch_size", 64))
+            num_batches = int(opts.get("num_batches", 1))
         except (TypeError, ValueError):
             raise RlnasError(f"proxy {who}: batch_size and num_batches must be integers") from None
         if batch_size < 1 or num_batches < 1:
@@ -303,7 +309,8 @@ class _Runner:
         self.device = torch.device(opts.get("device") or ctx.device or "cpu")
         loader = DeviceLoader(data.x, data.y, batch_size, data.mean, data.std, augment=False,
                               seed=self.seed)  # on the CPU: only the batches go to the device
-        self.batches = [tuple(t.to(self.device) for t in loader.batch(s)) for s in range(num_batches)]
+        self.batches = [tuple(t.to(self.device) for t in loader.batch(s))
+                        for s in range(num_batches)]
 
     def build(self, arch) -> nn.Module:
         arch = tuple(int(g) for g in np.asarray(arch).reshape(-1))
@@ -352,7 +359,8 @@ def _make_factory(name: str):
 
 
 _DESCRIPTIONS = {
-    "synflow": "SynFlow zero-cost proxy (data-free, |W|, all-ones input) on the seeded init network.",
+    "synflow": "SynFlow zero-cost proxy (data-free, |W|, all-ones input) on the seeded init "
+               "network.",
     "snip": "SNIP zero-cost proxy: sum |W * dL/dW| on the seeded init network.",
     "grad_norm": "Gradient-norm zero-cost proxy: sum ||dL/dW|| on the seeded init network.",
     "fisher": "Fisher zero-cost proxy on conv/linear outputs of the seeded init network.",
@@ -375,7 +383,8 @@ def score_all(names: Sequence[str], space, archs: np.ndarray, ctx: ScoreContext,
     names = [str(n).strip() for n in ([names] if isinstance(names, str) else names)]
     unknown = [n for n in names if n not in PROXIES]
     if unknown:
-        raise RlnasError(f"unknown proxy {', '.join(map(repr, unknown))}; known: {', '.join(PROXY_NAMES)}")
+        raise RlnasError(f"unknown proxy {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(PROXY_NAMES)}")
     if not names:
         raise RlnasError("score_all needs at least one proxy name")
     runner = _Runner(space, ctx, ", ".join(names))

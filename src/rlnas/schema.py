@@ -214,7 +214,8 @@ KEYS: Tuple[Key, ...] = (
     Key("train.keep_every_epochs", 0, "keep ckpt/epoch_N.pt every N epochs (0 = keep none)",
         _int(0)),
     Key("train.stop_when_stable", None, "extension: stop once tau(the scorer's angle ranking, "
-        "previous check) >= 1 - this; null = never", NumRange(0, 1, hi_open=True, nullable=True), kinds=S),
+        "previous check) >= 1 - this; null = never", NumRange(0, 1, hi_open=True, nullable=True),
+        kinds=S),
     Key("train.stability_every", 5, "epochs between those checks", _int(1, _MAX_EPOCHS), kinds=S),
     # search (supernet runs)
     Key("search.scorer", "angle", "what rank/search/run score by: angle (the paper) or any "

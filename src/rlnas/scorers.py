@@ -109,8 +109,9 @@ REFERENCE_ENUMERATE_MAX = 20000
 def reference_archs(space, seed: int, size: int = REFERENCE_SAMPLE,
                     enumerate_max: Optional[int] = REFERENCE_ENUMERATE_MAX) -> np.ndarray:
     """A fixed set of archs of ``space`` (int64 ``(N, num_genes)``): all of them where the space
-    is enumerable with at most ``enumerate_max`` archs (None: any number), else ``size`` draws of ``space.sample``
-    seeded by ``seed``, duplicates removed, in notation order (the same set on every call)."""
+    is enumerable with at most ``enumerate_max`` archs (None: any number), else ``size`` draws of
+    ``space.sample`` seeded by ``seed``, duplicates removed, in notation order (the same set on
+    every call)."""
     archs = space.enumerate()
     if archs is None or (enumerate_max is not None and len(archs) > enumerate_max):
         rng = np.random.default_rng(seed)

@@ -67,10 +67,12 @@ class EvolutionSettings:
         for name in ("population", "topk", "mutations", "crossovers", "generations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise RlnasError(f"evolution setting {name} must be a positive integer, got {value!r}")
+                raise RlnasError(f"evolution setting {name} must be a positive integer, "
+                                 f"got {value!r}")
             setattr(self, name, int(value))
         if self.topk > self.population:
-            raise RlnasError(f"evolution setting topk={self.topk} exceeds population={self.population}")
+            raise RlnasError(f"evolution setting topk={self.topk} exceeds "
+                             f"population={self.population}")
         if self.mutations + self.crossovers > self.population:
             raise RlnasError(
                 f"evolution settings mutations + crossovers = {self.mutations + self.crossovers} "
@@ -78,9 +80,11 @@ class EvolutionSettings:
         try:
             prob = float(self.mutation_prob)
         except (TypeError, ValueError):
-            raise RlnasError(f"evolution setting mutation_prob must be a number, got {self.mutation_prob!r}")
+            raise RlnasError(f"evolution setting mutation_prob must be a number, "
+                             f"got {self.mutation_prob!r}")
         if not (0.0 <= prob <= 1.0):
-            raise RlnasError(f"evolution setting mutation_prob must be in [0, 1], got {self.mutation_prob!r}")
+            raise RlnasError(f"evolution setting mutation_prob must be in [0, 1], "
+                             f"got {self.mutation_prob!r}")
         self.mutation_prob = prob
         if not isinstance(self.crossover_first, (bool, np.bool_)):
             raise RlnasError(f"evolution setting crossover_first must be true or false, got "
@@ -150,7 +154,8 @@ class Constraint:
         for what in ("params", "flops"):
             lo, hi = getattr(self, f"min_{what}"), getattr(self, f"max_{what}")
             if lo is not None and hi is not None and lo > hi:
-                raise RlnasError(f"constraint min_{what}={_fmt(lo)} M exceeds max_{what}={_fmt(hi)} M")
+                raise RlnasError(f"constraint min_{what}={_fmt(lo)} M exceeds "
+                                 f"max_{what}={_fmt(hi)} M")
         self.cost_kwargs = dict(self.cost_kwargs or {})
 
     # (name, cost key, is_max)
@@ -227,8 +232,8 @@ class Constraint:
         for name, key, is_max, value, c, m in masks:
             if not m.any():
                 raise RlnasError(self._unmet(space, name, key, is_max, value, c))
-        raise RlnasError(f"no architecture of space {space.name} satisfies {self.describe()} together "
-                         f"(each bound alone is satisfiable)")
+        raise RlnasError(f"no architecture of space {space.name} satisfies {self.describe()} "
+                         f"together (each bound alone is satisfiable)")
 
     def _unmet(self, space: "SearchSpace", name: str, key: str, is_max: bool, value: float,
                c: np.ndarray) -> str:
@@ -240,7 +245,8 @@ class Constraint:
             fastest = _fmt(runs.min()) if runs.size else "inf"
             return (f"no architecture of space {space.name} satisfies {name}={_fmt(value)} "
                     f"{unit}; the fastest takes {fastest} {unit} ({self.latency.source})")
-        extreme = ("the smallest has " + _fmt(c.min())) if is_max else ("the largest has " + _fmt(c.max()))
+        extreme = (("the smallest has " + _fmt(c.min())) if is_max
+                   else ("the largest has " + _fmt(c.max())))
         return (f"no architecture of space {space.name} satisfies {name}={_fmt(value)} {unit}; "
                 f"{extreme} {unit}")
 
@@ -321,7 +327,8 @@ class _Scorer:
         try:
             scores = np.asarray(raw, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
-            raise RlnasError(f"score function returned {type(raw).__name__}, expected a float array")
+            raise RlnasError(f"score function returned {type(raw).__name__}, expected a float "
+                             f"array")
         if scores.shape != (len(archs),):
             raise RlnasError(f"score function returned {scores.size} scores for {len(archs)} archs")
         self.evaluations += len(archs)
@@ -377,7 +384,8 @@ class _Legality:
 
 def _collect(make: Callable[[], Arch], need: int, cap: int, legality: _Legality,
              taken: Dict[Arch, Any], pending: Dict[Arch, None]) -> int:
-    """Generate up to ``cap`` candidates with ``make`` until ``need`` new legal ones are in ``pending``.
+    """Generate up to ``cap`` candidates with ``make`` until ``need`` new legal ones are in
+    ``pending``.
 
     A candidate is accepted if it is legal, not in ``taken`` (visited) and not already pending.
     Candidates are generated in rounds of the number still wanted so the constraint check (which
@@ -434,7 +442,8 @@ def _fill_from_enumeration(legality: _Legality, need: int, taken: Dict[Arch, Any
 
 
 def _finish(method: str, visited: Dict[Arch, float], top: List[Tuple[Arch, float]],
-            history: List[Dict[str, Any]], scorer: _Scorer, start: float, num_genes: int) -> SearchResult:
+            history: List[Dict[str, Any]], scorer: _Scorer, start: float,
+            num_genes: int) -> SearchResult:
     archs = list(visited)
     scores = np.array([visited[a] for a in archs], dtype=np.float64)
     order = _sort_desc(scores)
@@ -481,7 +490,8 @@ def evolution_search(space: "SearchSpace", score_fn: ScoreFn,
         top = [pool[i] for i in order[:settings.topk]]
         best = top[0][1] if top else -math.inf
         history.append({"generation": generation, "best_score": best,
-                        "mean_topk_score": float(np.mean([s for _, s in top])) if top else -math.inf,
+                        "mean_topk_score": (float(np.mean([s for _, s in top])) if top
+                                            else -math.inf),
                         "evaluated_so_far": scorer.evaluations})
         if progress is not None:
             progress(generation, best)
@@ -559,7 +569,8 @@ def _score_all(method: str, space: "SearchSpace", score_fn: ScoreFn, archs: np.n
                topk: int, batch_size: int, start: float) -> SearchResult:
     """Score a fixed set of archs in batches; the result sorted best first (stable)."""
     scorer = _Scorer(space, score_fn)
-    scores = np.concatenate([scorer(archs[i:i + batch_size]) for i in range(0, len(archs), batch_size)]
+    scores = np.concatenate([scorer(archs[i:i + batch_size])
+                             for i in range(0, len(archs), batch_size)]
                             ) if len(archs) else np.zeros(0)
     order = _sort_desc(scores)
     archs, scores = archs[order], scores[order]
@@ -571,8 +582,9 @@ def _score_all(method: str, space: "SearchSpace", score_fn: ScoreFn, archs: np.n
                         time.perf_counter() - start)
 
 
-def exhaustive_search(space: "SearchSpace", score_fn: ScoreFn, constraint: Optional[Constraint] = None,
-                      batch_size: int = 100_000, *, topk: int = 30) -> SearchResult:
+def exhaustive_search(space: "SearchSpace", score_fn: ScoreFn,
+                      constraint: Optional[Constraint] = None, batch_size: int = 100_000, *,
+                      topk: int = 30) -> SearchResult:
     """Score every legal arch of an enumerable space; best first, ties in enumeration order."""
     start = time.perf_counter()
     enum = space.enumerate()
@@ -651,7 +663,8 @@ def check_search(method: str, space: "SearchSpace", constraint: Optional[Constra
     constraint = constraint if constraint is not None else Constraint()
     if method == "exhaustive":
         if space.enumerate() is None:
-            raise RlnasError(f"space {space.name} is too large for exhaustive search; use evolution")
+            raise RlnasError(f"space {space.name} is too large for exhaustive search; use "
+                             f"evolution")
         constraint.check_feasible(space)
         return
     settings = settings if settings is not None else EvolutionSettings.for_space(space.name)
@@ -671,12 +684,12 @@ def run_search(method: str, space: "SearchSpace", score_fn: ScoreFn,
     if method not in SEARCHERS:
         raise RlnasError(f"unknown search method {method!r}; known: {', '.join(sorted(SEARCHERS))}")
     if method == "evolution":
-        return evolution_search(space, score_fn, settings=settings, constraint=constraint, seed=seed,
-                                progress=progress)
+        return evolution_search(space, score_fn, settings=settings, constraint=constraint,
+                                seed=seed, progress=progress)
     if method == "exhaustive":
         return exhaustive_search(space, score_fn, constraint=constraint)
     return random_search(space, score_fn, num_samples=num_samples, constraint=constraint, seed=seed)
 
 
-__all__ = ["EvolutionSettings", "Constraint", "SearchResult", "evolution_search", "exhaustive_search",
-           "random_search", "SEARCHERS", "check_search", "run_search"]
+__all__ = ["EvolutionSettings", "Constraint", "SearchResult", "evolution_search",
+           "exhaustive_search", "random_search", "SEARCHERS", "check_search", "run_search"]

@@ -45,7 +45,8 @@ ACCURACY_COLUMNS: "OrderedDict[str, str]" = OrderedDict(
         (
             "cifar10_valid",
             "NB201 'cifar10-valid' / 'x-valid': trained on the 25k train half of CIFAR-10 "
-            "train, top-1 accuracy (%) on the 25k held-out valid half, 200 epochs, mean over seeds.",
+            "train, top-1 accuracy (%) on the 25k held-out valid half, 200 epochs, mean over "
+            "seeds.",
         ),
         (
             "cifar10_test",
@@ -84,7 +85,8 @@ ACCURACY_COLUMNS: "OrderedDict[str, str]" = OrderedDict(
 EXTRA_COLUMNS: "OrderedDict[str, str]" = OrderedDict(
     [
         ("params_m", "parameters in millions of the CIFAR-10 network, as NB201 counts them."),
-        ("flops_m", "FLOPs in millions of the CIFAR-10 network (32x32 input), as NB201 counts them."),
+        ("flops_m",
+         "FLOPs in millions of the CIFAR-10 network (32x32 input), as NB201 counts them."),
     ]
 )
 
@@ -120,7 +122,8 @@ class NB201Table:
         return arch in self.index
 
     def __repr__(self) -> str:
-        return f"NB201Table({str(self.path)!r}, rows={len(self.archs)}, columns={list(self.columns)})"
+        return (f"NB201Table({str(self.path)!r}, rows={len(self.archs)}, "
+                f"columns={list(self.columns)})")
 
     def rows(self, arch_strs: Sequence[str]) -> np.ndarray:
         """Row numbers of ``arch_strs``; RlnasError naming how many are missing and the first."""

@@ -80,8 +80,9 @@ class _Board:
 
 def open_tensorboard(spec, first_epoch: int = 1) -> Optional[_Board]:
     """A TensorBoard logger for the loop ``spec`` (a ``rlnas.loop.LoopSpec``) when
-    ``$RLNAS_TENSORBOARD`` asks for one (the run is the folder of ``spec.metrics_path``). Events of epochs >= ``first_epoch`` that an earlier,
-    interrupted process wrote are purged, so a resumed run shows each epoch once."""
+    ``$RLNAS_TENSORBOARD`` asks for one (the run is the folder of ``spec.metrics_path``). Events
+    of epochs >= ``first_epoch`` that an earlier, interrupted process wrote are purged, so a
+    resumed run shows each epoch once."""
     where = check_tensorboard(spec.metrics_path.parent if spec.metrics_path else None)
     if where is None:
         return None

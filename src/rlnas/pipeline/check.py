@@ -95,7 +95,8 @@ def pick_archs(scores: np.ndarray, k: int, seed: int, groups: Sequence[str] = GR
 
 def load_check_data(d: DataSection, images: Optional[int], data_root: Optional[str],
                     test_root: Optional[str] = None):
-    """(train subset, test) of the run's dataset, ``d`` its data section; errors say how to pass it."""
+    """(train subset, test) of the run's dataset, ``d`` its data section; errors say how to pass
+    it."""
     d = DataSection(d)
     if d.dataset == "digits" and (data_root or test_root):
         # silently ignoring the folder would check other data than the user meant

@@ -437,7 +437,8 @@ def _table_key(space, arch: str) -> str:
 
 # --- aggregation ------------------------------------------------------------------------------
 def _stat_names(ks):
-    return list(STATS) + list(PICK_STATS) + [f"precision_at_{k}" for k in ks] + [f"best_in_top{k}" for k in ks]
+    return (list(STATS) + list(PICK_STATS) + [f"precision_at_{k}" for k in ks]
+            + [f"best_in_top{k}" for k in ks])
 
 
 SIZE_STATS = ("within_params_tau", "partial_spearman_params", "partial_kendall_params")

@@ -74,7 +74,8 @@ def rank(run: Run, checkpoint: str = "last.pt", scorer: Optional[str] = None,
     space = run.space
     archs = space.enumerate()
     if archs is None:
-        raise RlnasError(f"space {space.name} is too large to rank exhaustively; use `rlnas search`")
+        raise RlnasError(f"space {space.name} is too large to rank exhaustively; use "
+                         f"`rlnas search`")
     with run_lock(run.path, "rank"):
         return _rank(run, archs, checkpoint, scorer, out, progress)
 
@@ -95,7 +96,8 @@ def _rank(run: Run, archs: np.ndarray, checkpoint: str, scorer: str, out: Option
                                         cost["flops"][order]))
     return {"path": str(path), "num_archs": int(len(archs)), "checkpoint": checkpoint,
             "scorer": scorer, "setup_seconds": t1 - t0, "score_seconds": t2 - t1,
-            "best_arch": space.to_str(tuple(archs[order[0]])), "best_score": float(scores[order[0]])}
+            "best_arch": space.to_str(tuple(archs[order[0]])),
+            "best_score": float(scores[order[0]])}
 
 
 class Ranking:

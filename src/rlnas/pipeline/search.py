@@ -289,7 +289,8 @@ def _write_pareto(run: Run, space, scorer: str, result, cost, out: Dict[str, Any
     atomic_write_text(run.path / out["latency"]["pareto_file"], buf.getvalue())
     atomic_write_text(run.path / "pareto.csv", buf.getvalue())
     runs = np.isfinite(ms)
-    scatter_plot(ms[runs], result.scores[runs], plots / f"search-{out['name']}_score_vs_latency.png",
+    scatter_plot(ms[runs], result.scores[runs],
+                 plots / f"search-{out['name']}_score_vs_latency.png",
                  title=f"{result.method} search: {scorer} vs latency ({int(runs.sum())} scored, "
                        f"{len(front)} on the front)",
                  xlabel=f"latency (ms; {out['latency']['source']})", ylabel=score_label(scorer),

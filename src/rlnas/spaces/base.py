@@ -312,8 +312,9 @@ class SearchSpace(abc.ABC):
 
         Returns:
             ``{"kind": "cells", "cells": [{"title", "inputs": how many input nodes, "nodes":
-            [names, inputs first], "edges": [(from, to, op), ...]}]}`` for cell spaces, ``{"kind": "chain", "stem", "head",
-            "blocks": [{"op", "detail", "skip"}]}`` for chains, or None.
+            [names, inputs first], "edges": [(from, to, op), ...]}]}`` for cell spaces,
+            ``{"kind": "chain", "stem", "head", "blocks": [{"op", "detail", "skip"}]}`` for
+            chains, or None.
         """
         return None
 

@@ -312,7 +312,8 @@ class ChoiceSpace(SearchSpace):
                 x = outs[0][1]
             hp, hf, y = _measure(self.make_head(num_classes), x, f"space {self.name!r} head")
             if tuple(y.shape) != (1, num_classes):
-                raise RlnasError(f"head outputs shape {tuple(y.shape)}, expected (1, {num_classes})")
+                raise RlnasError(f"head outputs shape {tuple(y.shape)}, "
+                                 f"expected (1, {num_classes})")
         return _Costs(np.array([sp + hp, sf + hf], dtype=np.float64),
                       np.array(ops, dtype=np.float64).reshape(-1, 2))
 
@@ -498,7 +499,8 @@ class ChoiceSpace(SearchSpace):
                 else:
                     raise RlnasError(f"{where}: an angle rule returns state-dict keys or concrete "
                                      f"constant tensors, got {type(e).__name__}"
-                                     f"{' on the meta device' if isinstance(e, torch.Tensor) else ''}")
+                                     + (" on the meta device" if isinstance(e, torch.Tensor)
+                                        else ""))
             if rule is angle_tensors and not out and any(True for _ in module.parameters()):
                 raise RlnasError(f"{where} has parameters but the default angle rule selects "
                                  "none of them; give the op an angle rule")

@@ -72,7 +72,8 @@ OPS = (Op("id", MacroIdentity, angle=macro_identity_angle, code="0"),
        Op("mb6_k5", functools.partial(InvertedResidual, expand=6, kernel=5, activation=nn.ReLU),
           code="2"))
 
-# the classifier's FLOPs: the file counts in x out, the thop rule of the choice spaces (2 in - 1) out
+# the classifier's FLOPs: the file counts in x out, the thop rule of the choice spaces
+# (2 in - 1) out
 _CLASSIFIER_THOP_EXTRA = HEAD_CHANNELS - 1
 
 

@@ -1,4 +1,5 @@
-"""NAS-Bench-201 search space (spec sections 3.1, 4.1): genome, notation, supernet, cost, angle pieces.
+"""NAS-Bench-201 search space (spec sections 3.1, 4.1): genome, notation, supernet, cost, angle
+pieces.
 
 A cell is a DAG on 4 nodes with 6 edges in the order (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2);
 node i is the sum of its incoming edges and node 3 is the output. A genome is 6 op indices:
@@ -105,7 +106,8 @@ class NB201Space(SearchSpace):
             for j, item in enumerate(items):
                 op, _, src = item.partition("~")
                 if op not in OPS:
-                    raise RlnasError(f"unknown NB201 op {op!r} in {text!r}; known: {', '.join(OPS)}")
+                    raise RlnasError(f"unknown NB201 op {op!r} in {text!r}; "
+                                     f"known: {', '.join(OPS)}")
                 if src != str(j):
                     raise RlnasError(f"malformed NB201 arch string {text!r}: "
                                      f"expected input ~{j} at node {i}, got {item!r}")

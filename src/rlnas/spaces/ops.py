@@ -54,7 +54,8 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = c_in * expand
         expand_layers = [] if expand == 1 else [
-            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), activation(inplace=True)]
+            nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+            activation(inplace=True)]
         self.conv = nn.Sequential(
             *expand_layers,
             nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
