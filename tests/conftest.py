@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+# an NB201 cell of every op kind (and a none edge): the arch the retraining tests train
+NB201_ARCH = ("|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+"
+              "|skip_connect~0|none~1|avg_pool_3x3~2|")
+
 
 def _shared_data() -> Path:
     env = os.environ.get("RLNAS_SHARED_DATA")

@@ -39,7 +39,8 @@ def bn_inputs(model, x, arch):
     """Inputs of every BN in a train-mode forward of a copy of ``model`` (explicit hooks)."""
     m = copy.deepcopy(model).train()
     seen = {}
-    hooks = [mod.register_forward_hook(lambda mod, inp, out, name=name: seen.__setitem__(name, inp[0]))
+    hooks = [mod.register_forward_hook(
+        lambda mod, inp, out, name=name: seen.__setitem__(name, inp[0]))
              for name, mod in m.named_modules() if isinstance(mod, nn.BatchNorm2d)]
     with torch.no_grad():
         m(x, arch)
@@ -106,7 +107,8 @@ def test_recalibration_averages_equal_batches():
     model = tiny_supernet()
     recalibrate_bn(model, ARCHS[0], x, batch_size=10)
     stem_in = nn.functional.conv2d(x, model.stem[0].weight, padding=1)
-    torch.testing.assert_close(model.stem[1].running_mean, stem_in.mean((0, 2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.stem[1].running_mean, stem_in.mean((0, 2, 3)), atol=1e-5,
+                               rtol=0)
     assert int(model.stem[1].num_batches_tracked) == 3
     # 31 images in batches of <= 10: four near-equal batches (8, 8, 7, 8), not 10+10+10+1
     assert [hi - lo for lo, hi in acc_mod._batch_bounds(31, 10)] == [7, 8, 8, 8]
@@ -137,7 +139,8 @@ def test_accuracy_matches_explicit_reference():
     for n, b in model.named_buffers():
         assert torch.equal(b, before[n]), n
     # deterministic, and one arch at a time gives the same numbers
-    again = np.concatenate([supernet_accuracy(model, a, recal_x, x, y, eval_batch=1000) for a in ARCHS])
+    again = np.concatenate([supernet_accuracy(model, a, recal_x, x, y, eval_batch=1000)
+                            for a in ARCHS])
     np.testing.assert_array_equal(got, again)
 
 
@@ -275,7 +278,8 @@ def _manual(run, recal_idx, held: ImageData, labels=None):
     model.load_state_dict(run.checkpoint_state("last.pt"))
     norm = DeviceLoader(train.x, train.y, 8, train.mean, train.std, augment=False)
     recal_x = norm.images(recal_idx)
-    hx = DeviceLoader(held.x, held.y, 8, train.mean, train.std, augment=False).images(np.arange(len(held)))
+    hx = DeviceLoader(held.x, held.y, 8, train.mean, train.std,
+                      augment=False).images(np.arange(len(held)))
     y = torch.as_tensor(held.y if labels is None else labels)
     return supernet_accuracy(model, ARCHS, recal_x, hx, y)
 
@@ -306,7 +310,8 @@ def test_scorer_on_tiny_run(tiny_run):
     # what it holds on the device, exactly: the trained weights, those images, the true labels
     from rlnas.data import prepare_training_data
     train, _ = prepare_training_data(tiny_run.cfg)
-    torch.testing.assert_close(score.recal_x, _normalised(train, train.x[np.sort(perm)]), atol=0, rtol=0)
+    torch.testing.assert_close(score.recal_x, _normalised(train, train.x[np.sort(perm)]), atol=0,
+                               rtol=0)
     torch.testing.assert_close(score.heldout_x, _normalised(train, test.x), atol=0, rtol=0)
     assert torch.equal(score.heldout_y, torch.as_tensor(test.y))
     last, init = tiny_run.checkpoint_state("last.pt"), tiny_run.checkpoint_state("init.pt")
@@ -315,7 +320,8 @@ def test_scorer_on_tiny_run(tiny_run):
         assert torch.equal(v, last[k]), k
     # deterministic: the same function again, and a new scorer
     np.testing.assert_array_equal(score(ARCHS), got)
-    np.testing.assert_array_equal(build_scorer("accuracy", _ctx(tiny_run, recal_images=48))(ARCHS), got)
+    np.testing.assert_array_equal(
+        build_scorer("accuracy", _ctx(tiny_run, recal_images=48))(ARCHS), got)
     # default recal_images (20000) is clamped to the 64 training images
     full = build_scorer("accuracy", _ctx(tiny_run))(ARCHS[:2])
     np.testing.assert_array_equal(full, _manual(tiny_run, np.arange(64), test)[:2])

@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("sklearn")  # the demo digits ship with scikit-learn
 
 import rlnas  # noqa: E402
+from conftest import NB201_ARCH
 from rlnas.cli import main  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
 from test_hardening import npz_root  # noqa: E402,F401 (a fixture: 64 train, 40 test images)
@@ -303,7 +304,6 @@ def test_truncated_config_is_refused(cut, command, run, half_done, tmp_path, cap
 
 
 # --- damaged run files: an edited config.yaml of a retraining ---------------------------------
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 RETRAIN = ["channels=4", "cells=1", "epochs=2", "batch=32"]
 
 

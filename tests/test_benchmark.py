@@ -1,4 +1,5 @@
-"""Tests for rlnas.tables, rlnas.correlation and rlnas.plots: table loading, correlation report, plot and JSON output."""
+"""Tests for rlnas.tables, rlnas.correlation and rlnas.plots: table loading, correlation report,
+plot and JSON output."""
 
 import itertools
 import json
@@ -103,8 +104,10 @@ def test_accuracy_columns_semantics():
         "cifar10_valid", "cifar10_test", "cifar100_valid",
         "cifar100_test", "imagenet16_valid", "imagenet16_test",
     ]
-    assert "25k" in ACCURACY_COLUMNS["cifar10_valid"] and "x-valid" in ACCURACY_COLUMNS["cifar10_valid"]
-    assert "ori-test" in ACCURACY_COLUMNS["cifar10_test"] and "50k" in ACCURACY_COLUMNS["cifar10_test"]
+    assert ("25k" in ACCURACY_COLUMNS["cifar10_valid"]
+            and "x-valid" in ACCURACY_COLUMNS["cifar10_valid"])
+    assert ("ori-test" in ACCURACY_COLUMNS["cifar10_test"]
+            and "50k" in ACCURACY_COLUMNS["cifar10_test"])
     assert "x-test" in ACCURACY_COLUMNS["cifar100_test"]
     assert "x-valid" in ACCURACY_COLUMNS["imagenet16_valid"]
 
@@ -129,10 +132,12 @@ B = make_arch(["skip_connect"] * 6)
         ("arch,cifar10_test\n", "no data rows"),
         ("name,cifar10_test\nx,1.0\n", "no 'arch' column"),
         ("arch,params_m\n|a~0|,1.0\n", "none of the accuracy columns"),
-        (f"arch,cifar10_test\n{A},91.0\n{B},abc\n", r"line 3: non-numeric value 'abc' in column 'cifar10_test'"),
+        (f"arch,cifar10_test\n{A},91.0\n{B},abc\n",
+         r"line 3: non-numeric value 'abc' in column 'cifar10_test'"),
         (f"arch,cifar10_test,params_m\n{A},91.0,\n", r"line 2: missing value in column 'params_m'"),
         (f"arch,cifar10_test\n{A},nan\n", r"line 2: non-finite value"),
-        (f"arch,cifar10_test\n{A},91.0\n{B},80.0\n{A},70.0\n", r"line 4: duplicate arch .*first seen on line 2"),
+        (f"arch,cifar10_test\n{A},91.0\n{B},80.0\n{A},70.0\n",
+         r"line 4: duplicate arch .*first seen on line 2"),
         ("arch,cifar10_test\n ,91.0\n", r"line 2: empty 'arch'"),
         (f"arch,cifar10_test\n{A},91.0,7\n", r"line 2: 3 fields, header has 2"),
         (b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00", "not a readable"),
@@ -160,7 +165,8 @@ def test_load_folder_is_error(tmp_path):
 
 
 def test_unused_column_may_be_non_numeric(tmp_path):
-    path = write_csv(tmp_path / "t.csv", ["arch", "cifar10_valid", "comment"], [[A, 1.5, "hi"], [B, 2.5, ""]])
+    path = write_csv(tmp_path / "t.csv", ["arch", "cifar10_valid", "comment"],
+                     [[A, 1.5, "hi"], [B, 2.5, ""]])
     t = load_nb201_table(path)
     assert t.accuracy_columns == ["cifar10_valid"]
     assert list(t.columns) == ["cifar10_valid"]
@@ -201,7 +207,8 @@ def test_report_matches_reference(table, column, order):
 
 def test_report_literal_values(tmp_path):
     archs = [make_arch([op] * 6) for op in OPS[1:]]
-    path = write_csv(tmp_path / "t.csv", ["arch", "cifar10_valid"], [[a, v] for a, v in zip(archs, [1, 2, 3, 4])])
+    path = write_csv(tmp_path / "t.csv", ["arch", "cifar10_valid"],
+                     [[a, v] for a, v in zip(archs, [1, 2, 3, 4])])
     t = load_nb201_table(path)
     # Ranks by score: 1,3,2,4 against 1,2,3,4: 5 concordant, 1 discordant pair.
     rep = correlation_report(archs, [1.0, 3.0, 2.0, 4.0], t, topk=(2,))
@@ -222,7 +229,8 @@ def test_report_ties(tmp_path):
     t = load_nb201_table(path)
     # Score tie between the first two given archs: the first given wins top-1.
     given = [archs[2], archs[0], archs[3], archs[1], archs[4]]
-    rep = correlation_report(given, [5.0, 5.0, 4.0, 3.0, 1.0], t, columns=["cifar10_test"], topk=(1,))
+    rep = correlation_report(given, [5.0, 5.0, 4.0, 3.0, 1.0], t, columns=["cifar10_test"],
+                             topk=(1,))
     e = rep["columns"]["cifar10_test"]
     assert e["top1_arch"] == archs[2] and e["top1_accuracy"] == 70.0
     assert e["oracle_arch"] == archs[1] and e["oracle_accuracy"] == 90.0
@@ -274,7 +282,8 @@ def test_report_is_plain_json(table):
         (ARCHS[:3], [1, 2, 3], {"topk": (0,)}, "positive integers"),
         (ARCHS[:3], ["a", "b", "c"], {}, "must be numbers"),
     ],
-    ids=["missing-arch", "length", "absent-column", "unknown-column", "too-few", "empty", "bad-k", "non-numeric"],
+    ids=["missing-arch", "length", "absent-column", "unknown-column", "too-few", "empty", "bad-k",
+         "non-numeric"],
 )
 def test_report_bad_inputs(table, archs, scores, kwargs, pattern):
     with pytest.raises(RlnasError, match=pattern):
@@ -340,14 +349,16 @@ def test_real_table_shape_and_maxima(real_table):
     assert real_table.accuracy_columns == list(ACCURACY_COLUMNS)
     assert {"params_m", "flops_m"} <= set(real_table.columns)
     assert real_table.columns["cifar10_test"].max() == pytest.approx(94.3733, abs=1e-4)
-    a9930 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    a9930 = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+"
+             "|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
     assert real_table.index[a9930] == 9930
     assert real_table.lookup([a9930], "cifar100_test")[0] == pytest.approx(73.5133, abs=1e-4)
 
 
 def test_real_table_params_vs_cifar10_test(real_table):
     archs = real_table.archs
-    rep = correlation_report(archs, real_table.columns["params_m"], real_table, columns=["cifar10_test"])
+    rep = correlation_report(archs, real_table.columns["params_m"], real_table,
+                             columns=["cifar10_test"])
     e = rep["columns"]["cifar10_test"]
     assert e["n"] == 15625
     assert e["kendall_tau"] == pytest.approx(0.578, abs=0.01)

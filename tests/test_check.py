@@ -1,4 +1,5 @@
-"""`rlnas check` (rlnas.pipeline.check): picks, verdict, resume and bad input, on a tiny digits run."""
+"""`rlnas check` (rlnas.pipeline.check): picks, verdict, resume and bad input, on a tiny digits
+run."""
 import json
 
 import numpy as np

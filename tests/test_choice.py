@@ -133,7 +133,8 @@ def test_genome_notation_and_enumeration():
     # names are accepted where a code differs; brackets and commas too
     assert SPACE.from_str("[conv3, pool, skip]") == (0, 3, 1)
     for bad, why in [("conv3 conv3", "expected 3 ops separated by spaces, got 2"),
-                     ("skip conv3 conv5", "block 0 of tiny has no op 'skip'; choices: conv3, conv1"),
+                     ("skip conv3 conv5",
+                      "block 0 of tiny has no op 'skip'; choices: conv3, conv1"),
                      (3, "must be text")]:
         with pytest.raises(RlnasError, match=why):
             SPACE.from_str(bad)
@@ -162,7 +163,8 @@ def thop_count(net, size):
 
     def hook(m, inp, out):
         if isinstance(m, nn.Conv2d):
-            total[0] += out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            total[0] += (out.numel() * m.in_channels // m.groups * m.kernel_size[0]
+                         * m.kernel_size[1])
         elif isinstance(m, nn.Linear):
             total[0] += (2 * m.in_features - 1) * out.numel()
     handles = [m.register_forward_hook(hook) for m in net.modules()]

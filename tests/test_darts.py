@@ -121,7 +121,8 @@ def test_repair_always_valid_and_keeps_valid_genomes():
     for g in random_genomes(100, seed=1):
         assert SPACE.repair(g, np.random.default_rng(5)) == g
     raw = tuple([0] * 14 + [5] * 14)
-    assert SPACE.repair(raw, np.random.default_rng(7)) == SPACE.repair(raw, np.random.default_rng(7))
+    assert (SPACE.repair(raw, np.random.default_rng(7))
+            == SPACE.repair(raw, np.random.default_rng(7)))
     with pytest.raises(RlnasError):
         SPACE.repair((1, 2, 3), rng)
 

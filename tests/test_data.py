@@ -34,7 +34,8 @@ def _chw_to_hwc(flat: np.ndarray, side: int) -> np.ndarray:
     out = np.zeros((n, side, side, 3), np.uint8)
     for ch in range(3):
         for r in range(side):
-            out[:, r, :, ch] = flat[:, ch * side * side + r * side: ch * side * side + (r + 1) * side]
+            start = ch * side * side + r * side
+            out[:, r, :, ch] = flat[:, start: start + side]
     return out
 
 
@@ -83,10 +84,12 @@ def test_cifar10_pickle_errors(fake_cifar10):
     (folder / "test_batch").write_bytes(b"not a pickle")
     with pytest.raises(RlnasError, match="test_batch"):
         load_dataset("cifar10", parent, "test")
-    _write_pickle(folder / "test_batch", {b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]})
+    _write_pickle(folder / "test_batch",
+                  {b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]})
     with pytest.raises(RlnasError, match="test_batch"):
         load_dataset("cifar10", parent, "test")
-    _write_pickle(folder / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]})
+    _write_pickle(folder / "test_batch",
+                  {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]})
     with pytest.raises(RlnasError, match="labels"):
         load_dataset("cifar10", parent, "test")
 
@@ -403,7 +406,8 @@ def test_loader_no_augment_and_images():
 
 
 def _coord_images(n):
-    """Pixel (r, c) of image i holds (r + 1, c + 1, i % 250 + 1): positions and identity readable."""
+    """Pixel (r, c) of image i holds (r + 1, c + 1, i % 250 + 1): positions and identity
+    readable."""
     r = np.arange(32)[:, None].repeat(32, 1)
     c = np.arange(32)[None, :].repeat(32, 0)
     x = np.zeros((n, 32, 32, 3), np.uint8)

@@ -174,7 +174,8 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tiny_data, tmp_path):
 
 @pytest.mark.parametrize("overrides, match", [
     (["nope=1"], "unknown config key"), (["epochs"], "key=value"), (["epochs=abc"], "expected"),
-    (["labels=noisy"], "labels.kind"), (["epochs=0"], "positive"), (["space=darts9"], "unknown search space")])
+    (["labels=noisy"], "labels.kind"), (["epochs=0"], "positive"),
+    (["space=darts9"], "unknown search space")])
 def test_bad_overrides(overrides, match):
     with pytest.raises(RlnasError, match=match):
         load_config("nb201-cifar10", overrides)
@@ -229,7 +230,8 @@ def test_cli_end_to_end(tiny_data, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["rank", "/nonexistent/run"], "not found"),
-    (["train", "nb201-cifar10", "root=/nonexistent/cifar", "-q", "--out", "{tmp}/x"], "does not exist"),
+    (["train", "nb201-cifar10", "root=/nonexistent/cifar", "-q", "--out", "{tmp}/x"],
+     "does not exist"),
     (["cost", "|bad|"], "malformed"),
     (["train", "nope-preset"], "unknown preset"),
     (["search", "{run}", "--max-params", "0.01"], "no architecture"),

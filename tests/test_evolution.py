@@ -24,7 +24,8 @@ except ImportError:  # spaces/__init__ imports sibling space modules that may no
 
 
 class ToySpace(SearchSpace):
-    """``num_genes`` genes with values 0..values-1; params = 0.01 * (sum + 7) M, flops = 2 * sum M."""
+    """``num_genes`` genes with values 0..values-1; params = 0.01 * (sum + 7) M,
+    flops = 2 * sum M."""
 
     name = "toy"
 
@@ -170,7 +171,8 @@ def test_mutation_respects_mutation_choices():
     # the score loves zeros: a searcher that mutated with gene_choices would find them
     res = evolution_search(space, lambda a: (a == 0).sum(axis=1) - 0.01 * a.sum(axis=1),
                            settings=EvolutionSettings(population=20, topk=5, mutations=10,
-                                                      crossovers=5, mutation_prob=0.5, generations=8),
+                                                      crossovers=5, mutation_prob=0.5,
+                                                      generations=8),
                            seed=3)
     assert res.evaluations > 100
     assert (res.archs != 0).all()
@@ -188,7 +190,8 @@ def test_topk_pool_sorted_and_best_of_visited():
     table = random_table()
     assert np.allclose(table(res.archs), res.scores)               # archs and scores line up
     assert res.best_arch == res.top[0][0]
-    assert [h["mean_topk_score"] for h in res.history] == sorted(h["mean_topk_score"] for h in res.history)
+    assert ([h["mean_topk_score"] for h in res.history]
+            == sorted(h["mean_topk_score"] for h in res.history))
 
 
 @pytest.mark.parametrize("enumerable", [True, False])
@@ -233,7 +236,8 @@ def test_impossible_constraint_enumerable_message():
 def test_impossible_constraint_not_enumerable():
     space = ToySpace(num_genes=4, enumerable=False)
     with pytest.raises(RlnasError, match="seems impossible"):
-        evolution_search(space, random_table(), settings=SMALL, constraint=Constraint(max_params=0.01))
+        evolution_search(space, random_table(), settings=SMALL,
+                         constraint=Constraint(max_params=0.01))
     with pytest.raises(RlnasError, match="seems impossible"):
         random_search(space, random_table(), num_samples=10, constraint=Constraint(max_params=0.01))
 
@@ -269,7 +273,8 @@ def test_random_search():
     score = RecordingScore(random_table())
     res = random_search(space, score, num_samples=50, seed=0)
     assert res.evaluations == 50 == len(set(score.rows))
-    assert np.array_equal(res.archs, random_search(space, random_table(), num_samples=50, seed=0).archs)
+    assert np.array_equal(res.archs,
+                          random_search(space, random_table(), num_samples=50, seed=0).archs)
     assert random_search(space, random_table(), num_samples=10_000).evaluations == 625   # capped
     con = Constraint(max_params=0.1)
     res_c = random_search(space, random_table(), num_samples=1000, constraint=con, seed=1)
@@ -289,7 +294,8 @@ def test_run_search_dispatch_and_unknown_method():
     assert [g for g, _ in seen] == list(range(SMALL.generations + 1))
     assert run_search("exhaustive", space, random_table()).evaluations == 625
     assert run_search("random", space, random_table(), num_samples=30).evaluations == 30
-    with pytest.raises(RlnasError, match="unknown search method 'genetic'.*evolution, exhaustive, random"):
+    with pytest.raises(RlnasError,
+                       match="unknown search method 'genetic'.*evolution, exhaustive, random"):
         run_search("genetic", space, random_table())
 
 

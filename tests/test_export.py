@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import NB201_ARCH
 from rlnas import data as data_mod
 from rlnas.checkpoint import save_checkpoint
 from rlnas.config import dump
 from rlnas.errors import RlnasError
 from rlnas.pipeline.export import export, input_spec, load_exported_state, load_network
 from rlnas.spaces import get_space
-
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 
 # space, model kwargs, dataset, image size: small networks of the three kinds of space
 CASES = {

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import rlnas.loop as loop
+from conftest import NB201_ARCH
 from rlnas.checkpoint import load_checkpoint
 from rlnas.cli import main
 from rlnas.pipeline.train import train_supernet
@@ -163,7 +164,6 @@ def test_a_log_missing_an_epoch_the_checkpoint_holds_refuses_the_resume(tmp_path
 
 
 # --- a retraining's eval.csv ------------------------------------------------------------------
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 RETRAIN = ["channels=4", "cells=1", "epochs=2", "batch=32", "eval.every_epochs=1",
            "train.ckpt_every_steps=1"]  # 2 epochs of 2 steps, a test evaluation after each
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import rlnas.cli
-from conftest import write_npz, write_params_table
+from conftest import NB201_ARCH, write_npz, write_params_table
 from rlnas.cli import main
 from rlnas.config import load_config
 from rlnas.data import load_dataset, prepare_training_data
@@ -25,7 +25,6 @@ from rlnas.errors import RlnasError
 from rlnas.files import LOCK_NAME
 from rlnas.pipeline.retrain import check_test_data
 
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 TINY = ["channels=4", "cells=1", "epochs=1", "batch=32"]
 
 

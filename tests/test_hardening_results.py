@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("sklearn")  # the demo digits ship with scikit-learn
 
 import rlnas  # noqa: E402
+from conftest import NB201_ARCH
 from rlnas.cli import main as cli_main  # noqa: E402
 from rlnas.config import load_config  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
@@ -115,9 +116,6 @@ def test_scorer_scores_valid_genomes():
 def test_result_refuses_files_that_are_not_results(run, name):
     with pytest.raises(RlnasError, match="not a search result"):
         run.result(name)
-
-
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 
 
 @pytest.mark.parametrize("stop_at_step,complete", [(2, False), (None, True)])

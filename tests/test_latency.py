@@ -376,7 +376,8 @@ def test_cost_options_without_latency_meaning_are_refused(tmp_path):
 def test_pareto_front():
     scores = np.array([1.0, 3.0, 2.0, 3.0, np.nan, 5.0])
     ms = np.array([1.0, 2.0, 1.5, 4.0, 0.5, np.inf])
-    # 4 has no score; 0 (fastest scored), 2 (better, slower), 1 (better still); 3 is beaten by 1, 5 cannot run
+    # 4 has no score; 0 (fastest scored), 2 (better, slower), 1 (better still); 3 is beaten by 1,
+    # 5 cannot run
     assert pareto_front(scores, ms).tolist() == [0, 2, 1]
 
 

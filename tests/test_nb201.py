@@ -26,7 +26,8 @@ def test_enumerate_and_strings_roundtrip():
 
 
 @pytest.mark.parametrize("bad", [
-    "", "|nor_conv_3x3~0|", "|conv~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|",
+    "", "|nor_conv_3x3~0|",
+    "|conv~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|",
     "|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|",
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|+|skip_connect~0|none~1|none~2|",
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|none~3|"])

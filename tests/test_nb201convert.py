@@ -187,8 +187,10 @@ def check_table(out: Path, n: int, hp: str, with_costs=True):
         want = [expected_acc(i, ds, setname, hp) for i in range(n)]
         assert got.tolist() == pytest.approx(want, abs=1e-9), col
     if with_costs:
-        assert table.columns["params_m"].tolist() == pytest.approx([float(params_of(i)) for i in range(n)])
-        assert table.columns["flops_m"].tolist() == pytest.approx([float(flops_of(i)) for i in range(n)])
+        assert table.columns["params_m"].tolist() == pytest.approx([float(params_of(i))
+                                                                     for i in range(n)])
+        assert table.columns["flops_m"].tolist() == pytest.approx([float(flops_of(i))
+                                                                    for i in range(n)])
 
 
 def test_column_sources_match_nb201_conventions():
@@ -540,7 +542,8 @@ def test_standin_missing_accuracy_is_an_error(tmp_path, standins, monkeypatch):
     del data["arch2infos"][1]["200"]["cifar10"]["test-accuracy"]
     torch.save(data, src)
     monkeypatch.setattr(nc, "NUM_ARCHS", 2)  # so the incomplete arch, not the count, fails
-    with pytest.raises(RlnasError, match="architecture 1 is incomplete: no 'ori-test' accuracy on cifar10"):
+    with pytest.raises(RlnasError,
+                       match="architecture 1 is incomplete: no 'ori-test' accuracy on cifar10"):
         nc.convert(src, tmp_path / "t.csv", progress=False)
     assert files_in(tmp_path) == [NB201_NAME]
 
@@ -550,7 +553,8 @@ def test_standin_non_finite_accuracy_is_an_error(tmp_path, standins, monkeypatch
     torch.save({"meta_archs": all_archs(2), "arch2infos": infos, "costs": costs,
                 "evaluated_indexes": [0, 1]}, tmp_path / NB201_NAME)
     monkeypatch.setattr(nc, "NUM_ARCHS", 2)
-    with pytest.raises(RlnasError, match="architecture 0 is incomplete: cifar100 'x-valid' accuracy is nan"):
+    with pytest.raises(RlnasError,
+                       match="architecture 0 is incomplete: cifar100 'x-valid' accuracy is nan"):
         nc.convert(tmp_path / NB201_NAME, tmp_path / "t.csv", progress=False)
     assert files_in(tmp_path) == [NB201_NAME]
 
@@ -591,7 +595,8 @@ def test_standin_pbz2_file_is_read_without_fast_mode(tmp_path, standins):
     "archs, match",
     [
         (["8:16:24:32:40"], "not a NAS-Bench-201 cell string"),  # a NATS-sss arch
-        (["|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "not a NAS-Bench-201 cell string"),
+        (["|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|"],
+         "not a NAS-Bench-201 cell string"),
         ([all_archs(1)[0]] * 2, "appears at index 0 and 1"),
     ],
 )
@@ -665,7 +670,8 @@ def test_pth_with_other_objects_needs_trust_pickle(tmp_path, standins):
     data = torch.load(src, weights_only=False)
     data["note"] = fractions.Fraction(1, 3)
     torch.save(data, src)
-    with pytest.raises(RlnasError, match=r"safely: it references fractions\.Fraction.*--trust-pickle"):
+    with pytest.raises(RlnasError,
+                       match=r"safely: it references fractions\.Fraction.*--trust-pickle"):
         nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True)
     assert files_in(tmp_path) == [NB201_NAME]
     summary = nc.convert(src, tmp_path / "t.csv", progress=False, allow_partial=True,
@@ -689,7 +695,8 @@ def test_standin_crafted_nats_pickle_is_refused(tmp_path, standins, folder):
     assert loader.__module__ == __name__  # the stand-in's own reader is back in place
 
 
-def test_standin_nats_without_pickle_load_is_refused_unless_trusted(tmp_path, standins, monkeypatch):
+def test_standin_nats_without_pickle_load_is_refused_unless_trusted(tmp_path, standins,
+                                                                    monkeypatch):
     """Fail closed: a nats_bench whose reader cannot be swapped is not read by default."""
     monkeypatch.setitem(sys.modules, "nats_bench", standin_nats_bench(with_pickle_load=False))
     src = write_bz2_pickle(tmp_path / NATS_FILE, {"n": 2})
@@ -773,7 +780,8 @@ def test_wrong_kind_files_for_nb201(tmp_path, standins):
         nc.convert(src, tmp_path / "t.csv", kind="nb201", progress=False)
     ckpt = tmp_path / "model.pth"  # a torch file, but a model checkpoint
     torch.save({"state_dict": {}, "epoch": 3}, ckpt)
-    with pytest.raises(RlnasError, match="is not a NAS-Bench-201 benchmark file: expected the keys"):
+    with pytest.raises(RlnasError,
+                       match="is not a NAS-Bench-201 benchmark file: expected the keys"):
         nc.convert(ckpt, tmp_path / "t.csv", progress=False)
     assert sorted(files_in(tmp_path)) == sorted([NATS_FILE, "model.pth"])
 

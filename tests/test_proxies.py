@@ -334,7 +334,8 @@ def test_scorer_on_nb201_archs(name):
     assert not np.any(np.isinf(s))
     assert np.isfinite(s[2:]).all()  # connected cells score a number
     np.testing.assert_array_equal(fn(ARCHS), s)                           # deterministic
-    np.testing.assert_array_equal(build_scorer(name, ctx_for(data))(ARCHS[::-1]), s[::-1])  # per-arch seed
+    # per-arch seed
+    np.testing.assert_array_equal(build_scorer(name, ctx_for(data))(ARCHS[::-1]), s[::-1])
     np.testing.assert_array_equal(fn(ARCHS[3]), s[3:4])                   # one arch, 1-D
 
 

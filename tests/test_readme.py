@@ -64,24 +64,34 @@ TINY_VERB = {
                                     "epochs=1", "--random", "1", "--quiet"],
 }
 # the user's own images (the README's last block): everything is tiny already
-OWN_IMAGES = {"examples/my_space.yaml": ["-q"], "examples/retrain-my_space.yaml": ["epochs=1", "-q"],
+OWN_IMAGES = {"examples/my_space.yaml": ["-q"],
+              "examples/retrain-my_space.yaml": ["epochs=1", "-q"],
               "retrain --top": ["--epochs", "1", "-q"]}
 
 # how each block runs, keyed by its first line: "run" (with the tiny overrides given), "make"
 # (checked with make -n); commands matching a "parse" pattern are only parsed (with the reason)
 BLOCKS = {
-    "make demo   # creates .venv, installs rlnas, runs `rlnas demo` (offline; 4-5 min on 2 CPU cores, 2.5 of them the demo)": ("make", None),
-    "# the paper's recipe (spec section 2): 250 epochs, batch 64, SGD-Nesterov 0.025 -> 0.001 cosine,": ("run", TINY),
+    ("make demo   # creates .venv, installs rlnas, runs `rlnas demo` (offline; 4-5 min on 2 CPU "
+     "cores, 2.5 of them the demo)"): ("make", None),
+    ("# the paper's recipe (spec section 2): 250 epochs, batch 64, SGD-Nesterov 0.025 -> 0.001 "
+     "cosine,"): ("run", TINY),
     "import os": ("python", None),
-    "rlnas run nb201-cifar10-fast root=$DATA/cifar10 split_file=$DATA/nasbench201-splits/cifar-split.txt \\": ("run", TINY),
-    "rlnas evaluate runs/c10-s0 runs/c10-s1 runs/c10-s2 --nasbench201 $DATA/nasbench201.csv \\": ("run", TINY),
-    "rlnas search runs/nasbench-macro-fast --max-latency 20             # ms, measured on this machine": ("run", TINY),
-    "rlnas check runs/nasbench-macro-fast --archs 4 --epochs 2 --images 10000 --image-size 16 \\": ("run", TINY),
-    "rlnas retrain runs/nasbench-macro-fast --top 3 --random 3 --epochs 2 --images 10000 \\": ("run", TINY),
-    "rlnas train darts-cifar10 root=$DATA/cifar10 --out runs/darts  # C=16, 8 cells, 250 epochs": ("run", TINY),
+    ("rlnas run nb201-cifar10-fast root=$DATA/cifar10 "
+     "split_file=$DATA/nasbench201-splits/cifar-split.txt \\"): ("run", TINY),
+    ("rlnas evaluate runs/c10-s0 runs/c10-s1 runs/c10-s2 --nasbench201 $DATA/nasbench201.csv "
+     "\\"): ("run", TINY),
+    ("rlnas search runs/nasbench-macro-fast --max-latency 20             # ms, measured on this "
+     "machine"): ("run", TINY),
+    ("rlnas check runs/nasbench-macro-fast --archs 4 --epochs 2 --images 10000 --image-size 16 "
+     "\\"): ("run", TINY),
+    ("rlnas retrain runs/nasbench-macro-fast --top 3 --random 3 --epochs 2 --images 10000 "
+     "\\"): ("run", TINY),
+    ("rlnas train darts-cifar10 root=$DATA/cifar10 --out runs/darts  # C=16, 8 cells, 250 "
+     "epochs"): ("run", TINY),
     "# examples/my_space.py: the declaration, all a user writes": ("python", None),
     "# from the repository root ($DATA as in \"Using it on CIFAR-10\")": ("run", TINY),
-    "# my_images/train/<class>/*.png and my_images/val/<class>/*.png, every image 32 x 32 (the size": ("run", OWN_IMAGES),
+    ("# my_images/train/<class>/*.png and my_images/val/<class>/*.png, every image 32 x 32 (the "
+     "size"): ("run", OWN_IMAGES),
 }
 PARSE_ONLY = {
     "torchrun": "needs several processes (tests/test_distributed.py runs torchrun on gloo)",
@@ -94,7 +104,8 @@ def test_every_readme_block_is_declared():
     firsts = [first for _, first, _ in readme_blocks()]
     assert sorted(firsts) == sorted(BLOCKS), (
         "README.md's code blocks changed: declare how each new block runs in BLOCKS "
-        f"(missing: {sorted(set(firsts) - set(BLOCKS))}, stale: {sorted(set(BLOCKS) - set(firsts))})")
+        f"(missing: {sorted(set(firsts) - set(BLOCKS))}, "
+        f"stale: {sorted(set(BLOCKS) - set(firsts))})")
 
 
 def commands(text):

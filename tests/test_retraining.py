@@ -5,15 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_npz
+from conftest import NB201_ARCH, write_npz
 from rlnas.cli import main
 from rlnas.config import list_presets, load_config
 from rlnas.errors import RlnasError
 from rlnas.pipeline.export import load_network
 from rlnas.pipeline.retrain import resolve_arch, train_network
 from rlnas.spaces import get_space
-
-NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,8 @@ def test_partial_spearman_matches_inverse_correlation_matrix():
     ref2 = partial_via_precision(x, y, [z1, z2])
     assert partial_rank_correlation(x, y, z1) == pytest.approx(ref1, abs=1e-10)
     assert partial_rank_correlation(x, y, [z1, z2]) == pytest.approx(ref2, abs=1e-10)
-    assert partial_rank_correlation(x, y, np.column_stack([z1, z2])) == pytest.approx(ref2, abs=1e-10)
+    assert partial_rank_correlation(x, y, np.column_stack([z1, z2])) == pytest.approx(ref2,
+                                                                                   abs=1e-10)
     assert abs(ref1 - ref2) > 1e-3                        # the second control matters
 
     # with ties (discrete controls and scores), average ranks on both sides
@@ -290,7 +291,8 @@ def test_size_report_errors():
 
 
 def brute_force_benchmark(scores_by_name, acc, cost, budgets):
-    out = {"n_eligible": [], "largest": [], "oracle": [], "methods": {k: [] for k in scores_by_name}}
+    out = {"n_eligible": [], "largest": [], "oracle": [],
+           "methods": {k: [] for k in scores_by_name}}
     for b in budgets:
         elig = [i for i in range(len(cost)) if cost[i] <= b]
         out["n_eligible"].append(len(elig))
