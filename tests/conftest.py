@@ -34,6 +34,24 @@ def nb201_table_path(shared_data) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def npz_root(tmp_path_factory):
+    """A CIFAR-style data folder of random images: 64 train (train_1.npz), 40 test (test_1.npz)."""
+    root = tmp_path_factory.mktemp("data")
+    write_npz(root / "train_1.npz", 64, seed=0)
+    write_npz(root / "test_1.npz", 40, seed=1)
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """``needs_shared_data`` on every test that reads ../shared/data (through the ``shared_data``
+    fixture, directly or not), so that ``-m "not slow and not needs_shared_data"`` runs the
+    rest."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.needs_shared_data)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tests use tiny tensors: one intra-op thread is faster than two, and far faster when the

@@ -13,7 +13,6 @@ import rlnas  # noqa: E402
 from conftest import NB201_ARCH
 from rlnas.cli import main  # noqa: E402
 from rlnas.errors import RlnasError  # noqa: E402
-from test_hardening import npz_root  # noqa: E402,F401 (a fixture: 64 train, 40 test images)
 
 TINY = {"epochs": 1, "model.channels": 4, "data.subset": 128}
 

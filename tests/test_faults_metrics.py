@@ -17,7 +17,6 @@ from rlnas.checkpoint import load_checkpoint
 from rlnas.cli import main
 from rlnas.pipeline.train import train_supernet
 from test_faults import assert_same_run, metrics, reference, train  # noqa: F401 (a fixture)
-from test_hardening import npz_root  # noqa: F401 (a fixture: 64 train, 40 test images)
 
 
 def _full_disk_at(monkeypatch, run: Path, step: int):

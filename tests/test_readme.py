@@ -96,7 +96,7 @@ BLOCKS = {
 PARSE_ONLY = {
     "torchrun": "needs several processes (tests/test_distributed.py runs torchrun on gloo)",
     "rlnas evaluate runs/c10-s0": "three runs and six zero-cost proxies over 1,000 cells are "
-                                  "minutes; the evaluation itself is tests/test_report.py's",
+                                  "minutes; the evaluation itself is tests/test_evaluate.py's",
 }
 
 
@@ -241,6 +241,7 @@ def run_block(kind, tiny, text, data, log):
 
 
 @pytest.mark.parametrize("index", range(len(readme_blocks())))
+@pytest.mark.needs_shared_data
 def test_readme_block_runs(index, user_folder):
     """Blocks run in README order (a later block uses the runs an earlier one made)."""
     folder, data = user_folder

@@ -30,14 +30,6 @@ TINY = ["channels=4", "cells=1", "epochs=1", "batch=32"]
 
 # --- fixtures: one tiny supernet run (ranked, searched, evaluated) and one retraining (exported)
 @pytest.fixture(scope="module")
-def npz_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    write_npz(root / "train_1.npz", 64, seed=0)
-    write_npz(root / "test_1.npz", 40, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
 def table(tmp_path_factory):
     return write_params_table(tmp_path_factory.mktemp("table") / "nb201.csv")
 
