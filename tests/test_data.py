@@ -1,5 +1,8 @@
-"""Tests for rlnas.data (datasets, NB201 splits, DeviceLoader) and rlnas.labels."""
+"""Tests for rlnas.data (datasets, NB201 splits, DeviceLoader) and rlnas.labels, and a user's own
+images (an .npz or an image folder) with any space."""
+import json
 import pickle
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -7,11 +10,14 @@ import pytest
 import torch
 from scipy import stats
 
+import rlnas
 from rlnas.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     DeviceLoader,
     ImageData,
+    align_test_split,
+    channel_stats,
     load_dataset,
     load_nb201_split,
     nb201_train_half,
@@ -587,3 +593,163 @@ def test_resolution_resizes_once_by_area_and_scales_the_crop_padding():
     assert make_loader(data, y, 4).batch(0)[0].shape == (4, 3, 32, 32)
     with pytest.raises(RlnasError, match="resolution"):
         resize_uint8(torch.from_numpy(x), 2)
+
+
+# === a user's own images ==========================================================================
+# A user's own images (an .npz or an image folder) with any space (issue 21).
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+# a user's chain space declared for 12 x 12 images (written to a module named in configs)
+USER_SPACE = textwrap.dedent('''
+    import torch.nn as nn
+    from rlnas.spaces.choice import Choice, ChoiceSpace, Op, skip
+
+    def conv(k):
+        return Op(f"conv{k}", lambda c_in, c_out, stride, k=k: nn.Sequential(
+            nn.Conv2d(c_in, c_out, k, stride, k // 2, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU()))
+
+    SPACE = ChoiceSpace(
+        "userspace", stem=lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),
+        blocks=[Choice([conv(3), conv(1)], 8, 2), Choice([conv(3), conv(1), skip()], 8)],
+        head=lambda num_classes, dropout: nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes)),
+        input_size=12, num_classes=10)
+''')
+
+
+def write_folder(root, split, classes, per_class, size, seed=0, odd=None):
+    """An image folder root/<split>/<class>/<n>.png of random ``size`` x ``size`` RGB images;
+    ``odd``: (class, side) of one image of another size."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / split / c).mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            side = odd[1] if odd and odd[0] == c and n == 0 else size
+            pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / c / f"{n}.png")
+    return root
+
+
+@pytest.fixture
+def user_space(tmp_path, monkeypatch):
+    """userspace:SPACE importable from the working folder (as a user's module is)."""
+    (tmp_path / "userspace.py").write_text(USER_SPACE)
+    monkeypatch.chdir(tmp_path)
+    return "userspace:SPACE"
+
+
+# --- a user's own data -----------------------------------------------------------------------
+def test_npz_dataset_takes_size_and_classes_from_the_data(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (30, 20, 20, 3), dtype=np.uint8)
+    np.savez(tmp_path / "train_1.npz", x=x[:20], y=np.arange(20) % 4)
+    np.savez(tmp_path / "train_2.npz", x=x[20:], y=np.arange(10) % 3)
+    np.savez(tmp_path / "test.npz", x=x[:6], y=np.arange(6) % 4)
+    train = load_dataset("npz", tmp_path, "train")
+    assert train.name == "npz" and len(train) == 30 and train.image_size == (20, 20)
+    assert train.num_classes == 4 and train.classes is None
+    mean, std = channel_stats(x)
+    np.testing.assert_allclose(train.mean, (x / 255.0).reshape(-1, 3).mean(0), atol=1e-12)
+    np.testing.assert_allclose(train.std, (x / 255.0).reshape(-1, 3).std(0), atol=1e-9)
+    assert (train.mean, train.std) == (mean, std)
+    test = load_dataset("npz", tmp_path, "test")
+    assert len(test) == 6 and test.mean != train.mean
+    assert align_test_split(train, test).mean == train.mean  # normalised as training
+    one = load_dataset("npz", tmp_path / "train_1.npz", "train")  # a single file
+    assert len(one) == 20 and one.num_classes == 4
+    # class names: their count is the number of classes, a test file is mapped by name
+    np.savez(tmp_path / "named.npz", x=x[:4], y=[0, 1, 1, 0],
+             classes=np.array(["ant", "bee", "cow"]))
+    named = load_dataset("npz", tmp_path / "named.npz", "train")
+    assert named.num_classes == 3 and named.classes == ["ant", "bee", "cow"]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x=np.zeros((2, 8, 8), np.uint8), y=[0, 1]), "uint8 N x H x W x 3"),
+    (dict(x=np.zeros((2, 8, 8, 3), np.float32), y=[0, 1]), "uint8 N x H x W x 3"),
+    (dict(x=np.zeros((2, 8, 8, 3), np.uint8), y=[0, -1]), "labels must be >= 0"),
+    (dict(x=np.zeros((2, 8, 8, 3), np.uint8), y=[0, 1, 2]), "3 labels for 2 images"),
+    (dict(x=np.zeros((2, 8, 8, 3), np.uint8)), "must hold arrays 'x' and 'y'"),
+    (dict(x=np.zeros((2, 8, 8, 3), np.uint8), y=[0, 2], classes=np.array(["a", "b"])),
+     "expected 0..1"),
+])
+def test_a_bad_npz_is_one_line(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(RlnasError, match=message):
+        load_dataset("npz", tmp_path / "d.npz", "train")
+
+
+def test_npz_files_of_two_sizes_are_refused(tmp_path):
+    np.savez(tmp_path / "train_1.npz", x=np.zeros((2, 8, 8, 3), np.uint8), y=[0, 1])
+    np.savez(tmp_path / "train_2.npz", x=np.zeros((2, 9, 9, 3), np.uint8), y=[0, 1])
+    with pytest.raises(RlnasError, match="9 x 9 images but .*train_1.npz holds 8 x 8"):
+        load_dataset("npz", tmp_path, "train")
+    with pytest.raises(RlnasError, match="no test\\*.npz files"):
+        load_dataset("npz", tmp_path, "test")
+
+
+def test_image_folder_dataset_decodes_once_and_maps_test_classes_by_name(tmp_path):
+    write_folder(tmp_path, "train", ["cat", "dog", "owl"], 3, 10)
+    write_folder(tmp_path, "val", ["cat", "owl"], 2, 10, seed=1)  # no dog: labels by name
+    train = load_dataset("folder", tmp_path, "train")
+    assert train.name == "folder" and train.x.shape == (9, 10, 10, 3) and train.num_classes == 3
+    assert train.classes == ["cat", "dog", "owl"] and list(train.y) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    test = load_dataset("folder", tmp_path, "test")
+    assert test.classes == ["cat", "owl"] and list(test.y) == [0, 0, 1, 1]
+    test = align_test_split(train, test)
+    assert list(test.y) == [0, 0, 2, 2] and test.num_classes == 3 and test.mean == train.mean
+    write_folder(tmp_path, "val", ["emu"], 1, 10)
+    with pytest.raises(RlnasError, match="classes the training images do not: emu"):
+        align_test_split(train, load_dataset("folder", tmp_path, "test"))
+
+
+def test_an_image_folder_of_mixed_sizes_is_refused_naming_the_image(tmp_path):
+    write_folder(tmp_path, "train", ["a", "b"], 2, 10, odd=("b", 12))
+    with pytest.raises(RlnasError, match=r"b/0.png is 12 x 12 px but .*a/0.png is 10 x 10"):
+        load_dataset("folder", tmp_path, "train")
+
+
+def user_overrides(space, root):
+    return {"space": space, "data.dataset": "folder", "data.root": root, "data.subset": None,
+            "epochs": 1, "batch": 8, "search.method": "exhaustive", "search.max_flops": None}
+
+
+def test_a_user_space_runs_on_an_image_folder_with_its_classes(tmp_path, user_space):
+    write_folder(tmp_path / "imgs", "train", ["a", "b", "c"], 6, 12)
+    write_folder(tmp_path / "imgs", "val", ["a", "b", "c"], 2, 12, seed=1)
+    run = rlnas.train(EXAMPLES / "my_space.yaml", "run",
+                      overrides=user_overrides(user_space, "imgs"), progress=False)
+    assert run.info["num_classes"] == 3 and run.info["image_size"] == 12
+    # costs count the network a retraining builds: 3 classes, at the declared 12 x 12
+    space = run.space
+    arch = np.array([space.sample(np.random.default_rng(0))])
+    assert run.cost_kwargs == {"num_classes": 3}
+    assert space.cost(arch, **run.cost_kwargs)["params"][0] < space.cost(arch)["params"][0]
+    found = run.search()
+    assert (run.path / "arch.png").is_file()
+    over = {k: v for k, v in user_overrides(user_space, "imgs").items()
+            if not k.startswith("search")}
+    rt = rlnas.retrain(EXAMPLES / "retrain-my_space.yaml", found["top"][0]["arch"], "rt",
+                       overrides=over, progress=False)
+    info = json.loads((tmp_path / "rt" / "run.json").read_text())
+    assert info["num_classes"] == 3 and 0 <= rt["last"]["top1"] <= 100
+    train = load_dataset("folder", "imgs", "train")
+    assert info["mean"] == pytest.approx(list(train.mean))
+    from rlnas.pipeline.export import input_spec
+    spec = input_spec({"data": {"dataset": "folder"}}, 12, info)
+    assert spec["mean"] == [round(v, 6) for v in train.mean]
+
+
+def test_a_space_declared_for_another_size_is_refused_before_training(tmp_path, user_space):
+    write_folder(tmp_path / "big", "train", ["a", "b"], 3, 16)
+    over = user_overrides(user_space, "big")
+    with pytest.raises(RlnasError, match=r"images are 16 x 16 px, but space userspace:SPACE is "
+                                         r"declared for 12 x 12 px .*data.resolution=12"):
+        rlnas.train(EXAMPLES / "my_space.yaml", "run", overrides=over, progress=False)
+    assert not (tmp_path / "run" / "ckpt").exists()
+    # resized on purpose: accepted (costs stay at the declared size)
+    run = rlnas.train(EXAMPLES / "my_space.yaml", "run",
+                      overrides=dict(over, **{"data.resolution": 12}), progress=False)
+    assert run.info["train_resolution"] == 12

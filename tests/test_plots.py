@@ -1,7 +1,9 @@
-"""Plots that explain (issue 12, item 7): what each figure draws, read back from the figure."""
+"""Plots that explain (issue 12, item 7): what each figure draws, read back from the figure; and
+the picture of a found arch (rlnas.archplot) in every space."""
 import numpy as np
 import pytest
 
+from rlnas.archplot import arch_figure
 from rlnas.errors import RlnasError
 from rlnas.plots import (
     scatter_figure,
@@ -267,3 +269,56 @@ def test_tau_plot_has_nothing_to_draw_without_checkpoints(tmp_path):
     assert tau_over_training_plot([_over(0, [("last.pt", 1, None, 0.1)])], [],
                                   tmp_path / "t.png") is None
     assert not (tmp_path / "t.png").exists()
+
+
+# === a picture of the found architecture ==========================================================
+# A picture of the found architecture (issue 21): every space draws its arch.
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+@pytest.mark.parametrize("name", ["nb201", "darts", "nasbench-macro", "mobilenet"])
+def test_every_space_draws_its_arch_with_every_op_named(name):
+    space = get_space(name)
+    arch = space.sample(np.random.default_rng(3))
+    diagram = space.arch_diagram(arch)
+    fig = arch_figure(diagram, f"{name}: a sampled arch")
+    texts = _texts(fig)
+    if diagram["kind"] == "cells":
+        for cell in diagram["cells"]:
+            ops = [op for _, _, op in cell["edges"] if op]
+            assert ops and all(op in texts for op in ops)
+            assert texts.count(cell["nodes"][1].split("\n")[0]) >= 1
+    else:
+        assert len(diagram["blocks"]) == space.num_genes
+        assert [b["op"] for b in diagram["blocks"]] == \
+            [space.blocks[i].ops[g].name for i, g in enumerate(arch)]
+        assert all(f"{b['op']}\n{b['detail']}" in texts for b in diagram["blocks"])
+
+
+def test_nb201_cell_graph_leaves_out_none_edges():
+    space = get_space("nb201")
+    arch = space.from_str("|nor_conv_3x3~0|+|none~0|avg_pool_3x3~1|+|skip_connect~0|none~1|"
+                          "nor_conv_1x1~2|")
+    (cell,) = space.arch_diagram(arch)["cells"]
+    assert cell["edges"] == [(0, 1, "nor_conv_3x3"), (1, 2, "avg_pool_3x3"),
+                             (0, 3, "skip_connect"), (2, 3, "nor_conv_1x1")]
+
+
+def test_darts_cells_have_two_inputs_per_node_and_the_concatenation():
+    space = get_space("darts")
+    diagram = space.arch_diagram(space.sample(np.random.default_rng(0)))
+    for cell in diagram["cells"]:
+        ops = [(a, b) for a, b, op in cell["edges"] if op]
+        assert sorted(b for _, b in ops) == [2, 2, 3, 3, 4, 4, 5, 5]
+        assert [(a, b) for a, b, op in cell["edges"] if not op] == [(j, 6) for j in (2, 3, 4, 5)]
+
+
+def test_a_skip_block_is_drawn_as_such():
+    space = get_space("mobilenet")
+    arch = space.from_str("2 0 -1 2 2 0 2 4 0 4 4 2 4 2 4 2 0 0 0 2 2")
+    blocks = space.arch_diagram(arch)["blocks"]
+    assert [b["skip"] for b in blocks] == [b["op"] == "skip" for b in blocks] and \
+        any(b["skip"] for b in blocks)

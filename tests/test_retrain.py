@@ -1,10 +1,14 @@
-"""`rlnas retrain` (NB201 and DARTS standalone networks, true labels) and `rlnas export`."""
+"""`rlnas retrain` (NB201 and DARTS standalone networks, true labels) and `rlnas export`;
+`rlnas retrain RUN --top K` and the retraining's test accuracy in TensorBoard."""
+import csv
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 
+import rlnas
 from conftest import NB201_ARCH, write_npz
 from rlnas.cli import main
 from rlnas.config import list_presets, load_config
@@ -12,6 +16,7 @@ from rlnas.errors import RlnasError
 from rlnas.pipeline.export import load_network
 from rlnas.pipeline.retrain import resolve_arch, train_network
 from rlnas.spaces import get_space
+from rlnas.spaces.nb201 import nb201_disconnected
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +97,119 @@ def test_resolve_arch_takes_long_genotype_strings():
     assert resolve_arch(space, space.to_str(arch)) == (arch, "given on the command line")
     with pytest.raises(RlnasError):
         resolve_arch(space, "Genotype(normal=[('conv_9x9', 0)]" + " " * 300 + ")")
+
+
+# === rlnas retrain RUN --top K, and the test accuracy in TensorBoard ==============================
+# `rlnas retrain RUN --top K` and the retraining's test accuracy in TensorBoard (issue 21).
+TINY_DIGITS = {"epochs": 1, "model.channels": 4, "model.cells": 1, "data.subset": 128}
+
+
+# --- rlnas retrain RUN --top K -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    pytest.importorskip("sklearn")
+    out = tmp_path_factory.mktemp("top") / "run"
+    run = rlnas.train("demo-digits", out, overrides=TINY_DIGITS, progress=False)
+    run.search(max_params=0.3)
+    return run
+
+
+TOP = ["--epochs", "1", "--images", "96", "--image-size", "8", "-q"]
+
+
+def test_retrain_top_k_sets_the_found_archs_beside_the_baselines(searched, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert main(["retrain", str(searched.path), "--top", "2", "--random", "2", "--out", str(out)]
+                + TOP) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "retrain-top.json").read_text())
+    found = searched.result()
+    assert [r["role"] for r in report["rows"]] == ["top 1", "top 2", "largest", "random 1",
+                                                   "random 2"]
+    assert [r["arch"] for r in report["rows"][:2]] == [t["arch"] for t in found["top"][:2]]
+    # the baselines keep the search's limit, and the largest is the largest connected cell
+    space = searched.space
+    archs = space.enumerate()
+    params = space.cost(archs, **searched.cost_kwargs)["params"]
+    strs = [space.to_str(tuple(a)) for a in archs]
+    ok = (params <= 0.3) & ~nb201_disconnected(strs)
+    assert report["rows"][2]["params_m"] == pytest.approx(params[ok].max())
+    assert all(r["params_m"] <= 0.3 for r in report["rows"])
+    assert len({r["arch"] for r in report["rows"]}) == 5
+    scores = searched.get_scorer(found["scorer"]).fn(
+        np.array([space.from_str(r["arch"]) for r in report["rows"]]))
+    np.testing.assert_allclose([r["score"] for r in report["rows"]], scores)
+    # every arch: the same budget (recipe, data, seed), one stored result each
+    assert report["budget"]["seed"] == 0 and len(list((out / "archs").glob("*.json"))) == 5
+    table = (out / "retrain-top.md").read_text()
+    assert "| role | arch | distance_sum | params (M) | FLOPs (M) | test top-1 (%) |" in table
+    assert "\\|nor_conv" in table or "\\|skip" in table or "\\|avg" in table  # escaped bars
+    assert "Noise: test on 500 images" in table and table.strip() in printed
+    rows = list(csv.DictReader(open(out / "retrain-top.csv")))
+    assert [r["role"] for r in rows] == [r["role"] for r in report["rows"]]
+    assert report["noise"]["difference_95"] > report["noise"]["standard_error"] > 0
+    # resumed: nothing retrained, the same report
+    assert main(["retrain", str(searched.path), "--top", "2", "--random", "2", "--out",
+                 str(out)] + TOP) == 0
+    assert "done before" in capsys.readouterr().out
+    assert json.loads((out / "retrain-top.json").read_text())["rows"] == report["rows"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--top", "11"], "--top 11: the search .* kept 10 archs"),
+    (["--epochs", "2"], "--epochs apply to `rlnas retrain RUN --top K` only"),
+])
+def test_retrain_top_refuses_bad_input_in_one_line(searched, argv, message, capsys):
+    assert main(["retrain", str(searched.path)] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rlnas retrain: error:")
+    assert re.search(message, err), err
+
+
+def test_retrain_needs_an_arch_or_top(searched, capsys):
+    assert main(["retrain", "retrain-nb201-cifar10"]) == 2
+    assert "which arch?" in capsys.readouterr().err
+    assert main(["retrain", "retrain-nb201-cifar10", str(searched.path), "--top", "2"]) == 2
+    assert "takes no preset, arch or key=value" in capsys.readouterr().err
+
+
+# --- the retraining's test accuracy in TensorBoard ----------------------------------------------
+class _Writer:
+    made = []
+
+    def __init__(self, log_dir=None, purge_step=None):
+        self.scalars = []
+        _Writer.made.append(self)
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, step, value))
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_retraining_logs_test_accuracy_to_tensorboard(tmp_path, monkeypatch):
+    from conftest import write_npz
+    from rlnas import tensorboard
+    write_npz(tmp_path / "train_1.npz", 48, seed=0)
+    write_npz(tmp_path / "test_1.npz", 20, seed=1)
+    _Writer.made = []
+    monkeypatch.setattr(tensorboard, "_summary_writer", lambda: _Writer)
+    monkeypatch.setenv("RLNAS_TENSORBOARD", "1")
+    rlnas.retrain("retrain-nb201-cifar10", "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|"
+                  "skip_connect~0|none~1|nor_conv_1x1~2|", tmp_path / "rt", overrides={
+                      "root": tmp_path, "channels": 4, "cells": 1, "epochs": 3, "batch": 16,
+                      "eval.every_epochs": 2}, progress=False)
+    (w,) = _Writer.made
+    logged = {}
+    for tag, step, value in w.scalars:
+        logged.setdefault(tag, []).append((step, value))
+    evals = list(csv.DictReader(open(tmp_path / "rt" / "eval.csv")))
+    assert [s for s, _ in logged["retrain/test_top1"]] == [2, 3] == [int(r["epoch"])
+                                                                      for r in evals]
+    assert [f"{v:.4f}" for _, v in logged["retrain/test_top1"]] == [r["top1"] for r in evals]
+    assert [f"{v:.4f}" for _, v in logged["retrain/test_top5"]] == [r["top5"] for r in evals]
+    assert [s for s, _ in logged["retrain/loss"]] == [1, 2, 3]

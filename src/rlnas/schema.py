@@ -501,7 +501,7 @@ _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?P<valu
 def annotate(text: str) -> str:
     """The text of a YAML config with the line of every declared key commented with the key's
     doc (any comment it had is replaced); full-line comments and every other line are kept.
-    The presets are written so (``tests/test_config_schema.py`` checks it): their comments are
+    The presets are written so (``tests/test_config.py`` checks it): their comments are
     generated from :data:`KEYS`, and a note of their own goes on a comment line above a key."""
     out: List[str] = []
     section = None
