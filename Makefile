@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlnas-installed
 
-.PHONY: demo test wheel-check bench clean
+.PHONY: demo test lint wheel-check bench clean
 
 $(STAMP): pyproject.toml constraints-ci.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# ruff (settings in pyproject.toml): pycodestyle, pyflakes, import order, complexity <= 18
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
 # the built wheel (not the editable clone) installed into a fresh venv, run from outside the tree
 wheel-check: $(STAMP)
 	.ci/wheel_check.sh $(PY)
@@ -25,4 +29,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_nb201.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
