@@ -20,6 +20,7 @@ from rlnas.data import (
     channel_stats,
     load_dataset,
     load_nb201_split,
+    nb201_split_list,
     nb201_train_half,
 )
 from rlnas.errors import RlnasError
@@ -347,6 +348,23 @@ def test_nb201_split_parsing(tmp_path):
     assert not np.array_equal(idx, nb201_train_half(d, None, seed=4)[0])
     with pytest.raises(RlnasError, match="indexes up to 7"):
         nb201_train_half(d.subset(np.arange(5)), good)
+
+
+@pytest.mark.parametrize("key", ["train", "valid"])
+def test_nb201_split_list_checks_each_list_alike(tmp_path, key):
+    """The train half (training) and the valid half (the accuracy scorer's held-out images) are
+    read by the same checks, each message naming its list."""
+    other = "valid" if key == "train" else "train"
+    path = tmp_path / "s.txt"
+    for lists, why in [({other: [0]}, f"has no '{key}' list"),
+                       ({key: []}, f"the '{key}' list is empty"),
+                       ({key: [0, 9]}, "indexes up to 9, but the dataset has only 5 images"),
+                       ({key: [1, 1]}, f"the '{key}' list repeats indices")]:
+        path.write_text(json.dumps({k: ["int", [str(i) for i in v]] for k, v in lists.items()}))
+        with pytest.raises(RlnasError, match=why):
+            nb201_split_list(path, key, 5)
+    path.write_text(json.dumps({key: ["int", ["4", "0"]]}))
+    assert nb201_split_list(path, key, 5).tolist() == [4, 0]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from .data import (
     ImageData,
     align_test_split,
     load_dataset,
-    load_nb201_split,
+    nb201_split_list,
     nb201_train_half,
     prepare_training_data,
 )
@@ -222,18 +222,7 @@ def heldout_data(cfg: Dict[str, Any], seed: int = 0,
         split_file = d.split_file
         train_idx, train_desc = nb201_train_half(data, split_file, seed=cfg.seed)
         if split_file is not None:
-            split = load_nb201_split(split_file)
-            if "valid" not in split:
-                raise RlnasError(f"NB201 split file {split_file} has no 'valid' list "
-                                 f"(keys: {sorted(split)})")
-            idx = split["valid"]
-            if idx.size == 0:
-                raise RlnasError(f"NB201 split file {split_file}: the 'valid' list is empty")
-            if idx.max() >= len(data):
-                raise RlnasError(f"NB201 split file {split_file} indexes up to {idx.max()}, "
-                                 f"but the dataset has only {len(data)} images")
-            if np.unique(idx).size != idx.size:
-                raise RlnasError(f"NB201 split file {split_file}: the 'valid' list repeats indices")
+            idx = nb201_split_list(split_file, "valid", len(data))
             overlap = np.intersect1d(idx, train_idx).size
             if overlap:
                 raise RlnasError(f"NB201 split file {split_file}: {overlap} images are in both "

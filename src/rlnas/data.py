@@ -581,24 +581,30 @@ def load_nb201_split(path: PathLike) -> Dict[str, np.ndarray]:
     return out
 
 
+def nb201_split_list(split_file: PathLike, key: str, n: int) -> np.ndarray:
+    """The ``key`` list ('train' or 'valid') of an NB201 split file, for a dataset of ``n``
+    images: present, not empty, every index in range and none repeated."""
+    split = load_nb201_split(split_file)
+    if key not in split:
+        raise RlnasError(f"NB201 split file {split_file} has no '{key}' list "
+                         f"(keys: {sorted(split)})")
+    idx = split[key]
+    if idx.size == 0:
+        raise RlnasError(f"NB201 split file {split_file}: the '{key}' list is empty")
+    if idx.max() >= n:
+        raise RlnasError(f"NB201 split file {split_file} indexes up to {idx.max()}, "
+                         f"but the dataset has only {n} images")
+    if np.unique(idx).size != idx.size:
+        raise RlnasError(f"NB201 split file {split_file}: the '{key}' list repeats indices")
+    return idx
+
+
 def nb201_train_half(data: ImageData, split_file: Optional[PathLike] = None,
                      seed: int = 0) -> Tuple[np.ndarray, str]:
     """Indices of the NB201 ``cifar10-valid`` train half (from ``split_file``) or a seeded
     class-balanced half; plus a one-sentence description of which was used."""
-    n = len(data)
     if split_file is not None:
-        split = load_nb201_split(split_file)
-        if "train" not in split:
-            raise RlnasError(f"NB201 split file {split_file} has no 'train' list "
-                             f"(keys: {sorted(split)})")
-        idx = split["train"]
-        if idx.size == 0:
-            raise RlnasError(f"NB201 split file {split_file}: the 'train' list is empty")
-        if idx.max() >= n:
-            raise RlnasError(f"NB201 split file {split_file} indexes up to {idx.max()}, "
-                             f"but the dataset has only {n} images")
-        if np.unique(idx).size != idx.size:
-            raise RlnasError(f"NB201 split file {split_file}: the 'train' list repeats indices")
+        idx = nb201_split_list(split_file, "train", len(data))
         return idx, f"NB201 train half ({idx.size:,} images) from {Path(split_file).name}"
     rng = np.random.default_rng(seed)
     parts = []
