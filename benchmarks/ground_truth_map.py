@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -63,8 +64,10 @@ SETTINGS = {
         "c8l20": ("channels/cells", ["channels=8", "cells=20"]),
         "true-labels": ("labels", ["labels=true"]),
         # the darts-cifar10 preset (32 px, 50k images, batch 64, lr 0.025 cosine over 250 epochs,
-        # whose rate is within 0.01 % of 0.025 in its first epoch): its first epoch only
-        "paper-e1": ("the paper's recipe, 1 of 250 epochs", ["resolution=null", "subset=null"]),
+        # whose rate is within 0.01 % of 0.025 in its first epoch): its first epoch only; a
+        # checkpoint every 50 steps, so that a run stopped early is scored where it stopped
+        "paper-e1": ("the paper's recipe, 1 of 250 epochs", [
+            "resolution=null", "subset=null", "train.ckpt_every_steps=50"]),
     },
 }
 SCORERS = ["angle", "angle_cell", "angle_mean", "angle_sum", "distance", "distance_sum",
@@ -82,10 +85,12 @@ def _rlnas() -> list:
     return [sys.executable, "-m", "rlnas"]
 
 
-def _runs(out: Path, space: str, settings=None):
-    """The trained runs of a space (those of ``settings`` only, when given)."""
+def _runs(out: Path, space: str, settings=None, finished: bool = True):
+    """The trained runs of a space (those of ``settings`` only, when given); ``finished=False``:
+    also those stopped before their last epoch (their kept checkpoints are scored)."""
     root = out / space
-    return sorted(p for p in root.glob("*-s*") if (p / "wall_s").is_file() and
+    return sorted(p for p in root.glob("*-s*") if
+                  ((p / "wall_s").is_file() or not finished and (p / "run.json").is_file()) and
                   (settings is None or p.name.rsplit("-s", 1)[0] in settings))
 
 
@@ -109,9 +114,21 @@ def train(args) -> None:
                    f"seed={seed}", f"label_seed={seed}", *settings[name][1], "--out", str(run),
                    "-q"]
             print(" ".join(cmd[2:]), flush=True)
-            t0 = time.perf_counter()
+            t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
             subprocess.run(cmd, check=True)
+            r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+            (run / "cpu_s").write_text(f"{cpu:.1f}\n")
             (run / "wall_s").write_text(f"{time.perf_counter() - t0:.1f}\n")
+
+
+def _cpu_seconds(run: Path):
+    """CPU seconds (user + system) of the run's `rlnas train`: recorded by `train`, else by a
+    monitor that sampled the process (RUN/cpu_s.monitor); None when neither did."""
+    for name in ("cpu_s", "cpu_s.monitor"):
+        if (run / name).is_file():
+            return float((run / name).read_text())
+    return None
 
 
 def _scorer_row(per_run: dict, scorer: str, column: str) -> dict:
@@ -142,6 +159,9 @@ def evaluate(args) -> None:
     for run in _runs(args.out, args.space, _names(args)):
         entry = results.setdefault(run.name, {"scorers": {}})
         entry["wall_s"] = float((run / "wall_s").read_text())
+        cpu = _cpu_seconds(run)
+        if cpu is not None:
+            entry["cpu_s"] = cpu
         todo = [s for s in wanted if s not in entry["scorers"]]
         if not todo:
             continue
@@ -152,7 +172,11 @@ def evaluate(args) -> None:
                         ",".join(todo), "--out", str(report), "-q"], check=True)
         ev = json.loads((report / "evaluation.json").read_text())
         per_run = ev["per_run"][0]
-        entry["scorers"].update({s: _scorer_row(per_run, s, spec["column"]) for s in todo})
+        results = _load(out_json)  # another evaluate may have saved meanwhile: merge
+        fresh = results.setdefault(run.name, {"scorers": {}})
+        fresh.update({k: v for k, v in entry.items() if k != "scorers"})
+        fresh["scorers"].update({s: _scorer_row(per_run, s, spec["column"]) for s in todo})
+        entry = fresh
         _save(results, out_json)
         print(f"{run.name} ({time.perf_counter() - t0:.0f} s):",
               {s: round(entry["scorers"][s]["tau"], 3) for s in todo}, flush=True)
@@ -174,23 +198,22 @@ def checkpoints(args) -> None:
     and the angle variants from an earlier checkpoint W_j to the last one instead of from W0."""
     from rlnas.angle import VARIANTS, AngleScorer
     from rlnas.api import open_run
-    from rlnas.engine import open_run as open_states  # Run.checkpoint_state
     from rlnas.tables import load_benchmark_table
     spec = SPACES[args.space]
     wanted = args.scorers.split(",") if args.scorers else [
         s for s in SCORERS + EXTRA[args.space] if s not in FREE]
     out_json = args.out / args.space / "checkpoints.json"
     results = _load(out_json)
-    for run_dir in _runs(args.out, args.space, _names(args)):
+    for run_dir in _runs(args.out, args.space, _names(args), finished=False):
         epochs = sorted(int(p.stem.split("_")[1]) for p in (run_dir / "ckpt").glob("epoch_*.pt"))
-        if not epochs or run_dir.name in results:
+        if not epochs or results.get(run_dir.name, {}).get("epochs") == epochs:
             continue
-        run, states = open_run(run_dir), open_states(run_dir)
+        run = states = open_run(run_dir)  # one Run: the API handle and its checkpoints
         space = run.space
         table = load_benchmark_table(args.data / spec["table"], space)
         archs = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
         acc = np.asarray(table.columns[spec["column"]], dtype=np.float64)
-        entry = {"from_w0": {}, "to_last": {}}
+        entry = {"epochs": epochs, "from_w0": {}, "to_last": {}}
         for ep in epochs:
             entry["from_w0"][ep] = {s: _metrics(np.asarray(run.get_scorer(
                 s, checkpoint=f"epoch_{ep}.pt")(archs), dtype=np.float64), acc) for s in wanted}
@@ -230,6 +253,24 @@ def _all_scorers(space: str) -> list:
 
 
 # the scorers whose picks are tabled (top-10 mean, top pick's percentile) and plotted
+# settings trained before `train` recorded CPU time: the CPU time of a setting with the same cost
+# per step (same network, images and resolution), scaled by the ratio of steps
+CPU_FROM = {"macro": {}, "darts": {"fast": ("e3", 1 / 3)}}
+
+
+def _cpu_minutes(groups: dict, name: str, space: str):
+    """(mean training CPU minutes of a setting, how it was obtained) or (None, '')."""
+    cpus = [r.get("cpu_s") for _, r in groups.get(name, [])]
+    if cpus and all(c is not None for c in cpus):
+        return float(np.mean(cpus)) / 60, "measured"
+    if name in CPU_FROM[space]:
+        other, factor = CPU_FROM[space][name]
+        base, how = _cpu_minutes(groups, other, space)
+        if base is not None:
+            return base * factor, f"{other} x {factor:.2f}"
+    return None, ""
+
+
 PICKS = ["angle", "angle_sum", "distance", "distance_sum", "angle+params", "distance+params",
          "distance+flops", "nwot", "synflow", "nwot+params", "angle+params+nwot", "params",
          "flops"]
@@ -250,13 +291,17 @@ def report(args) -> None:
     groups = _by_setting(results, space)
     scorers = [s for s in _all_scorers(space)
                if any(s in r["scorers"] for g in groups.values() for _, r in g)]
-    lines = [f"Kendall tau with {SPACES[space]['column']} (mean ± std over seeds, ddof 1)", "",
-             "| setting (seeds) | lever | train min | " + " | ".join(scorers) + " |",
-             "|---" * (len(scorers) + 3) + "|"]
+    lines = [f"Kendall tau with {SPACES[space]['column']} (mean ± std over seeds, ddof 1); "
+             "training wall minutes (a busy machine stretches them) and CPU minutes", "",
+             "| setting (seeds) | lever | wall min | CPU min | " + " | ".join(scorers) + " |",
+             "|---" * (len(scorers) + 4) + "|"]
     for name, runs in groups.items():
         lever = SETTINGS[space].get(name, ("?", []))[0]
         minutes = _ms([r["wall_s"] / 60 for _, r in runs], 1)
-        lines.append(f"| {name} ({_seeds(runs)}) | {lever} | {minutes} | " +
+        cpu, how = _cpu_minutes(groups, name, space)
+        cpu_text = "" if cpu is None else f"{cpu:.1f}" + ("" if how == "measured" else
+                                                          f" ({how})")
+        lines.append(f"| {name} ({_seeds(runs)}) | {lever} | {minutes} | {cpu_text} | " +
                      " | ".join(_cell(runs, s) for s in scorers) + " |")
     picks = [s for s in PICKS if s in scorers]
     for key, what, digits in (("top10_mean", "mean accuracy of the 10 best-scored archs (%)", 2),
@@ -301,46 +346,53 @@ def _checkpoint_lines(path: Path, space: str) -> list:
 
 
 def _plot(groups: dict, scorers: list, path: Path, space: str) -> None:
-    """Tau against CPU minutes to a ranking (supernet training + scoring), one marker per
-    setting and scorer (mean over seeds); proxies need no supernet: their x is their scoring."""
+    """Tau against the supernet's training CPU minutes, one marker per setting and scorer (mean
+    over seeds); what needs no supernet (size, proxies at initialisation) as levels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
     fig, ax = plt.subplots(figsize=(10, 5.2))
     markers = "osD^v<>phX*"
-    shown = [s for s in PICKS if s in scorers and s not in FREE]
+    levels = [s for s in ("params", "flops", "nwot", "nwot+params") if s in scorers]
+    shown = [s for s in PICKS if s in scorers and s not in levels and s not in FREE and
+             s not in PROXIES]
+    xs = {name: _cpu_minutes(groups, name, space)[0] for name in groups}
+    on_cpu = any(x is not None for x in xs.values())
+    if not on_cpu:  # runs trained before CPU time was recorded: their wall time
+        xs = {name: np.mean([r["wall_s"] for _, r in runs]) / 60 for name, runs in groups.items()}
+    placed = [name for name in groups if xs[name] is not None]
     for i, s in enumerate(shown):
-        xs, ys = [], []
-        for runs in groups.values():
-            have = [r for _, r in runs if s in r["scorers"]]
-            if not have or (s in PROXIES and xs):
-                continue  # a proxy does not depend on the supernet: one point
-            train = 0.0 if s in PROXIES else np.mean([r["wall_s"] for r in have])
-            xs.append((train + np.mean([r["scorers"][s].get("seconds", 0.0) for r in have])) / 60)
-            ys.append(np.mean([r["scorers"][s]["tau"] for r in have]))
-        ax.scatter(xs, ys, label=s, s=30, marker=markers[i % len(markers)], alpha=0.85)
-    for s, style in (("params", ":"), ("flops", "--")):
+        pts = [(xs[name], np.mean([r["scorers"][s]["tau"] for _, r in groups[name]
+                                   if s in r["scorers"]]))
+               for name in placed if any(s in r["scorers"] for _, r in groups[name])]
+        if pts:
+            ax.scatter(*zip(*pts), label=s, s=32, marker=markers[i % len(markers)], alpha=0.85)
+    styles = {"params": ":", "flops": "--", "nwot": "-", "nwot+params": "-."}
+    for s in levels:
         vals = [r["scorers"][s]["tau"] for runs in groups.values() for _, r in runs
                 if s in r["scorers"]]
-        if vals:
-            ax.axhline(np.mean(vals), color="grey", linestyle=style,
-                       label=f"{s} (free): {np.mean(vals):.3f}")
+        what = "free" if s in FREE else "at initialisation, no supernet"
+        ax.axhline(np.mean(vals), color="grey" if s in FREE else "tab:olive",
+                   linestyle=styles[s], linewidth=1,
+                   label=f"{s} ({what}): {np.mean(vals):.3f}")
     ax.axhline(TARGET_TAU[space], color="red", linestyle="-.", linewidth=1,
                label=f"issue 17 target {TARGET_TAU[space]}")
-    for name, runs in groups.items():
-        best = max((s for s in shown if s not in PROXIES and s in runs[0][1]["scorers"]),
-                   key=lambda s: np.mean([r["scorers"][s]["tau"] for _, r in runs]))
-        x = np.mean([r["wall_s"] for _, r in runs]) / 60
-        y = np.mean([r["scorers"][best]["tau"] for _, r in runs])
-        ax.annotate(name, (x, y), xytext=(3, 5), textcoords="offset points", fontsize=7)
+    for name in placed:
+        runs = groups[name]
+
+        def mean_tau(s):
+            return np.mean([r["scorers"][s]["tau"] for _, r in runs if s in r["scorers"]])
+        best = max((s for s in shown if any(s in r["scorers"] for _, r in runs)), key=mean_tau)
+        ax.annotate(f"{name} ({len(runs)})", (xs[name], mean_tau(best)), xytext=(3, 5),
+                    textcoords="offset points", fontsize=7)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_xlabel("minutes to a ranking, wall time on 2 CPU cores: supernet training + scoring "
-                  "(log scale)")
+    ax.set_xlabel("supernet training, CPU minutes (user + system, 2 threads; log scale)"
+                  if on_cpu else "supernet training, wall minutes on 2 CPU cores (log scale)")
     ax.set_ylabel(f"Kendall tau with {SPACES[space]['column']}")
-    ax.set_title(f"{space}: scorers against compute (mean over seeds; label = setting)")
+    ax.set_title(f"{space}: scorers against compute (mean over seeds; label: setting (seeds))")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # clear of the points
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from rlnas.angle import FIXED, piece_angles, piece_distances
-from rlnas.engine import open_run
+from rlnas.rundir import open_run
 from rlnas.tables import load_benchmark_table
 
 TABLES = {"nb201": "nasbench201.csv",

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from rlnas.angle import VARIANTS
-from rlnas.report import _pick_quality
+from rlnas.pipeline.evaluate import _pick_quality
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
