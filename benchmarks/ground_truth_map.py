@@ -378,13 +378,17 @@ def _plot(groups: dict, scorers: list, path: Path, space: str) -> None:
                    label=f"{s} ({what}): {np.mean(vals):.3f}")
     ax.axhline(TARGET_TAU[space], color="red", linestyle="-.", linewidth=1,
                label=f"issue 17 target {TARGET_TAU[space]}")
+    labelled = []  # (x, y) of the labels so far: a label near another one goes below it
     for name in placed:
         runs = groups[name]
 
         def mean_tau(s):
             return np.mean([r["scorers"][s]["tau"] for _, r in runs if s in r["scorers"]])
         best = max((s for s in shown if any(s in r["scorers"] for _, r in runs)), key=mean_tau)
-        ax.annotate(f"{name} ({len(runs)})", (xs[name], mean_tau(best)), xytext=(3, 5),
+        x, y = xs[name], mean_tau(best)
+        near = sum(abs(np.log(x / lx)) < 0.15 and abs(y - ly) < 0.02 for lx, ly in labelled)
+        labelled.append((x, y))
+        ax.annotate(f"{name} ({len(runs)})", (x, y), xytext=(3, 5 - 10 * near),
                     textcoords="offset points", fontsize=7)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
