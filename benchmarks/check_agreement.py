@@ -9,6 +9,12 @@ For a trained run of a space that has a ground-truth table (NAS-Bench-Macro, NB2
 - the tau between the brief retraining's accuracies and the table's (the proxy's fidelity).
 
 The check's archs and retrainings are cached under OUT (resumable); a rerun only re-reports.
+Several runs may share one OUT: a retrained arch is keyed by arch and budget (pick seed
+included), so runs whose picks overlap retrain it once.
+
+``--power K,K..`` retrains nothing: for each k (archs per group) and each seed it picks the archs
+as the check would and applies the check's rule to the TABLE's accuracies of those archs, i.e.
+what the verdict can say at k with a perfect retraining (the power of the rule at that size).
 
     python benchmarks/check_agreement.py RUN TABLE OUT --seeds 0,1,2 --archs 4 --epochs 2 \\
         --images 2000 --image-size 16 --test-root ../shared/data/cifar10/test_exact1k.npz
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from rlnas.pipeline.check import check_run, verdict
+from rlnas.pipeline.check import check_run, pick_archs, ranked_archs, verdict
 from rlnas.rundir import open_run
 from rlnas.scorers import get_scorer
 from rlnas.tables import load_benchmark_table
@@ -59,10 +65,16 @@ def main(argv=None):
     p.add_argument("--scorer", default=None)
     p.add_argument("--test-root", default=None, help="the true-label test file (rlnas check's)")
     p.add_argument("--column", default=None, help="table column (default: the table's primary)")
+    p.add_argument("--power", default=None,
+                   help="comma-separated archs per group: the rule on the table's accuracies of "
+                        "the picks, no retraining")
     a = p.parse_args(argv)
     run = open_run(a.run)
     table = load_benchmark_table(a.table, run.space)
     column = a.column or table.primary
+    if a.power:
+        return power(run, table, column, [int(k) for k in a.power.split(",")],
+                     [int(s) for s in a.seeds.split(",")], a.scorer)
     rows = []
     for seed in (int(s) for s in a.seeds.split(",")):
         t0 = time.time()
@@ -97,6 +109,32 @@ def main(argv=None):
           f"{sum(r[1]['winner'] == r[2]['winner'] for r in rows)}/{len(rows)}; "
           f"'scorer' verdicts where the whole table says {whole}: "
           f"{sum(r[1]['winner'] == 'scorer' for r in rows)}/{len(rows)}")
+
+
+def power(run, table, column: str, ks, seeds, scorer=None) -> None:
+    """The check's verdict rule on the table's accuracies of the check's picks, per k."""
+    scorer = scorer or run.scorer
+    sp = run.space
+    archs, scores = ranked_archs(run, scorer)
+    genomes = np.array([sp.from_str(x) for x in archs], dtype=np.int64)
+    cost = sp.cost(genomes, **run.cost_kwargs)
+    canon = [sp.to_str(sp.canonical(g)) for g in genomes]
+    acc = np.asarray(table.columns[column], float)
+    print(f"run {run.path}  scorer {scorer}: the check's rule on the table's {column} of its "
+          f"picks (no retraining), seeds {seeds[0]}..{seeds[-1]}")
+    print(f"{'archs/group':>11} {'scorer':>7} {'cannot tell':>11} {'baseline':>9} "
+          f"{'mean tau s/p/f':>20}")
+    for k in ks:
+        calls, taus = [], []
+        for seed in seeds:
+            idx = [i for _, i in pick_archs(scores, k, seed)]
+            true = acc[table.rows([canon[i] for i in idx])]
+            v = verdict(scorer, scores[idx], true, cost["params"][idx], cost["flops"][idx], seed)
+            calls.append(v["winner"])
+            taus.append([v["tau"][scorer], v["tau"]["params"], v["tau"]["flops"]])
+        t = np.mean(taus, axis=0)
+        print(f"{k:11d} {calls.count('scorer'):7d} {calls.count('cannot_tell'):11d} "
+              f"{calls.count('baseline'):9d} {t[0]:8.2f}/{t[1]:5.2f}/{t[2]:5.2f}")
 
 
 if __name__ == "__main__":

@@ -311,3 +311,22 @@ def test_skipped_evaluation_note_names_the_nb201_flag_and_config_key():
     note = skipped_evaluation_note("runs/x", load_config("nb201-cifar10-fast"))
     assert "nasbench201=" in note and "evaluate.nasbench201" in note
     assert "rlnas evaluate runs/x --nasbench201 PATH --scorers distance_sum,params" in note
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "demo-digits", "--out", "x"], "the same command resumes it from its last checkpoint"),
+    (["retrain", "x", "--top", "2"], "the same command resumes it (from the last checkpoint"),
+    (["check", "x"], "the same command resumes it without retraining the archs done"),
+    (["rank", "x"], "run it again: nothing half-written is kept"),
+])
+def test_ctrl_c_says_how_this_verb_resumes(argv, hint, monkeypatch, capsys):
+    """Ctrl-C ends with exit 130 and one line saying what to do next, for the verb interrupted
+    (not `rlnas train RUN` for every verb)."""
+    from rlnas import cli
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "dispatch", interrupt)
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"rlnas {argv[0]}: interrupted; {hint}" in err, err

@@ -601,3 +601,26 @@ def test_tensorboard_asked_for_without_the_package_is_a_one_line_error(tiny_data
         train_supernet(tiny_cfg(tiny_data, "epochs=1"), tmp_path / "run", progress=False)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run" / "ckpt").exists()  # refused before any work
+
+
+def test_stability_rows_follow_the_checkpoint_like_metrics(tiny_data, tmp_path):
+    """stability.csv's row of an epoch is written after that epoch's checkpoint and carried in
+    it: a resume drops rows past the checkpoint and restores one a kill left unwritten."""
+    cfg = tiny_cfg(tiny_data, "epochs=3", "train.stop_when_stable=0.0",
+                   "train.stability_every=1")
+    run = tmp_path / "run"
+    train_supernet(cfg, run, progress=False)
+    log = run / "stability.csv"
+    full = log.read_text()
+    lines = full.splitlines(keepends=True)
+    assert lines[0] == "epoch,tau_previous,stop\n" and len(lines) == 4
+    assert lines[1].startswith("1,,0")
+    log.write_text("".join(lines[:-1]))  # killed between the last checkpoint and its row
+    assert train_supernet(cfg, run, progress=False)["already_done"]
+    assert log.read_text() == full
+    log.write_text(full + "4,0.5,0\n")  # a row past the checkpoint (an older rlnas)
+    with pytest.raises(RlnasError, match="stability.csv is damaged"):
+        train_supernet(cfg, run, progress=False)  # epoch 4 of a 3-epoch run: damage
+    log.write_text(full.replace("\n3,", "\n3,x", 1))
+    with pytest.raises(RlnasError, match="stability.csv is damaged: line 4"):
+        train_supernet(cfg, run, progress=False)

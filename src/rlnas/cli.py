@@ -661,22 +661,31 @@ class Verb:
     run: Callable[[argparse.Namespace], None]
     add_arguments: Optional[Callable[[argparse.ArgumentParser], None]] = None
     epilog: Optional[str] = None
+    #: what to do after Ctrl-C (printed with "interrupted")
+    interrupted: str = "run it again: nothing half-written is kept"
+
+
+_RESUMES = "the same command resumes it from its last checkpoint"
 
 
 # the verbs, in the order `rlnas --help` lists them
 VERBS: Dict[str, Verb] = {
     "train": Verb("train a supernet (resumes an existing run)", _train, _add_train_args,
-                  TRAIN_EPILOG),
+                  TRAIN_EPILOG, _RESUMES),
     "rank": Verb("score every arch of a run (by its search.scorer)", _rank, _add_rank_args),
     "search": Verb("search a run's space (by its search.scorer)", _search, _add_search_args),
     "evaluate": Verb("compare scorers of one or more runs with NAS-Bench-201", _evaluate,
                      _add_evaluate_args),
     "check": Verb("retrain top / middle / random archs of a run with the true labels: does its "
-                  "scorer beat params and flops here?", _check, _add_check_args),
-    "run": Verb("train, rank, search and evaluate in one go", _run, _add_run_args, TRAIN_EPILOG),
+                  "scorer beat params and flops here?", _check, _add_check_args,
+                  interrupted="the same command resumes it without retraining the archs done"),
+    "run": Verb("train, rank, search and evaluate in one go", _run, _add_run_args, TRAIN_EPILOG,
+                _RESUMES),
     "retrain": Verb("train a found architecture from scratch (true labels); --top K: the best "
                     "archs of a run next to the largest and random ones", _retrain,
-                    _add_retrain_args, RETRAIN_EPILOG),
+                    _add_retrain_args, RETRAIN_EPILOG,
+                    "the same command resumes it (from the last checkpoint; --top: without "
+                    "retraining the archs done)"),
     "export": Verb("a retrained network as a torch.export program (model.pt2), state dict and "
                    "export.json (+ ONNX)", _export, _add_export_args),
     "cost": Verb("params and FLOPs of an architecture (default: an NB201 cell)", _cost,
@@ -763,8 +772,7 @@ def main(argv=None) -> int:
         print(f"rlnas {args.command}: error: {environment_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"rlnas {args.command}: interrupted; `rlnas train RUN` (the run directory) "
-              f"resumes it",
+        print(f"rlnas {args.command}: interrupted; {VERBS[args.command].interrupted}",
               file=sys.stderr)
         return 130
     finally:  # leave a torchrun process group, so that the processes exit cleanly together

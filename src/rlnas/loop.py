@@ -115,6 +115,8 @@ class LoopSpec:
     # checkpoint is on disk
     metrics_path: Optional[Path] = None
     epoch_logs: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # name -> columns
+    # columns of those logs that may be empty (stability.csv's tau_previous at its first check)
+    epoch_log_blanks: Tuple[str, ...] = ()
     progress: bool = True
     desc: str = "train"
 
@@ -578,7 +580,8 @@ def _logs(spec: LoopSpec) -> Dict[Path, Dict[str, Any]]:
         return {}
     folder = spec.metrics_path.parent
     return {spec.metrics_path: {"every_epoch": True},
-            **{folder / name: {"every_epoch": False, "columns": columns}
+            **{folder / name: {"every_epoch": False, "columns": columns,
+                               "blanks": spec.epoch_log_blanks}
                for name, columns in spec.epoch_logs.items()}}
 
 
@@ -652,7 +655,7 @@ def _remove(path: Path) -> None:
 
 
 def read_epoch_log(path, epochs: int, every_epoch: bool = True,
-                   columns: Optional[Sequence[str]] = None
+                   columns: Optional[Sequence[str]] = None, blanks: Sequence[str] = ()
                    ) -> Tuple[List[str], List[Dict[str, str]]]:
     """A log of one row per epoch that the loop's runs keep (``metrics.csv``; a retraining's
     ``eval.csv``, ``every_epoch=False``), checked: an ``epoch`` column (or exactly
@@ -665,6 +668,7 @@ def read_epoch_log(path, epochs: int, every_epoch: bool = True,
         epochs: the run's epochs.
         every_epoch: whether the log has a row for every epoch.
         columns: the header the log must have (None: any with an ``epoch`` column).
+        blanks: columns that may be empty (no value at that epoch).
 
     Returns:
         (header, rows as dicts of the text written); ([], []) where the file does not exist.
@@ -687,6 +691,8 @@ def read_epoch_log(path, epochs: int, every_epoch: bool = True,
     for line, row in enumerate(rows[1:], start=2):
         rec = dict(zip(header, row))
         for key, text in rec.items():
+            if key in blanks and text == "":
+                continue
             if key == "path_digest":
                 try:
                     int(text, 16)

@@ -19,7 +19,7 @@ from ..checkpoint import load_checkpoint
 from ..data import make_loader, prepare_training_data
 from ..distributed import CHANNELS_LAST, check_parallel, init_distributed
 from ..errors import RlnasError
-from ..files import append_csv_row, atomic_write_text, make_dir, run_lock
+from ..files import atomic_write_text, make_dir, run_lock
 from ..labels import load_labels, make_labels, save_labels
 from ..loop import LoopSpec, make_optimizer, run_loop, start_or_resume
 from ..rundir import check_run_dir, model_meta
@@ -75,6 +75,9 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note,
         path_fn=lambda step: space.sample_training_path(seed, step, num_cells),
         ckpt_dir=run_dir / "ckpt", ckpt_meta=meta, metrics_path=run_dir / "metrics.csv",
         progress=progress, desc="supernet")
+    if train.stop_when_stable is not None:  # its log: appended after each epoch's checkpoint
+        spec.epoch_logs[STABILITY_LOG] = STABILITY_COLUMNS  # and synced with it on resume
+        spec.epoch_log_blanks = ("tau_previous",)
     optimizer = make_optimizer(spec)
     ckpt = start_or_resume(spec, optimizer, run_dir, resume)
     if ckpt.get("finished"):
@@ -84,8 +87,7 @@ def _train_supernet(cfg: Config, run_dir: Path, progress, stop_at_step, note,
         state0 = (load_checkpoint(run_dir / "ckpt" / "init.pt", expect=meta)["model"] if resume
                   else {k: v.detach().clone() for k, v in model.state_dict().items()})
         spec.epoch_callback = StabilityStop(space, state0, model, train.stop_when_stable,
-                                            train.stability_every, run_dir / "stability.csv",
-                                            ckpt.get("stability_prev"), dist.main,
+                                            train.stability_every, ckpt.get("stability_prev"),
                                             variant=training_variant(cfg))
         spec.may_stop_early = "when stable"
     total = loader.steps_per_epoch * train.epochs
@@ -150,22 +152,25 @@ def training_variant(cfg: Dict[str, Any]) -> str:
     return name if name in VARIANTS else "angle"
 
 
+STABILITY_LOG, STABILITY_COLUMNS = "stability.csv", ("epoch", "tau_previous", "stop")
+
+
 class StabilityStop:
     """Stop supernet training once the angle ranking has settled (an extension of the paper).
 
     Every ``every`` epochs the angle (the run's variant, ``training_variant``) of a fixed set of
     archs (all of them where the space is enumerable, else 2,000 seeded samples) is computed from
     W0 and the current weights; training stops when Kendall's tau with the previous check is
-    >= 1 - ``tol``. The previous ranking
-    travels in the checkpoint, so a resumed run decides exactly as an uninterrupted one."""
+    >= 1 - ``tol``. The previous ranking travels in the checkpoint, so a resumed run decides
+    exactly as an uninterrupted one. Each check is a row of ``stability.csv`` (the loop's
+    ``log_rows``: written after the epoch's checkpoint, carried in it)."""
 
-    def __init__(self, space, state0, model, tol, every, log_path, prev=None, write=True,
-                 variant="angle"):
+    def __init__(self, space, state0, model, tol, every, prev=None, variant="angle"):
         if not (0 <= float(tol) < 1) or int(every) < 1:
             raise RlnasError(f"train.stop_when_stable must be in [0, 1) and train.stability_every "
                              f">= 1, got {tol!r} and {every!r}")
         self.space, self.state0, self.model, self.variant = space, state0, model, variant
-        self.tol, self.every, self.log_path, self.write = float(tol), int(every), log_path, write
+        self.tol, self.every = float(tol), int(every)
         archs = space.enumerate()
         if archs is None:
             rng = np.random.default_rng(0)
@@ -184,7 +189,6 @@ class StabilityStop:
         if tau is not None:
             extra["scalars"] = {"stability_tau": tau}  # TensorBoard only, not the checkpoint
         stop = tau is not None and tau >= 1 - self.tol
-        if self.write:
-            append_csv_row(self.log_path, ("epoch", "tau_previous", "stop"),
-                           (epoch, "" if tau is None else f"{tau:.6f}", int(stop)))
+        row = (epoch, "" if tau is None else f"{tau:.6f}", int(stop))
+        extra["log_rows"] = {STABILITY_LOG: dict(zip(STABILITY_COLUMNS, row))}
         return stop
