@@ -3,10 +3,13 @@ NAS-Bench-Macro (3,969 distinct networks) and 214 fully trained DARTS cells. Tra
 the settings below with `rlnas train`, scores the table's archs with every scorer through
 `rlnas evaluate RUN --benchmark TABLE`, and reports mean ± std over seeds.
 
-    python benchmarks/ground_truth_map.py train       DATA OUT --space darts [--settings a,b] [--seeds 0,1,2]
-    python benchmarks/ground_truth_map.py evaluate    DATA OUT --space darts [--settings a,b] [--scorers a,b]
+    python benchmarks/ground_truth_map.py train       DATA OUT --space darts [--settings a,b]
+                                                      [--seeds 0,1,2]
+    python benchmarks/ground_truth_map.py evaluate    DATA OUT --space darts [--settings a,b]
+                                                      [--scorers a,b]
     python benchmarks/ground_truth_map.py checkpoints DATA OUT --space darts [--settings e3]
-    python benchmarks/ground_truth_map.py report      OUT --space darts   # OUT/<space>/map.md, map.png
+    python benchmarks/ground_truth_map.py report      OUT --space darts
+        # OUT/<space>/map.md, map.png
 
 DATA is the shared data folder (cifar10/, nasbench-macro/, darts-cifar10-trained/). Every step
 skips what exists, so the script resumes: `evaluate` scores each run with the scorers it has not
@@ -312,8 +315,13 @@ def report(args) -> None:
         for name, runs in groups.items():
             lines.append(f"| {name} ({_seeds(runs)}) | " +
                          " | ".join(_cell(runs, s, key, digits) for s in picks) + " |")
+
+    def mean_seconds(s):
+        return np.mean([r["scorers"][s]["seconds"] for g in groups.values() for _, r in g
+                        if s in r["scorers"]])
+
     lines += ["", "scoring seconds per run (mean), as `rlnas evaluate` timed them: " + ", ".join(
-        f"{s} {np.mean([r['scorers'][s]['seconds'] for g in groups.values() for _, r in g if s in r['scorers']]):.1f}"
+        f"{s} {mean_seconds(s):.1f}"
         for s in scorers if any("seconds" in r["scorers"].get(s, {}) for g in groups.values()
                                 for _, r in g))]
     lines += _checkpoint_lines(args.out / space / "checkpoints.json", space)

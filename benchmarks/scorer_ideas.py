@@ -133,8 +133,8 @@ def score_runs(data: Path, space_name: str, runs: list) -> dict:
 def opcount_oracle(table, seed: int, folds: int = 10, ridge: float = 1.0) -> float:
     """Tau of a ridge regression on op counts per cell type, cross-validated on the table
     (an oracle ceiling: it is fitted on the 214 cells themselves)."""
-    from rlnas.spaces.darts import NUM_EDGES, NUM_OPS
     from rlnas.api import get_space
+    from rlnas.spaces.darts import NUM_EDGES, NUM_OPS
     space = get_space("darts")
     genomes = np.array([space.from_str(a) for a in table.archs], dtype=np.int64)
     cells = genomes.reshape(len(genomes), 2, NUM_EDGES)

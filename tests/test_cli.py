@@ -314,7 +314,8 @@ def test_skipped_evaluation_note_names_the_nb201_flag_and_config_key():
 
 
 @pytest.mark.parametrize("argv, hint", [
-    (["train", "demo-digits", "--out", "x"], "the same command resumes it from its last checkpoint"),
+    (["train", "demo-digits", "--out", "x"],
+     "the same command resumes it from its last checkpoint"),
     (["retrain", "x", "--top", "2"], "the same command resumes it (from the last checkpoint"),
     (["check", "x"], "the same command resumes it without retraining the archs done"),
     (["rank", "x"], "run it again: nothing half-written is kept"),
