@@ -190,8 +190,9 @@ def run_space(name: str, archs_count: int, seed: int, setting: LatencySetting, c
                             setting.threads)
 
     measured, measured_cpu = np.array([measure(arch) for arch in archs]).T
-    predicted_cpu = predict_from(table_array(model.cpu_table(), space), space, archs) \
-        if chain else predicted
+    # in CPU time: the table's CPU-time entries, summed and scaled as the product scales them
+    predicted_cpu = model.scale * predict_from(table_array(model.cpu_table(), space), space,
+                                               archs) if chain else predicted
     t3 = time.perf_counter()
     # the noise ceiling: the same archs built and measured again, in reverse order (a drift of
     # the machine's load then works against the first pass, not with it)

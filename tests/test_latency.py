@@ -69,15 +69,15 @@ def quiet_machine(monkeypatch):
 
 
 # --- measuring -------------------------------------------------------------------------------
-def test_chain_prediction_is_the_sum_of_its_table_entries(tmp_path):
+def test_chain_prediction_is_the_scaled_sum_of_its_table_entries(tmp_path):
     model = ChainLatency(SPACE, FAST, folder=tmp_path)
     table = model.table()
     assert set(table) == {"stem", "head"} | {f"block{b}.op{o}" for b, n in
                                              enumerate(SPACE.num_ops) for o in range(n)}
-    assert all(v > 0 for v in table.values())
+    assert all(v > 0 for v in table.values()) and model.scale > 0
     archs = SPACE.enumerate()
-    expected = [table["stem"] + table["head"] + sum(table[f"block{b}.op{o}"]
-                                                     for b, o in enumerate(a)) for a in archs]
+    expected = [model.scale * (table["stem"] + table["head"] + sum(
+        table[f"block{b}.op{o}"] for b, o in enumerate(a))) for a in archs]
     np.testing.assert_allclose(model(archs), expected, rtol=1e-12)
     lo, hi = model.bounds()
     assert lo == pytest.approx(min(expected)) and hi == pytest.approx(max(expected))
@@ -91,6 +91,9 @@ def test_chain_entries_are_medians_of_per_path_medians_inside_running_chains(tmp
     paths = []
 
     def fake(parts, x, setting, meter=None, cpu_times=False):
+        if len(parts) == 1:  # a whole network timed for the calibration (its own test)
+            wall = np.ones((setting.repeats, 1))
+            return (wall, wall) if cpu_times else wall
         p = len(paths)
         paths.append(list(parts))
         wall = np.array([[100.0 * p + 10 * i + r for i in range(len(parts))]
@@ -118,6 +121,30 @@ def test_chain_entries_are_medians_of_per_path_medians_inside_running_chains(tmp
                           for ps in runs.values())
         assert sorted(table[f"block{b}.op{o}"] for o in range(n)) == expected
     assert model.cpu_table() == {k: v / 2 for k, v in table.items()}
+
+
+def test_chain_sums_are_scaled_to_whole_networks(tmp_path, monkeypatch):
+    """After the table, CALIBRATION_ARCHS seeded archs are timed as standalone networks (one
+    call of ``space.network``); the scale is the median of measured / summed. The timer is
+    replaced: a part of a chain takes 1 ms, a whole network 3 ms per stem, head and block, so
+    every arch's sum is num_genes + 2 ms and the scale is 3."""
+    def fake(parts, x, setting, meter=None, cpu_times=False):
+        if len(parts) == 1:
+            assert isinstance(parts[0], torch.nn.Sequential)  # space.network's
+            wall = np.full((setting.repeats, 1), 3.0 * (SPACE.num_genes + 2))
+        else:
+            wall = np.ones((setting.repeats, len(parts)))
+        return (wall, wall) if cpu_times else wall
+    monkeypatch.setattr(latency, "time_passes", fake)
+    model = ChainLatency(SPACE, FAST, folder=tmp_path)
+    cal = model.describe()["calibration"]
+    assert model.scale == 3.0 and len(cal["archs"]) == latency.CALIBRATION_ARCHS
+    assert cal["summed_ms"] == [SPACE.num_genes + 2.0] * latency.CALIBRATION_ARCHS
+    assert cal["measured_ms"] == [3.0 * (SPACE.num_genes + 2)] * latency.CALIBRATION_ARCHS
+    np.testing.assert_allclose(model(SPACE.enumerate()), 3.0 * (SPACE.num_genes + 2))
+    again = ChainLatency(SPACE, FAST, folder=tmp_path)  # from the cache: the same scale
+    assert not again.built_now and again.scale == 3.0
+    assert "scaled by 3.000" in model.status()
 
 
 def test_chain_parts_run_as_a_chain(tmp_path, monkeypatch):
@@ -314,7 +341,8 @@ def test_chain_status_says_built_or_read_from_cache(tmp_path):
     built = ChainLatency(SPACE, FAST, folder=tmp_path, log=lines.append)
     read = ChainLatency(SPACE, FAST, folder=tmp_path, log=lines.append)
     assert len(lines) == 1  # the build is logged; where a table came from is in its status
-    assert f"built in {built.cache.seconds:.1f} s, cached in {built.cache.path}" in lines[0]
+    assert f"built in {built.cache.seconds:.1f} s (sums scaled by {built.scale:.3f} to " \
+        f"{latency.CALIBRATION_ARCHS} whole networks), cached in {built.cache.path}" in lines[0]
     assert lines[0].endswith(built.status())
     assert read.status().startswith(f"read from cache {built.cache.path} (built in ")
     assert read.describe()["table"] == read.status()
