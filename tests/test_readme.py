@@ -71,8 +71,8 @@ OWN_IMAGES = {"examples/my_space.yaml": ["-q"],
 # how each block runs, keyed by its first line: "run" (with the tiny overrides given), "make"
 # (checked with make -n); commands matching a "parse" pattern are only parsed (with the reason)
 BLOCKS = {
-    ("make demo   # creates .venv, installs rlnas, runs `rlnas demo` (offline; 4-5 min on 2 CPU "
-     "cores, 2.5 of them the demo)"): ("make", None),
+    ("make demo   # creates .venv, installs rlnas, runs `rlnas demo` (offline; 1.5-5 min on 2 "
+     "CPU cores, 1 of them the demo when idle)"): ("make", None),
     ("# the paper's recipe (spec section 2): 250 epochs, batch 64, SGD-Nesterov 0.025 -> 0.001 "
      "cosine,"): ("run", TINY),
     "import os": ("python", None),
