@@ -2,27 +2,17 @@
 product also computes; they must agree with it: benchmarks/ground_truth_map.py's per-checkpoint
 metrics (tau, top-pick percentile, top-10 mean) with `rlnas evaluate --benchmark`'s, and
 benchmarks/scorer_ideas.py's `angle_sum` / `distance` with the product's piece variants."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import kendalltau
 
+from conftest import benchmark_script
 from rlnas.angle import VARIANTS
 from rlnas.pipeline.evaluate import _pick_quality
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_checkpoint_metrics_equal_evaluate():
-    gt = _script("ground_truth_map")
+    gt = benchmark_script("ground_truth_map")
     rng = np.random.default_rng(0)
     acc = rng.normal(97.0, 0.2, 214)
     scores = acc + rng.normal(0, 0.3, 214)
@@ -35,7 +25,7 @@ def test_checkpoint_metrics_equal_evaluate():
 
 
 def test_scorer_ideas_recompute_the_product_variants():
-    ideas = _script("scorer_ideas")
+    ideas = benchmark_script("scorer_ideas")
     rng = np.random.default_rng(1)
     names = ["fixed"] + [f"edge{e}:op{o}" for e in range(4) for o in range(3)]
     p = len(names)

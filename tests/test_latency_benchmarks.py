@@ -1,27 +1,16 @@
 """The metrics of benchmarks/latency_accuracy.py and benchmarks/latency_what_it_buys.py against
 hand-computed values, and the what-it-buys picks against an explicit reference on a tiny run
 (timings themselves are not tested: they are the benchmarks' output)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import benchmark_script
 from rlnas.spaces import get_space
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-accuracy = load("latency_accuracy")
-buys = load("latency_what_it_buys")
+accuracy = benchmark_script("latency_accuracy")
+buys = benchmark_script("latency_what_it_buys")
 
 
 def test_summary_by_hand():
