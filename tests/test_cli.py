@@ -126,6 +126,11 @@ def test_searches_do_not_replace_each_other(ran, table, tmp_path, capsys):
     assert main(argv + ["--result", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "result-exhaustive-angle.json" in err
+    # a path to a result file works (one resolution: Run.result_file); another file is refused
+    assert main(argv + ["--result", str(run / "result-exhaustive-angle.json")]) == 0
+    assert "from result-exhaustive-angle.json:" in capsys.readouterr().out
+    assert main(argv + ["--result", str(run / "run.json")]) == 2
+    assert "run.json is not a search result" in capsys.readouterr().err
     # a name of one's own; a name that is a path is refused
     assert main(["search", str(run), "--method", "random", "--name", "mine"]) == 0
     assert (run / "result-mine.json").exists()

@@ -384,23 +384,10 @@ def _primary(cols: Sequence[str]) -> str:
     return "cifar10_test" if "cifar10_test" in cols else cols[0]
 
 
-def result_path(run_path, result: Optional[str] = None) -> Path:
-    """The search result a report is about: ``RUN/result.json`` (the latest search) by default,
-    else ``result`` as a path, a file name in the run, or a search name."""
-    run_path = Path(run_path)
-    if not result:
-        return run_path / "result.json"
-    for p in (Path(result), run_path / result, run_path / f"result-{result}.json"):
-        if p.is_file():
-            return p
-    have = ", ".join(p.name for p in sorted(run_path.glob("result-*.json"))) or "none"
-    raise RlnasError(f"no search result {result!r} in {run_path} (its searches: {have})")
-
-
 def _searched(run: Run, table, cols, result: Optional[str] = None):
-    path = result_path(run.path, result)
-    if not path.exists():
-        return None
+    if not result and not (run.path / "result.json").exists():
+        return None  # not searched yet
+    path = run.result_file(result)
     try:
         res = json.loads(path.read_text())
         key = res.get("scorer", "angle")
