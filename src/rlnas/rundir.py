@@ -251,7 +251,6 @@ class Run:
         Raises:
             RlnasError: no such result, or the file named is not a search result."""
         name = None if name is None else str_arg(name, "name")
-        have = ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
         candidates = ([self.path / "result.json"] if not name else
                       [self.path / name, self.path / f"result-{name}.json", Path(name)])
         for p in candidates:
@@ -259,23 +258,26 @@ class Run:
                 if not (p.name == "result.json" or (p.name.startswith("result-")
                                                      and p.name.endswith(".json"))):
                     raise RlnasError(f"{p.name} is not a search result; results of "
-                                     f"{self.path}: {have}")
+                                     f"{self.path}: {self._result_names()}")
                 return p
         raise RlnasError(f"no search result {name or 'result.json'!r} in {self.path} "
-                         f"(its results: {have}); run Run.search() first")
+                         f"(its results: {self._result_names()}); run Run.search() first")
+
+    def _result_names(self) -> str:
+        """The run's search result files, for an error message."""
+        return ", ".join(sorted(p.name for p in self.path.glob("result*.json"))) or "none"
 
     def result(self, name: Optional[str] = None) -> Dict[str, Any]:
         """A search result written earlier, without searching again: the latest
         (``result.json``), or ``name`` (see :meth:`result_file`)."""
         p = self.result_file(name)
-        have = ", ".join(sorted(q.name for q in self.path.glob("result*.json"))) or "none"
         try:
             found = json.loads(p.read_text())
         except ValueError:
             raise RlnasError(f"{p} is not valid JSON") from None
         if not isinstance(found, dict) or "top" not in found:
             raise RlnasError(f"{p} is not a search result (no 'top'); results of "
-                             f"{self.path}: {have}")
+                             f"{self.path}: {self._result_names()}")
         return found
 
     def evaluate(self, nasbench201: Optional[PathLike] = None,

@@ -112,7 +112,7 @@ def reference_archs(space, seed: int, size: int = REFERENCE_SAMPLE,
     is enumerable with at most ``enumerate_max`` archs (None: any number), else ``size`` draws of
     ``space.sample`` seeded by ``seed``, duplicates removed, in notation order (the same set on
     every call)."""
-    archs = space.enumerate()
+    archs = None if enumerate_max == 0 else space.enumerate()
     if archs is None or (enumerate_max is not None and len(archs) > enumerate_max):
         rng = np.random.default_rng(seed)
         seen = {space.to_str(space.sample(rng)) for _ in range(size)}
